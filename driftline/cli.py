@@ -1,0 +1,178 @@
+"""The ``driftline`` command line (Typer). Every command and group has ``--help``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from driftline import __version__
+from driftline.schemas.errors import DriftlineError
+from driftline.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="driftline: a Kafka-native monitor for machine-learning models in production.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+kafka_app = typer.Typer(help="Run a local Apache Kafka broker (KRaft, one node) for development.", no_args_is_help=True)
+topics_app = typer.Typer(help="Create and check driftline's Kafka topics.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+app.add_typer(config_app, name="config")
+
+# wide enough off a terminal (CI logs, pipes) that tables and messages are not cut
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (default: ./driftline.toml if present, or DRIFTLINE_CONFIG)."),
+]
+
+
+class _State:
+    config: Path | None = None
+
+
+@app.callback()
+def main(config: ConfigOption = None) -> None:
+    """Global options."""
+    _State.config = config
+
+
+def settings() -> Settings:
+    """The resolved settings, or a clean exit with the reason."""
+    return load_settings(_State.config)
+
+
+def say(line: str) -> None:
+    """Progress for a person, on stderr so stdout stays parseable."""
+    err.print(line, highlight=False, markup=False)
+
+
+@app.command()
+def version() -> None:
+    """Print driftline's version."""
+    out.print(f"driftline {__version__}")
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show every setting as resolved from defaults, the TOML file and DRIFTLINE_* variables (secrets masked)."""
+    resolved = settings()
+    dumped = resolved.model_dump(mode="json")
+    dumped["clickhouse"]["dsn"] = _mask_dsn(resolved.clickhouse_dsn)
+    if as_json:
+        out.print_json(json.dumps(dumped))
+        return
+    table = Table("setting", "value", "variable")
+    for section, values in dumped.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                table.add_row(f"{section}.{key}", str(value), f"DRIFTLINE_{section.upper()}_{key.upper()}")
+        else:
+            table.add_row(section, str(values), f"DRIFTLINE_{section.upper()}")
+    out.print(table)
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Start the local broker (resolving its jars with Maven on first use) and print its bootstrap address."""
+    from driftline.local_kafka import LocalKafka
+
+    status = LocalKafka(settings(), log=say).start()
+    out.print(status.bootstrap)
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker cleanly."""
+    from driftline.local_kafka import LocalKafka
+
+    stopped = LocalKafka(settings(), log=say).stop()
+    say("Kafka stopped" if stopped else "Kafka was not running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Tell whether the local broker runs, and where. Exit code 0 if running, 1 if not."""
+    from driftline.local_kafka import LocalKafka
+
+    status = LocalKafka(settings()).status()
+    out.print(status.describe())
+    raise typer.Exit(0 if status.running else 1)
+
+
+@kafka_app.command("logs")
+def kafka_logs(lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines.")] = 40) -> None:
+    """Print the last lines of the local broker's log."""
+    from driftline.local_kafka import LocalKafka
+
+    out.print(LocalKafka(settings()).log_tail(lines), highlight=False, markup=False)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every driftline topic that is missing, with the configured partition count."""
+    from driftline.topics import create_topics
+
+    resolved = settings()
+    for topic, outcome in sorted(create_topics(resolved).items()):
+        out.print(f"{outcome:8} {topic}")
+    out.print(f"({resolved.kafka.partitions} partitions each, at {resolved.kafka.bootstrap})")
+
+
+@topics_app.command("check")
+def topics_check() -> None:
+    """Verify that predictions and feedback are co-partitioned (exit code 1 if not)."""
+    from driftline.topics import check_copartitioning
+
+    report = check_copartitioning(settings())
+    out.print(report.describe())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(min=1, help="How many prediction events to send.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the generated events.")] = 7,
+) -> None:
+    """Start the local broker and run the pipeline end to end; print what landed in ClickHouse."""
+    from driftline.demo import run_demo
+
+    started = time.monotonic()
+    rows = run_demo(settings(), events, seed, say)
+    table = Table("model_id", "model_version", "predictions", "first", "last", title="Rows in ClickHouse")
+    for row in rows:
+        table.add_row(*(str(value) for value in row))
+    out.print(table)
+    say(f"Demo finished in {time.monotonic() - started:.1f} s")
+
+
+def _mask_dsn(dsn: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def run() -> None:
+    """Entry point: turn driftline's own errors into one line on stderr and exit code 2."""
+    try:
+        app()
+    except DriftlineError as exc:
+        err.print(f"error: {exc}", style="bold red", highlight=False, markup=False)
+        sys.exit(2)

@@ -1,0 +1,176 @@
+"""Settings: one pydantic model per concern, read from ``DRIFTLINE_*`` variables and an optional TOML file.
+
+Precedence, highest first: environment variables, the TOML file, the defaults below. A variable names its
+concern and field: ``DRIFTLINE_KAFKA_BOOTSTRAP`` sets ``[kafka] bootstrap``; ``DRIFTLINE_DATA_DIR`` sets the
+top-level ``data_dir``. The TOML file is ``driftline.toml`` in the working directory when it exists, or the
+path given by ``--config`` or ``DRIFTLINE_CONFIG``. A bad value raises :class:`ConfigError` naming the
+variable, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from driftline.schemas.errors import ConfigError
+
+ENV_PREFIX = "DRIFTLINE_"
+DEFAULT_CONFIG_FILE = Path("driftline.toml")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """Where the Kafka cluster is and how driftline's topics are laid out on it."""
+
+    bootstrap: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated host:port (default: the local broker).",
+        min_length=1,
+    )
+    topic_prefix: str = Field(
+        "driftline.",
+        description="Prefix of every topic name, so several deployments can share one cluster.",
+        pattern=r"^[A-Za-z0-9._-]*$",
+    )
+    partitions: int = Field(
+        4, ge=1, le=1024, description="Partitions of each data topic; predictions and feedback share it."
+    )
+    replication_factor: int = Field(1, ge=1, description="Replication factor of the topics driftline creates.")
+
+
+class BrokerSettings(_Section):
+    """The local Apache Kafka broker that ``driftline kafka start`` runs for development and tests."""
+
+    kafka_version: str = Field(
+        "4.1.1", pattern=r"^\d+\.\d+\.\d+$", description="Apache Kafka release resolved from Maven Central."
+    )
+    port: Port = Field(9092, description="Port of the PLAINTEXT listener on 127.0.0.1.")
+    controller_port: Port = Field(9093, description="Port of the KRaft controller listener on 127.0.0.1.")
+    heap: str = Field("512m", pattern=r"^\d+[kmgKMG]$", description="Java heap of the broker (-Xmx).")
+    java: str = Field("java", description="Java 17+ executable (a name on PATH or a path).")
+    maven: str = Field("mvn", description="Maven executable used to resolve the broker's jars.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "driftline" / "kafka",
+        description="Where resolved broker jars are kept between runs, one folder per Kafka version.",
+    )
+    start_timeout_s: float = Field(90.0, gt=0, description="Seconds to wait for the broker to answer.")
+
+
+class ClickHouseSettings(_Section):
+    """The ClickHouse database that the sink loads and analysts query."""
+
+    dsn: str | None = Field(
+        None,
+        description=(
+            "clickhouse-connect DSN: chdb:///absolute/path (embedded) or http(s)://user@host:8123 "
+            "(server). Default: the embedded engine under <data_dir>/clickhouse."
+        ),
+    )
+    database: str = Field(
+        "driftline", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database that holds driftline's tables."
+    )
+    password: SecretStr | None = Field(None, description="Password for a ClickHouse server (never logged).")
+
+
+class WorkerSettings(_Section):
+    """The stream-processing worker (Faust app)."""
+
+    app_id: str = Field("driftline", min_length=1, description="Faust app id, also its consumer group.")
+    web_port: Port = Field(6066, description="Port of the worker's /health and /metrics endpoint.")
+
+
+class Settings(BaseSettings):
+    """All of driftline's settings; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        Path(".driftline"), description="Directory for local state: the broker's data, embedded ClickHouse."
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The configured DSN, or the embedded engine's, built from an absolute path.
+
+        ``chdb:///`` followed by a relative path would resolve under ``/``, so the default is absolute.
+        """
+        return self.clickhouse.dsn or f"chdb://{self.data_path / 'clickhouse'}"
+
+    def topic(self, name: str) -> str:
+        """The full name of one of driftline's topics, e.g. ``driftline.predictions``."""
+        return f"{self.kafka.topic_prefix}{name}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = init_settings.init_kwargs.pop("_config_file", None)  # type: ignore[attr-defined]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+class _ConfigFileLocation(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    config: Path | None = None
+
+
+def env_var_name(loc: tuple[str | int, ...]) -> str:
+    """The environment variable of a setting, from its location: ``("kafka", "bootstrap")`` → ``DRIFTLINE_KAFKA_BOOTSTRAP``."""
+    return ENV_PREFIX + "_".join(str(part) for part in loc).upper()
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Resolve the settings from overrides, the environment and the TOML file, or raise :class:`ConfigError`."""
+    if config_file is None:
+        config_file = _ConfigFileLocation().config
+    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} (DRIFTLINE_CONFIG or --config) does not exist")
+    try:
+        return Settings(_config_file=config_file, **overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = env_var_name(error["loc"])
+            if config_file is not None:
+                where += f" (or {'.'.join(map(str, error['loc']))} in {config_file})"
+            problems.append(f"{where}={error.get('input')!r}: {error['msg']}")
+        raise ConfigError("invalid setting: " + "; ".join(problems)) from None
+    except ValueError as exc:  # pydantic-settings reports undecodable TOML and env values this way
+        raise ConfigError(f"invalid settings: {exc}") from None

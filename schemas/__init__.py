@@ -1,0 +1,1 @@
+"""Event contracts, their JSON Schema export and the ClickHouse DDL. Imports nothing else of driftline."""

@@ -1,0 +1,78 @@
+"""Open ClickHouse through clickhouse-connect and apply driftline's DDL.
+
+One code path for both deployments: ``chdb:///absolute/path`` runs the embedded engine in this process
+(only one process may hold a path), ``http(s)://host:8123`` talks to a server.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from driftline.schemas import ddl
+from driftline.schemas.errors import StorageError
+
+EMBEDDED_SCHEME = "chdb"
+
+
+def is_embedded(dsn: str) -> bool:
+    """True for the embedded chDB engine (``chdb:///path``)."""
+    return urlsplit(dsn).scheme == EMBEDDED_SCHEME
+
+
+def open_client(dsn: str, database: str, password: str | None = None) -> Client:
+    """Connect, create ``database`` and every table if missing, and return a client bound to it.
+
+    Raises :class:`StorageError` with one clear sentence when the embedded path is held by another process
+    or the server cannot be reached.
+    """
+    client = _connect(dsn, password)
+    try:
+        for statement in ddl.statements(database):
+            client.command(statement)
+        client.command(
+            f"INSERT INTO {database}.schema_version (version) "
+            f"SELECT {ddl.SCHEMA_VERSION} WHERE {ddl.SCHEMA_VERSION} NOT IN "
+            f"(SELECT version FROM {database}.schema_version)"
+        )
+    except ClickHouseError as exc:
+        client.close()
+        raise StorageError(f"applying driftline's DDL to {database} at {_safe(dsn)} failed: {exc}") from exc
+    client.database = database
+    return client
+
+
+def drop_database(client: Client, database: str) -> None:
+    """Drop a database and everything in it (tests use one database per test)."""
+    client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def _connect(dsn: str, password: str | None) -> Client:
+    if is_embedded(dsn) and not urlsplit(dsn).path.startswith("/"):
+        raise StorageError(f"embedded ClickHouse DSN {dsn!r} needs an absolute path: chdb:///absolute/path")
+    try:
+        if password is None:
+            return clickhouse_connect.get_client(dsn=dsn)
+        return clickhouse_connect.get_client(dsn=dsn, password=password)
+    except ClickHouseError as exc:
+        message = str(exc)
+        if "Cannot lock file" in message or "Another server instance" in message or (
+            "EmbeddedServer" in message and is_embedded(dsn)
+        ):
+            raise StorageError(
+                f"the embedded ClickHouse at {urlsplit(dsn).path} is held by another process (a running "
+                "`driftline sink` or `driftline run`; only one process may open a chDB path): stop it, "
+                "or query through it with `driftline sql`"
+            ) from exc
+        raise StorageError(f"cannot open ClickHouse at {_safe(dsn)}: {exc}") from exc
+
+
+def _safe(dsn: str) -> str:
+    """The DSN without credentials, for messages and logs."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
