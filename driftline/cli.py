@@ -34,7 +34,9 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file (default: ./driftline.toml if present, or DRIFTLINE_CONFIG)."),
+    typer.Option(
+        "--config", "-c", help="TOML config file (default: ./driftline.toml if present, or DRIFTLINE_CONFIG)."
+    ),
 ]
 
 
@@ -55,7 +57,7 @@ def settings() -> Settings:
 
 def say(line: str) -> None:
     """Progress for a person, on stderr so stdout stays parseable."""
-    err.print(line, highlight=False, markup=False)
+    err.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -83,6 +85,14 @@ def config_show(
         else:
             table.add_row(section, str(values), f"DRIFTLINE_{section.upper()}")
     out.print(table)
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the table of every setting (Markdown), as the README shows it."""
+    from driftline.settings import reference_markdown
+
+    print(reference_markdown())
 
 
 @kafka_app.command("start")
@@ -114,7 +124,9 @@ def kafka_status() -> None:
 
 
 @kafka_app.command("logs")
-def kafka_logs(lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines.")] = 40) -> None:
+def kafka_logs(
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines.")] = 40,
+) -> None:
     """Print the last lines of the local broker's log."""
     from driftline.local_kafka import LocalKafka
 
@@ -140,6 +152,24 @@ def topics_check() -> None:
     report = check_copartitioning(settings())
     out.print(report.describe())
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def worker(
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", "-l", help="crit, error, warn, info or debug (Faust's levels).")
+    ] = "info",
+) -> None:
+    """Run the stream-processing worker (Faust) until stopped with Ctrl-C or SIGTERM."""
+    from driftline.pipeline import run_forever
+    from driftline.sinks.clickhouse import open_configured
+
+    resolved = settings()
+    client = open_configured(resolved)
+    try:
+        run_forever(resolved, client, loglevel)
+    finally:
+        client.close()
 
 
 @app.command()
@@ -174,5 +204,5 @@ def run() -> None:
     try:
         app()
     except DriftlineError as exc:
-        err.print(f"error: {exc}", style="bold red", highlight=False, markup=False)
+        err.print(f"error: {exc}", style="bold red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)

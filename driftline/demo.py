@@ -20,7 +20,7 @@ from driftline.pipeline import run_until
 from driftline.schemas.errors import BrokerError
 from driftline.schemas.topics import PREDICTIONS
 from driftline.settings import Settings
-from driftline.sinks.clickhouse import is_embedded, open_client
+from driftline.sinks.clickhouse import is_embedded, open_configured
 from driftline.topics import create_topics
 
 MODELS = (("credit-risk", "1.0"), ("churn", "2.3"))
@@ -58,8 +58,12 @@ def produce(settings: Settings, events: list[dict[str, object]]) -> None:
 
     topic = settings.topic(PREDICTIONS.name)
     for event in events:
-        producer.produce(topic, json.dumps(event).encode(), key=str(event["prediction_id"]).encode(),
-                         on_delivery=on_delivery)
+        producer.produce(
+            topic,
+            json.dumps(event).encode(),
+            key=str(event["prediction_id"]).encode(),
+            on_delivery=on_delivery,
+        )
         producer.poll(0)
     if producer.flush(30) or errors:
         raise BrokerError(f"could not deliver every demo event to {topic}: {errors[:3] or 'flush timed out'}")
@@ -71,8 +75,7 @@ def run_demo(settings: Settings, events: int, seed: int, say: Callable[[str], No
         LocalKafka(settings, log=say).start()
     say(f"Topics: {create_topics(settings)}")
     dsn = settings.clickhouse_dsn
-    client = open_client(dsn, settings.clickhouse.database,
-                         settings.clickhouse.password.get_secret_value() if settings.clickhouse.password else None)
+    client = open_configured(settings)
     try:
         say(f"Producing {events} prediction events to {settings.topic(PREDICTIONS.name)} ...")
         produce(settings, sample_predictions(events, seed))

@@ -8,6 +8,7 @@ The broker's jars are resolved once by Maven from Maven Central into ``broker.ca
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -205,10 +207,10 @@ class LocalKafka:
 
     def _check_java(self) -> str:
         java = shutil.which(self.broker.java)
-        problem = None if java else "is not an executable on PATH"
+        problem = None if java else "is not an executable (a path, or a name on PATH)"
         if java:
             try:
-                probe = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+                probe = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
                 problem = None if probe.returncode == 0 else f"failed: {probe.stderr.strip()[:200]}"
             except (OSError, subprocess.TimeoutExpired) as exc:
                 problem = f"failed: {exc}"
@@ -276,8 +278,18 @@ class LocalKafka:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
         result = subprocess.run(
-            [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id]
-            + ["-c", str(config), "--ignore-formatted"],
+            [
+                java,
+                "-cp",
+                f"{libs}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                "--ignore-formatted",
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -286,7 +298,8 @@ class LocalKafka:
             raise BrokerError(f"formatting Kafka storage in {self.home / 'data'} failed:\n{result.stderr}")
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0, "logger": _silent_logger()})
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": _silent_logger()}
+        admin = AdminClient(config)
         deadline = time.monotonic() + self.broker.start_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -298,7 +311,7 @@ class LocalKafka:
             try:
                 admin.list_topics(timeout=1.0)
                 return
-            except Exception:  # noqa: BLE001 - any failure here means "not ready yet"
+            except Exception:  # any failure here means "not ready yet"
                 time.sleep(0.3)
         raise BrokerError(
             f"Kafka did not answer at {self.bootstrap} within {self.broker.start_timeout_s:.0f} s; "
@@ -333,9 +346,7 @@ def _ensure_dir(path: Path) -> Path:
     return path
 
 
-def _silent_logger() -> object:
-    import logging
-
+def _silent_logger() -> logging.Logger:
     logger = logging.getLogger("driftline.local_kafka.probe")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import astuple
 
+import faust
 from clickhouse_connect.driver.client import Client
 
 from driftline.schemas.errors import DriftlineError
@@ -38,6 +39,13 @@ class PredictionStore:
     def __call__(self, rows: list[RawPrediction]) -> None:
         self.client.insert("predictions", [astuple(row) for row in rows], column_names=PREDICTION_COLUMNS)
         self.stored += len(rows)
+
+
+def run_forever(settings: Settings, client: Client, loglevel: str = "info") -> None:
+    """Run the Faust app as a worker until SIGINT or SIGTERM (``driftline worker``)."""
+    app = create_app(settings)
+    add_prediction_recorder(app, settings, PredictionStore(client))
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
 def run_until(

@@ -10,7 +10,7 @@ variable, the value and what is expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -80,7 +80,9 @@ class ClickHouseSettings(_Section):
         ),
     )
     database: str = Field(
-        "driftline", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database that holds driftline's tables."
+        "driftline",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Database that holds driftline's tables.",
     )
     password: SecretStr | None = Field(None, description="Password for a ClickHouse server (never logged).")
 
@@ -89,6 +91,7 @@ class WorkerSettings(_Section):
     """The stream-processing worker (Faust app)."""
 
     app_id: str = Field("driftline", min_length=1, description="Faust app id, also its consumer group.")
+    web_host: str = Field("127.0.0.1", description="Address the worker's web endpoint binds (0.0.0.0 in containers).")
     web_port: Port = Field(6066, description="Port of the worker's /health and /metrics endpoint.")
 
 
@@ -137,10 +140,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = init_settings.init_kwargs.pop("_config_file", None)  # type: ignore[attr-defined]
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
 
 
@@ -150,7 +152,7 @@ class _ConfigFileLocation(BaseSettings):
 
 
 def env_var_name(loc: tuple[str | int, ...]) -> str:
-    """The environment variable of a setting, from its location: ``("kafka", "bootstrap")`` → ``DRIFTLINE_KAFKA_BOOTSTRAP``."""
+    """The environment variable of a setting: ``("kafka", "bootstrap")`` → ``DRIFTLINE_KAFKA_BOOTSTRAP``."""
     return ENV_PREFIX + "_".join(str(part) for part in loc).upper()
 
 
@@ -162,8 +164,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         config_file = DEFAULT_CONFIG_FILE
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file {config_file} (DRIFTLINE_CONFIG or --config) does not exist")
+    settings_cls = Settings
+    if config_file is not None:
+        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+        settings_cls = cast(type[Settings], type("SettingsFromFile", (Settings,), {"model_config": config}))
     try:
-        return Settings(_config_file=config_file, **overrides)
+        return settings_cls(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -173,4 +179,25 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             problems.append(f"{where}={error.get('input')!r}: {error['msg']}")
         raise ConfigError("invalid setting: " + "; ".join(problems)) from None
     except ValueError as exc:  # pydantic-settings reports undecodable TOML and env values this way
-        raise ConfigError(f"invalid settings: {exc}") from None
+        raise ConfigError(f"invalid settings{f' in {config_file}' if config_file else ''}: {exc}") from None
+
+
+def reference_markdown() -> str:
+    """The configuration table of the README, generated from the settings classes' fields."""
+    lines = ["| variable | TOML | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub_name, sub_field in annotation.model_fields.items():
+                lines.append(_reference_row((name, sub_name), f"[{name}] {sub_name}", sub_field))
+        else:
+            lines.append(_reference_row((name,), name, field))
+    return "\n".join(lines)
+
+
+def _reference_row(loc: tuple[str, ...], toml_key: str, field: Any) -> str:
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, Path) and default.is_absolute():
+        default = str(default).replace(str(Path.home()), "~")
+    shown = "(none)" if default is None else f"`{default}`"
+    return f"| `{env_var_name(loc)}` | `{toml_key}` | {shown} | {field.description or ''} |"

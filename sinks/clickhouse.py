@@ -14,6 +14,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from driftline.schemas import ddl
 from driftline.schemas.errors import StorageError
+from driftline.settings import Settings
 
 EMBEDDED_SCHEME = "chdb"
 
@@ -45,6 +46,16 @@ def open_client(dsn: str, database: str, password: str | None = None) -> Client:
     return client
 
 
+def open_configured(settings: Settings) -> Client:
+    """:func:`open_client` on the DSN, database and password of ``settings``."""
+    password = settings.clickhouse.password
+    return open_client(
+        settings.clickhouse_dsn,
+        settings.clickhouse.database,
+        password.get_secret_value() if password else None,
+    )
+
+
 def drop_database(client: Client, database: str) -> None:
     """Drop a database and everything in it (tests use one database per test)."""
     client.command(f"DROP DATABASE IF EXISTS {database}")
@@ -59,8 +70,10 @@ def _connect(dsn: str, password: str | None) -> Client:
         return clickhouse_connect.get_client(dsn=dsn, password=password)
     except ClickHouseError as exc:
         message = str(exc)
-        if "Cannot lock file" in message or "Another server instance" in message or (
-            "EmbeddedServer" in message and is_embedded(dsn)
+        if (
+            "Cannot lock file" in message
+            or "Another server instance" in message
+            or ("EmbeddedServer" in message and is_embedded(dsn))
         ):
             raise StorageError(
                 f"the embedded ClickHouse at {urlsplit(dsn).path} is held by another process (a running "

@@ -11,9 +11,10 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import StreamT
 
 from driftline.schemas.topics import PREDICTIONS
 from driftline.settings import Settings
@@ -46,7 +47,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=False,  # `driftline topics create` owns the layout
         consumer_auto_offset_reset="earliest",
         web_port=settings.worker.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.worker.web_host,
         # one node: join a group in seconds rather than Faust's default of about 30
         broker_rebalance_timeout=3,
         broker_session_timeout=6,
@@ -56,19 +57,15 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
-def add_prediction_recorder(
-    app: faust.App, settings: Settings, store: Callable[[list[RawPrediction]], None]
-) -> None:
+def add_prediction_recorder(app: faust.App, settings: Settings, store: Callable[[list[RawPrediction]], None]) -> None:
     """Attach the minimal agent: every prediction message goes to ``store`` in batches."""
     topic = app.topic(settings.topic(PREDICTIONS.name), value_serializer="raw", key_serializer="raw")
 
     @app.agent(topic, name="record-predictions")
-    async def record_predictions(stream: faust.Stream[bytes]) -> None:
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async def record_predictions(stream: StreamT[bytes]) -> None:
+        async for events in cast(faust.Stream[bytes], stream).take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
             rows = [
-                row
-                for event in events
-                for row in _rows(event.value, event.message.partition, event.message.offset)
+                row for event in events for row in _rows(event.value, event.message.partition, event.message.offset)
             ]
             if rows:
                 store(rows)

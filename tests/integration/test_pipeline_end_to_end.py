@@ -1,0 +1,44 @@
+"""The three real parts together: confluent-kafka → real broker → Faust agent → embedded ClickHouse → SQL."""
+
+from __future__ import annotations
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from driftline.demo import produce, sample_predictions
+from driftline.pipeline import run_until
+from driftline.settings import Settings
+from driftline.topics import check_copartitioning, create_topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_message_produced_to_kafka_is_stored_by_the_faust_agent_and_read_back_by_sql(
+    settings: Settings, clickhouse: Client
+) -> None:
+    create_topics(settings)
+    events = sample_predictions(50, seed=3)
+    produce(settings, events)
+
+    store = run_until(settings, clickhouse, lambda s: s.stored >= len(events), timeout_s=60)
+
+    assert store.stored == len(events)
+    assert clickhouse.command("SELECT count() FROM predictions FINAL") == len(events)
+    probe = events[17]
+    row = clickhouse.query(
+        "SELECT model_id, model_version, toUnixTimestamp64Milli(timestamp) FROM predictions FINAL "
+        "WHERE prediction_id = {id:String}",
+        parameters={"id": probe["prediction_id"]},
+    ).result_rows
+    assert row == [(probe["model_id"], probe["model_version"], probe["timestamp"])]
+
+
+def test_topics_are_created_once_and_join_inputs_are_co_partitioned(settings: Settings) -> None:
+    first = create_topics(settings)
+    again = create_topics(settings)
+
+    assert set(first.values()) == {"created"}
+    assert set(again.values()) == {"exists"} and again.keys() == first.keys()
+    report = check_copartitioning(settings)
+    assert report.ok, report.describe()
+    assert set(report.partitions.values()) == {settings.kafka.partitions}
