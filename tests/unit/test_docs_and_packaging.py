@@ -1,0 +1,70 @@
+"""The README, docker-compose.yml and the CLI stay in step with the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from driftline.cli import app
+from driftline.settings import reference_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_BLOCK = re.compile(r"<!-- settings:start[^>]*-->\n(.*?)<!-- settings:end -->", re.S)
+
+
+def test_readme_configuration_table_is_the_generated_one() -> None:
+    block = SETTINGS_BLOCK.search((ROOT / "README.md").read_text())
+
+    assert block is not None
+    assert block.group(1).strip() == reference_markdown(), "run: driftline config reference, paste into README"
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _settings_variables() -> set[str]:
+    return set(re.findall(r"`(DRIFTLINE_[A-Z_]+)`", reference_markdown()))
+
+
+def test_docker_compose_names_only_settings_that_exist_and_commands_the_cli_has() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"kafka", "clickhouse", "worker"} <= services.keys()
+
+    known = _settings_variables()
+    commands = {command.name or command.callback.__name__ for command in app.registered_commands}
+    commands |= {group.name for group in app.registered_groups}
+    for name, service in services.items():
+        if service.get("build"):
+            variables = set(service.get("environment", {}))
+            assert variables <= known, f"{name} sets unknown settings {variables - known}"
+            assert service["command"][0] in commands, f"{name} runs an unknown command {service['command']}"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["kafka"], ["kafka", "start"], ["topics", "check"], ["config", "show"], ["worker"], ["demo"], ["version"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLINE_CLICKHOUSE_PASSWORD", "hunter2")
+    monkeypatch.setenv("DRIFTLINE_CLICKHOUSE_DSN", "http://analyst:s3cret@db:8123")
+
+    result = CliRunner().invoke(app, ["config", "show", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output and "s3cret" not in result.output
+    assert "analyst:****@db:8123" in result.output
