@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; driftline needs Python 3.11 (set PYTHON=...)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]' --config-settings editable_mode=lenient
 	@touch $@
 
 install: $(STAMP) ## Create the virtual environment and install driftline with its dev and test extras
