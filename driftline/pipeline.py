@@ -9,24 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import astuple
 
 import faust
 from clickhouse_connect.driver.client import Client
 
+from driftline.schemas.decoding import Decoded
 from driftline.schemas.errors import DriftlineError
+from driftline.schemas.events import PredictionEvent
 from driftline.settings import Settings
-from driftline.streams.app import RawPrediction, add_prediction_recorder, create_app
-
-PREDICTION_COLUMNS = [
-    "prediction_id",
-    "model_id",
-    "model_version",
-    "timestamp",
-    "event",
-    "source_partition",
-    "source_offset",
-]
+from driftline.sinks.rows import PREDICTIONS, prediction_row
+from driftline.streams.app import add_prediction_recorder, create_app
 
 
 class PredictionStore:
@@ -36,8 +28,9 @@ class PredictionStore:
         self.client = client
         self.stored = 0
 
-    def __call__(self, rows: list[RawPrediction]) -> None:
-        self.client.insert("predictions", [astuple(row) for row in rows], column_names=PREDICTION_COLUMNS)
+    def __call__(self, events: list[Decoded[PredictionEvent]]) -> None:
+        rows = [prediction_row(event) for event in events]
+        self.client.insert(PREDICTIONS.table, rows, column_names=list(PREDICTIONS.columns))
         self.stored += len(rows)
 
 

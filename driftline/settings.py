@@ -87,6 +87,23 @@ class ClickHouseSettings(_Section):
     password: SecretStr | None = Field(None, description="Password for a ClickHouse server (never logged).")
 
 
+class SinkSettings(_Section):
+    """The bulk loader from Kafka into ClickHouse (``driftline sink``)."""
+
+    group_id: str = Field("driftline-sink", min_length=1, description="Kafka consumer group of the sink.")
+    batch_rows: int = Field(20_000, ge=1, description="Insert once this many messages are buffered ...")
+    batch_seconds: float = Field(1.0, gt=0, description="... or once this many seconds have passed.")
+    max_message_bytes: int = Field(
+        1_048_576, ge=1024, description="Messages larger than this are dead letters (reason oversized)."
+    )
+    retry_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between retries while ClickHouse is unreachable."
+    )
+    sql_port: Port = Field(
+        8124, description="Local port where the process holding embedded ClickHouse serves read-only SQL."
+    )
+
+
 class WorkerSettings(_Section):
     """The stream-processing worker (Faust app)."""
 
@@ -112,6 +129,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    sink: SinkSettings = SinkSettings()
     worker: WorkerSettings = WorkerSettings()
 
     @property

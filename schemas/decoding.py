@@ -1,0 +1,169 @@
+"""Decode Kafka messages into events, or into dead letters: never an exception, never a silent drop.
+
+The bytes are parsed once by pydantic's JSON parser straight into the models. A batch envelope (JSON array)
+is validated whole first (the fast path); only when that fails is it parsed to Python and each event
+validated on its own, so one bad event becomes a dead letter and its siblings go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pydantic_core
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from driftline.schemas.dead_letters import DeadLetter, Reason
+from driftline.schemas.errors import ContractError
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+E = TypeVar("E", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message was read: the identity of every row and dead letter made from it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded(Generic[E]):
+    """A valid event and its place: ``envelope_index`` is -1 for a single-event message."""
+
+    event: E
+    origin: Origin
+    envelope_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult(Generic[E]):
+    """What one message yielded."""
+
+    events: list[Decoded[E]]
+    dead_letters: list[DeadLetter]
+
+
+class EventDecoder(Generic[E]):
+    """Decodes messages of one topic whose events follow ``model`` (one event, or an envelope of them)."""
+
+    def __init__(self, model: type[E], kind: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.model = model
+        self.kind = kind
+        self.max_message_bytes = max_message_bytes
+        self._envelope = TypeAdapter(list[model])  # type: ignore[valid-type]
+
+    def decode(self, value: bytes | None, origin: Origin) -> DecodeResult[E]:
+        """Events and dead letters of one message; ``value`` None (a tombstone) is a dead letter too."""
+        if not value:
+            return self._rejected(value or b"", origin, -1, Reason.WRONG_SHAPE, "empty message: expected JSON")
+        if len(value) > self.max_message_bytes:
+            return self._rejected(
+                value,
+                origin,
+                -1,
+                Reason.OVERSIZED,
+                f"message of {len(value)} bytes exceeds the limit of {self.max_message_bytes} bytes",
+            )
+        if value.lstrip()[:1] == b"[":
+            return self._decode_envelope(value, origin)
+        try:
+            return DecodeResult([Decoded(self.model.model_validate_json(value), origin, -1)], [])
+        except ValidationError as error:
+            reason, message = self._explain(error, _peek_id(value))
+            return self._rejected(value, origin, -1, reason, message)
+
+    def _decode_envelope(self, value: bytes, origin: Origin) -> DecodeResult[E]:
+        try:
+            events = self._envelope.validate_json(value)
+        except ValidationError:
+            pass
+        else:
+            if events:
+                return DecodeResult([Decoded(e, origin, i) for i, e in enumerate(events)], [])
+        try:
+            items = pydantic_core.from_json(value)
+        except ValueError as error:
+            return self._rejected(value, origin, -1, Reason.NOT_JSON, f"not valid JSON: {error}")
+        if not items:
+            return self._rejected(value, origin, -1, Reason.WRONG_SHAPE, "empty batch envelope: expected events")
+        result: DecodeResult[E] = DecodeResult([], [])
+        for index, item in enumerate(items):
+            try:
+                result.events.append(Decoded(self.model.model_validate(item), origin, index))
+            except ValidationError as error:
+                reason, message = self._explain(error, item.get("prediction_id") if isinstance(item, dict) else None)
+                original = pydantic_core.to_json(item, inf_nan_mode="constants")
+                result.dead_letters.append(self._dead_letter(original, origin, index, reason, message))
+        return result
+
+    def _explain(self, error: ValidationError, event_id: object) -> tuple[Reason, str]:
+        """The reason of the first problem and a message naming every field, value and expectation."""
+        details = error.errors(include_url=False)
+        subject = f"{self.kind} {event_id!r}" if isinstance(event_id, str) else self.kind
+        problems = [_describe(detail) for detail in details]
+        return _reason(details[0]), f"{subject}: " + "; ".join(problems)
+
+    def _rejected(self, original: bytes, origin: Origin, index: int, reason: Reason, message: str) -> DecodeResult[E]:
+        return DecodeResult([], [self._dead_letter(original, origin, index, reason, message)])
+
+    @staticmethod
+    def _dead_letter(original: bytes, origin: Origin, index: int, reason: Reason, message: str) -> DeadLetter:
+        return DeadLetter(
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
+            envelope_index=index,
+            reason=reason,
+            error_class=ContractError.__name__,
+            message=message,
+            original=original,
+        )
+
+
+def _peek_id(value: bytes) -> object:
+    try:
+        parsed = pydantic_core.from_json(value)
+    except ValueError:
+        return None
+    return parsed.get("prediction_id") if isinstance(parsed, dict) else None
+
+
+def _describe(detail: Any) -> str:
+    loc: Sequence[Any] = detail["loc"]
+    # union members show up in the location ("prediction", "binary", "score"); keep the data path only
+    path = ".".join(str(part) for part in loc if part not in {"binary", "multiclass", "regression"})
+    where = f"field '{path}'" if path else "message"
+    if detail["type"] == "missing":
+        return f"{where} is missing"
+    if detail["type"] == "value_error":  # our own validators already name the value
+        return f"{where}: {detail['msg'].removeprefix('Value error, ')}"
+    shown = repr(detail["input"])
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return f"{where}: {detail['msg'][0].lower()}{detail['msg'][1:]}, got {shown}"
+
+
+_REASON_BY_TYPE = {
+    "json_invalid": Reason.NOT_JSON,
+    "json_type": Reason.NOT_JSON,
+    "missing": Reason.MISSING_FIELD,
+    "extra_forbidden": Reason.UNKNOWN_FIELD,
+    "finite_number": Reason.NOT_FINITE,
+    "unknown_model_type": Reason.UNKNOWN_MODEL_TYPE,
+    "model_type": Reason.WRONG_SHAPE,
+    "model_attributes_type": Reason.WRONG_SHAPE,
+}
+
+
+def _reason(detail: Any) -> Reason:
+    kind: str = detail["type"]
+    if kind == "value_error" and "timestamp out of range" in detail["msg"]:
+        return Reason.TIMESTAMP_OUT_OF_RANGE
+    if kind in _REASON_BY_TYPE:
+        return _REASON_BY_TYPE[kind]
+    if kind.endswith(("_type", "_parsing")) or kind.startswith("literal"):
+        return Reason.WRONG_TYPE
+    return Reason.INVALID_VALUE

@@ -1,0 +1,211 @@
+"""The sink: a bulk Kafka consumer that loads events and results into ClickHouse, exactly once in effect.
+
+Contract:
+- reads predictions, feedback and dead letters in batches bounded by ``sink.batch_rows`` and
+  ``sink.batch_seconds``; decodes each message once (:mod:`driftline.schemas.decoding`);
+- a message that breaks its contract is published to the dead-letter topic (original bytes as the value,
+  the reason in headers, key ``topic:partition:offset:index``) and stored from there; never dropped;
+- offsets are committed only after every row of the batch is in ClickHouse (and its dead letters are in
+  Kafka); rows have natural keys in ReplacingMergeTree tables, so a replay after a crash adds nothing;
+- while ClickHouse is unreachable the insert is retried with exponential backoff (tenacity) and nothing new
+  is consumed: Kafka holds the backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from driftline.schemas.dead_letters import DeadLetter
+from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.errors import BrokerError
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.topics import DEAD_LETTERS, FEEDBACK, PREDICTIONS
+from driftline.settings import Settings
+from driftline.sinks.rows import (
+    DEAD_LETTERS as DEAD_LETTER_TABLE,
+)
+from driftline.sinks.rows import (
+    FEEDBACK as FEEDBACK_TABLE,
+)
+from driftline.sinks.rows import (
+    PREDICTIONS as PREDICTION_TABLE,
+)
+from driftline.sinks.rows import (
+    Row,
+    TableSpec,
+    dead_letter_row,
+    feedback_row,
+    prediction_row,
+)
+
+log = logging.getLogger(__name__)
+TRANSIENT_STORAGE_ERRORS = (OperationalError, DatabaseError, OSError, ConnectionError)
+
+
+@dataclass
+class SinkStats:
+    """Counters of one sink run."""
+
+    messages: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dead_letters_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    batches: int = 0
+    insert_retries: int = 0
+
+
+@dataclass
+class _Batch:
+    rows: dict[TableSpec, list[Row]] = field(default_factory=lambda: defaultdict(list))
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    messages: int = 0
+
+
+class Sink:
+    """Consume driftline's topics and load them into ClickHouse through ``client``."""
+
+    def __init__(self, settings: Settings, client: Client, lock: threading.Lock | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.lock = lock or threading.Lock()  # shared with the read-only SQL server on embedded ClickHouse
+        self.stats = SinkStats()
+        kafka = settings.kafka.bootstrap
+        self.topics = {spec.name: settings.topic(spec.name) for spec in (PREDICTIONS, FEEDBACK, DEAD_LETTERS)}
+        limit = settings.sink.max_message_bytes
+        self._raw_topics: dict[str, tuple[EventDecoder[Any], TableSpec, Callable[[Any], Row]]] = {
+            self.topics["predictions"]: (
+                EventDecoder(PredictionEvent, "prediction", limit),
+                PREDICTION_TABLE,
+                prediction_row,
+            ),
+            self.topics["feedback"]: (EventDecoder(FeedbackEvent, "feedback", limit), FEEDBACK_TABLE, feedback_row),
+        }
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": kafka,
+                "group.id": settings.sink.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "max.poll.interval.ms": 600_000,
+            }
+        )
+        self.producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "linger.ms": 20})
+        self._retrying = Retrying(
+            wait=wait_exponential(multiplier=0.2, max=settings.sink.retry_max_seconds),
+            retry=retry_if_exception_type(TRANSIENT_STORAGE_ERRORS),
+            before_sleep=self._on_retry,
+            reraise=True,
+        )
+
+    def run(self, should_stop: Callable[[], bool]) -> SinkStats:
+        """Load batches until ``should_stop()`` is true; then commit what is stored and close."""
+        self.consumer.subscribe(list(self.topics.values()))
+        try:
+            while not should_stop():
+                self.step()
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+        return self.stats
+
+    def step(self) -> int:
+        """Consume, store and commit one batch; return how many messages it held."""
+        batch = self._collect()
+        if batch.messages == 0:
+            return 0
+        self._publish_dead_letters(batch.dead_letters)
+        for table, rows in batch.rows.items():
+            self._insert(table, rows)
+            self.stats.rows[table.table] += len(rows)
+        self.consumer.commit(
+            offsets=[
+                TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in batch.offsets.items()
+            ],
+            asynchronous=False,
+        )
+        self.stats.messages += batch.messages
+        self.stats.batches += 1
+        return batch.messages
+
+    def _collect(self) -> _Batch:
+        batch = _Batch()
+        deadline = time.monotonic() + self.settings.sink.batch_seconds
+        wanted = self.settings.sink.batch_rows
+        while batch.messages < wanted:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for message in self.consumer.consume(num_messages=min(wanted - batch.messages, 5000), timeout=remaining):
+                error = message.error()
+                if error is not None:
+                    self._on_kafka_error(error)
+                    continue
+                self._add(batch, message)
+        return batch
+
+    def _add(self, batch: _Batch, message: Message) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        batch.messages += 1
+        batch.offsets[(topic, partition)] = offset
+        if topic == self.topics["dead-letters"]:
+            letter = DeadLetter.from_kafka(message.value(), message.headers())
+            batch.rows[DEAD_LETTER_TABLE].append(dead_letter_row(letter))
+            self.stats.dead_letters_by_reason[letter.reason.value] += 1
+            return
+        decoder, table, to_row = self._raw_topics[topic]
+        result = decoder.decode(message.value(), Origin(topic, partition, offset))
+        batch.rows[table].extend(to_row(decoded) for decoded in result.events)
+        batch.dead_letters.extend(result.dead_letters)
+
+    def _publish_dead_letters(self, letters: list[DeadLetter]) -> None:
+        if not letters:
+            return
+        failures: list[str] = []
+
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(error.str())
+
+        for letter in letters:
+            self.producer.produce(
+                self.topics["dead-letters"],
+                letter.original,
+                key=letter.key.encode(),
+                headers=letter.headers(),
+                on_delivery=on_delivery,
+            )
+        remaining = self.producer.flush(60)
+        if remaining or failures:
+            raise BrokerError(
+                f"could not publish {remaining or len(failures)} dead letters to {self.topics['dead-letters']}: "
+                f"{failures[:3] or 'flush timed out'}; offsets were not committed, so they will be retried"
+            )
+
+    def _insert(self, table: TableSpec, rows: list[Row]) -> None:
+        for attempt in self._retrying:
+            with attempt, self.lock:
+                self.client.insert(table.table, rows, column_names=list(table.columns))
+
+    def _on_retry(self, state: RetryCallState) -> None:
+        self.stats.insert_retries += 1
+        wait = state.next_action.sleep if state.next_action else 0.0
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("ClickHouse insert failed (%s); retry %d in %.1f s", error, state.attempt_number, wait)
+
+    @staticmethod
+    def _on_kafka_error(error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("Kafka: %s", error.str())
