@@ -18,6 +18,8 @@ from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.errors import ContractError
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+# an oversized message keeps only its head as evidence, so the dead letter itself stays publishable
+OVERSIZED_ORIGINAL_KEPT = 65_536
 E = TypeVar("E", bound=BaseModel)
 
 
@@ -62,11 +64,12 @@ class EventDecoder(Generic[E]):
             return self._rejected(value or b"", origin, -1, Reason.WRONG_SHAPE, "empty message: expected JSON")
         if len(value) > self.max_message_bytes:
             return self._rejected(
-                value,
+                value[:OVERSIZED_ORIGINAL_KEPT],
                 origin,
                 -1,
                 Reason.OVERSIZED,
-                f"message of {len(value)} bytes exceeds the limit of {self.max_message_bytes} bytes",
+                f"message of {len(value)} bytes exceeds the limit of {self.max_message_bytes} bytes "
+                f"(its first {OVERSIZED_ORIGINAL_KEPT} bytes are kept)",
             )
         if value.lstrip()[:1] == b"[":
             return self._decode_envelope(value, origin)

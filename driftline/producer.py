@@ -1,0 +1,281 @@
+"""The Python producer client for model services: ``Monitor(model_id, model_version)``.
+
+Events are validated against the contracts before they are sent, keyed by ``prediction_id`` and placed on
+the partition Java clients and Faust would choose (murmur2), so a prediction and its feedback meet on the
+same partition. By default events are grouped per partition into batch envelopes (JSON arrays), bounded by
+``max_batch`` events and ``linger_s`` seconds, which amortises the per-message cost; ``envelopes=False``
+sends one event per message. Delivery errors reach ``on_error`` and make :meth:`Monitor.flush` raise.
+
+    with Monitor("credit-risk", "1.0") as monitor:
+        pid = monitor.log_prediction({"age": 41, "income": 52_000.0}, label=1, score=0.83)
+        ...
+        monitor.log_feedback(pid, label=0)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+from confluent_kafka import KafkaError, Message, Producer, murmur2
+from pydantic import ValidationError
+
+from driftline.schemas.errors import BrokerError, ContractError
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS
+from driftline.settings import Settings, load_settings
+
+ErrorCallback = Callable[[str], None]
+
+
+class Monitor:
+    """Send one model version's predictions and feedback to driftline."""
+
+    def __init__(
+        self,
+        model_id: str,
+        model_version: str,
+        *,
+        settings: Settings | None = None,
+        envelopes: bool = True,
+        max_batch: int = 500,
+        linger_s: float = 0.1,
+        on_error: ErrorCallback | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.model_version = model_version
+        self.settings = settings or load_settings()
+        self.envelopes = envelopes
+        self.max_batch = max_batch
+        self.linger_s = linger_s
+        self.on_error = on_error
+        self.errors: list[str] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": self.settings.kafka.bootstrap,
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "linger.ms": 5,
+                "message.max.bytes": 8_000_000,
+            }
+        )
+        self._partitions: dict[str, int] = {}
+        self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self._oldest: dict[tuple[str, int], float] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._lingerer = threading.Thread(target=self._linger_loop, name="driftline-linger", daemon=True)
+        if envelopes:
+            self._lingerer.start()
+
+    # -- logging events --------------------------------------------------------------------------------
+
+    def log_prediction(
+        self,
+        features: Mapping[str, Any],
+        *,
+        label: bool | int | str | None = None,
+        score: float | None = None,
+        scores: Mapping[str, float] | None = None,
+        value: float | None = None,
+        prediction_id: str | None = None,
+        timestamp: datetime | int | str | None = None,
+        sensitive: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Validate and send one prediction; return its id (a new UUID unless given).
+
+        Binary: ``label`` and ``score``; multiclass: ``label`` and optional ``scores``; regression: ``value``.
+        Raises :class:`ContractError` naming the field when the event breaks the contract.
+        """
+        prediction: dict[str, Any] = {}
+        for key, item in (("label", label), ("score", score), ("scores", scores), ("value", value)):
+            if item is not None:
+                prediction[key] = item
+        event = _validated(
+            PredictionEvent,
+            {
+                "prediction_id": prediction_id or str(uuid.uuid4()),
+                "model_id": self.model_id,
+                "model_version": self.model_version,
+                "timestamp": timestamp if timestamp is not None else datetime.now(UTC),
+                "features": dict(features),
+                "prediction": prediction,
+                "sensitive": dict(sensitive or {}),
+                "metadata": dict(metadata or {}),
+            },
+        )
+        self._send(self.settings.topic(PREDICTIONS.name), event.prediction_id, event.model_dump_json().encode())
+        return str(event.prediction_id)
+
+    def log_feedback(
+        self,
+        prediction_id: str,
+        *,
+        label: bool | int | str | None = None,
+        value: float | None = None,
+        timestamp: datetime | int | str | None = None,
+    ) -> None:
+        """Validate and send the true outcome of a prediction (``label``, or ``value`` for regression)."""
+        event = _validated(
+            FeedbackEvent,
+            {
+                "prediction_id": prediction_id,
+                "timestamp": timestamp if timestamp is not None else datetime.now(UTC),
+                "label": label,
+                "value": value,
+                "model_id": self.model_id,
+            },
+        )
+        self._send(self.settings.topic(FEEDBACK.name), prediction_id, event.model_dump_json(exclude_none=True).encode())
+
+    def log_predictions_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        feature_columns: Iterable[str] | None = None,
+        sensitive_columns: Iterable[str] = (),
+    ) -> int:
+        """Send every row of ``frame`` as a prediction; return how many.
+
+        Columns ``prediction_id``, ``timestamp``, ``label``, ``score`` and ``value`` are used when present;
+        the features are ``feature_columns`` or every other column except ``sensitive_columns``.
+        """
+        reserved = {"prediction_id", "timestamp", "label", "score", "value", *sensitive_columns}
+        features = list(feature_columns) if feature_columns is not None else [c for c in frame if c not in reserved]
+        sensitive = list(sensitive_columns)
+        for record in frame.to_dict("records"):
+            self.log_prediction(
+                {str(name): _plain(record[name]) for name in features},
+                label=_plain(record.get("label")),
+                score=_plain(record.get("score")),
+                value=_plain(record.get("value")),
+                prediction_id=_plain(record.get("prediction_id")),
+                timestamp=_plain(record.get("timestamp")),
+                sensitive={name: str(record[name]) for name in sensitive},
+            )
+        return len(frame)
+
+    def log_feedback_frame(self, frame: pd.DataFrame) -> int:
+        """Send every row of ``frame`` (``prediction_id`` and ``label`` or ``value``, optional ``timestamp``)."""
+        for record in frame.to_dict("records"):
+            self.log_feedback(
+                str(record["prediction_id"]),
+                label=_plain(record.get("label")),
+                value=_plain(record.get("value")),
+                timestamp=_plain(record.get("timestamp")),
+            )
+        return len(frame)
+
+    # -- delivery --------------------------------------------------------------------------------------
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Send every buffered envelope and wait for delivery; raise :class:`BrokerError` on any failure."""
+        self._send_due(force=True)
+        remaining = self._producer.flush(timeout_s)
+        if remaining or self.errors:
+            raise BrokerError(
+                f"{remaining} messages not delivered within {timeout_s:.0f} s to {self.settings.kafka.bootstrap}; "
+                f"delivery errors: {self.errors[:3]}"
+            )
+
+    def close(self) -> None:
+        """Flush and stop the linger thread."""
+        self._closed.set()
+        self.flush()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _send(self, topic: str, key: str, payload: bytes) -> None:
+        partition = murmur2(key.encode(), self._partition_count(topic))
+        if not self.envelopes:
+            self._produce(topic, partition, key.encode(), payload)
+            return
+        with self._lock:
+            slot = (topic, partition)
+            self._pending[slot].append(payload)
+            self._oldest.setdefault(slot, time.monotonic())
+            full = len(self._pending[slot]) >= self.max_batch
+        if full:
+            self._send_due(force=False)
+
+    def _send_due(self, force: bool) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                slot
+                for slot, events in self._pending.items()
+                if events and (force or len(events) >= self.max_batch or now - self._oldest[slot] >= self.linger_s)
+            ]
+            batches = [(slot, self._pending.pop(slot)) for slot in due]
+            for slot in due:
+                self._oldest.pop(slot, None)
+        for (topic, partition), events in batches:
+            self._produce(topic, partition, None, b"[" + b",".join(events) + b"]")
+
+    def _produce(self, topic: str, partition: int, key: bytes | None, payload: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, payload, key=key, partition=partition, on_delivery=self._delivered)
+                break
+            except BufferError:  # the local queue is full: let librdkafka deliver, then try again
+                self._producer.poll(0.5)
+        self._producer.poll(0)
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            return
+        text = f"{message.topic()}[{message.partition()}]: {error.str()}"
+        self.errors.append(text)
+        if self.on_error is not None:
+            self.on_error(text)
+
+    def _partition_count(self, topic: str) -> int:
+        if topic not in self._partitions:
+            metadata = self._producer.list_topics(topic, timeout=30)
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None or not info.partitions:
+                raise BrokerError(
+                    f"topic {topic} does not exist at {self.settings.kafka.bootstrap}; run `driftline topics create`"
+                )
+            self._partitions[topic] = len(info.partitions)
+        return self._partitions[topic]
+
+    def _linger_loop(self) -> None:
+        while not self._closed.wait(self.linger_s / 2):
+            self._send_due(force=False)
+
+
+def _validated(model: type[PredictionEvent] | type[FeedbackEvent], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ContractError(
+            f"{model.__name__} {data.get('prediction_id')!r}: field '{field}': {first['msg']}, got {first['input']!r}",
+            field=field,
+            value=first["input"],
+        ) from None
+
+
+def _plain(value: Any) -> Any:
+    """pandas' missing values become None, numpy scalars become Python ones, Timestamps become datetimes."""
+    if value is None or (not isinstance(value, str | Mapping | list) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,144 @@
+"""Producer client → real broker → sink → embedded ClickHouse: every good event once, every bad one a dead
+letter with its reason, replays and ClickHouse outages change nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
+from confluent_kafka import Producer
+
+from driftline.producer import Monitor
+from driftline.settings import Settings
+from driftline.sinks.sink import Sink
+from driftline.topics import create_topics
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in epoch ms
+
+BAD_MESSAGES: dict[str, bytes] = {
+    "not_json": b"\xff\xfenot json",
+    "wrong_shape": b'"just a string"',
+    "missing_field": b'{"prediction_id": "bad-1", "model_id": "m", "timestamp": 1767225600000,'
+    b' "prediction": {"label": 1, "score": 0.5}}',
+    "wrong_type": b'{"prediction_id": "bad-2", "model_id": "m", "model_version": "1", "timestamp": 1767225600000,'
+    b' "features": {"age": [1, 2]}, "prediction": {"label": 1, "score": 0.5}}',
+    "not_finite": b'{"prediction_id": "bad-3", "model_id": "m", "model_version": "1", "timestamp": 1767225600000,'
+    b' "prediction": {"value": NaN}}',
+    "unknown_model_type": b'{"prediction_id": "bad-4", "model_id": "m", "model_version": "1",'
+    b' "timestamp": 1767225600000, "prediction": {"class": "cat"}}',
+    "timestamp_out_of_range": b'{"prediction_id": "bad-5", "model_id": "m", "model_version": "1",'
+    b' "timestamp": 1767225600, "prediction": {"label": 1, "score": 0.5}}',
+    "oversized": b'{"prediction_id": "bad-6", "pad": "' + b"x" * 1_100_000 + b'"}',
+}
+
+
+def produce_raw(settings: Settings, messages: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "message.max.bytes": 8_000_000})
+    for value in messages:
+        producer.produce(settings.topic("predictions"), value, partition=0)
+    assert producer.flush(30) == 0
+
+
+def count(client: Client, table: str) -> int:
+    return int(client.command(f"SELECT count() FROM {table} FINAL"))
+
+
+def run_sink_until(sink: Sink, done: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    sink.run(lambda: done() or time.monotonic() > deadline)
+    assert done(), f"sink stopped at the deadline with {dict(sink.stats.rows)}"
+
+
+def send_good_events(settings: Settings, envelopes: bool, prefix: str, n: int) -> list[str]:
+    with Monitor("credit-risk", "1.0", settings=settings, envelopes=envelopes, max_batch=7) as monitor:
+        ids = [
+            monitor.log_prediction(
+                {"age": 20 + i, "city": "Lyon" if i % 2 else "Oslo", "vip": i % 3 == 0, "income": None},
+                label=i % 2,
+                score=(i % 10) / 10,
+                prediction_id=f"{prefix}-{i}",
+                timestamp=T0 + i * 1000,
+                sensitive={"gender": "f" if i % 2 else "m"},
+            )
+            for i in range(n)
+        ]
+        for i, prediction_id in enumerate(ids[: n // 2]):
+            monitor.log_feedback(prediction_id, label=(i + 1) % 2, timestamp=T0 + 60_000 + i)
+    return ids
+
+
+def test_good_events_land_once_bad_ones_are_dead_letters_and_a_replay_adds_nothing(
+    settings: Settings, clickhouse: Client
+) -> None:
+    create_topics(settings)
+    single = send_good_events(settings, envelopes=False, prefix="single", n=20)
+    batched = send_good_events(settings, envelopes=True, prefix="batch", n=30)
+    produce_raw(settings, list(BAD_MESSAGES.values()))
+    expected = {"predictions": 50, "feedback": 25, "dead_letters": len(BAD_MESSAGES)}
+
+    sink = Sink(settings, clickhouse)
+    run_sink_until(sink, lambda: all(count(clickhouse, t) == n for t, n in expected.items()))
+
+    assert sorted(clickhouse.query("SELECT prediction_id FROM predictions FINAL").result_columns[0]) == sorted(
+        single + batched
+    )
+    reasons = dict(clickhouse.query("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason").result_rows)
+    assert reasons == dict.fromkeys(BAD_MESSAGES, 1)
+    original, message = clickhouse.query(
+        "SELECT original, message FROM dead_letters FINAL WHERE reason = 'wrong_type'"
+    ).result_rows[0]
+    assert original.encode() == BAD_MESSAGES["wrong_type"] if isinstance(original, str) else original
+    assert "bad-2" in message and "features.age" in message and "[1, 2]" in message
+    row = clickhouse.query(
+        "SELECT features_numeric['age'], features_categorical['city'], features_numeric['vip'], features_missing, "
+        "sensitive['gender'], label, score FROM predictions FINAL WHERE prediction_id = 'batch-3'"
+    ).result_rows[0]
+    assert row == (23.0, "Lyon", 1.0, ["income"], "f", "1", 0.3)
+
+    # replay everything from offset 0 under a new consumer group: no new rows
+    replay = Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "sink": {**settings.sink.model_dump(), "group_id": settings.sink.group_id + "-replay"},
+        }
+    )
+    again = Sink(replay, clickhouse)
+    # it re-reads every event, and every dead letter twice: the first run's and the one it republishes
+    reread = {**expected, "dead_letters": 2 * len(BAD_MESSAGES)}
+    run_sink_until(again, lambda: all(again.stats.rows[t] >= n for t, n in reread.items()))
+    assert dict(again.stats.rows) == reread
+    assert {t: count(clickhouse, t) for t in expected} == expected
+
+
+class FlakyClient:
+    """A ClickHouse client whose first ``failures`` inserts fail as if the server were unreachable."""
+
+    def __init__(self, client: Client, failures: int) -> None:
+        self.client = client
+        self.failures = failures
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OperationalError("connection refused (injected outage)")
+        return self.client.insert(*args, **kwargs)
+
+
+def test_clickhouse_outage_mid_stream_loses_nothing_and_duplicates_nothing(
+    settings: Settings, clickhouse: Client
+) -> None:
+    create_topics(settings)
+    ids = send_good_events(settings, envelopes=True, prefix="outage", n=40)
+    flaky = FlakyClient(clickhouse, failures=4)
+
+    sink = Sink(settings, flaky)  # type: ignore[arg-type]
+    run_sink_until(sink, lambda: count(clickhouse, "predictions") == len(ids) and count(clickhouse, "feedback") == 20)
+
+    assert sink.stats.insert_retries >= 4
+    assert clickhouse.command("SELECT count() FROM predictions") == len(ids)  # not even unmerged duplicates
