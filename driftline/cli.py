@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from driftline import __version__
-from driftline.schemas.errors import DriftlineError
+from driftline.schemas.errors import DriftlineError, StorageError
 from driftline.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -24,9 +24,11 @@ app = typer.Typer(
 kafka_app = typer.Typer(help="Run a local Apache Kafka broker (KRaft, one node) for development.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and check driftline's Kafka topics.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Export the event contracts as JSON Schema.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
+app.add_typer(schemas_app, name="schemas")
 
 # wide enough off a terminal (CI logs, pipes) that tables and messages are not cut
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -170,6 +172,69 @@ def worker(
         run_forever(resolved, client, loglevel)
     finally:
         client.close()
+
+
+@app.command()
+def sink() -> None:
+    """Load predictions, feedback and dead letters from Kafka into ClickHouse until Ctrl-C or SIGTERM."""
+    import logging
+    import signal
+
+    from driftline.sinks.clickhouse import open_configured
+    from driftline.sinks.sink import Sink
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    resolved = settings()
+    client = open_configured(resolved)
+    stopping: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):  # after chDB is open: it installs handlers of its own
+        signal.signal(signum, lambda number, _frame: stopping.append(number))
+    say(f"Sink: {resolved.kafka.bootstrap} -> {resolved.clickhouse.database} at {resolved.clickhouse_dsn}")
+    try:
+        stats = Sink(resolved, client).run(lambda: bool(stopping))
+    finally:
+        client.close()
+    letters = dict(stats.dead_letters_by_reason)
+    say(f"Sink stopped: {stats.messages} messages, rows {dict(stats.rows)}, dead letters {letters}")
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Annotated[Path, typer.Argument(help="Where to write the *.json files.")]) -> None:
+    """Write one JSON Schema per event type (prediction, feedback, their envelopes, dead letter)."""
+    from driftline.schemas.json_schema import export
+
+    for path in export(directory):
+        out.print(str(path))
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help='A SQL query, e.g. "SELECT count() FROM predictions FINAL".')],
+    output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+) -> None:
+    """Run a query against the configured ClickHouse database and print the result."""
+    from driftline.sinks.clickhouse import open_configured
+
+    if output not in {"table", "csv", "json"}:
+        raise typer.BadParameter(f"--format must be table, csv or json, got {output!r}")
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    client = open_configured(settings())
+    try:
+        frame = client.query_df(query)
+    except ClickHouseError as exc:
+        raise StorageError(f"query failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        client.close()
+    if output == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif output == "json":
+        print(frame.to_json(orient="records", date_format="iso"))
+    else:
+        table = Table(*map(str, frame.columns))
+        for row in frame.itertuples(index=False):
+            table.add_row(*(str(value) for value in row))
+        out.print(table)
 
 
 @app.command()

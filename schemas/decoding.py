@@ -142,14 +142,17 @@ def _describe(detail: Any) -> str:
     where = f"field '{path}'" if path else "message"
     if detail["type"] == "missing":
         return f"{where} is missing"
-    if detail["type"] == "value_error":  # our own validators already name the value
+    if detail["type"] in _SELF_EXPLAINING:  # our own validators already name the value
         return f"{where}: {detail['msg'].removeprefix('Value error, ')}"
     shown = repr(detail["input"])
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     return f"{where}: {detail['msg'][0].lower()}{detail['msg'][1:]}, got {shown}"
 
 
+_SELF_EXPLAINING = {"value_error", "wrong_type", "timestamp_out_of_range"}
 _REASON_BY_TYPE = {
+    "wrong_type": Reason.WRONG_TYPE,
+    "timestamp_out_of_range": Reason.TIMESTAMP_OUT_OF_RANGE,
     "json_invalid": Reason.NOT_JSON,
     "json_type": Reason.NOT_JSON,
     "missing": Reason.MISSING_FIELD,
@@ -163,8 +166,6 @@ _REASON_BY_TYPE = {
 
 def _reason(detail: Any) -> Reason:
     kind: str = detail["type"]
-    if kind == "value_error" and "timestamp out of range" in detail["msg"]:
-        return Reason.TIMESTAMP_OUT_OF_RANGE
     if kind in _REASON_BY_TYPE:
         return _REASON_BY_TYPE[kind]
     if kind.endswith(("_type", "_parsing")) or kind.startswith("literal"):

@@ -7,6 +7,7 @@ documentation: the JSON Schema export and the README are generated from them.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -17,10 +18,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Tag,
-    field_validator,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -31,11 +34,60 @@ Id = Annotated[str, Field(min_length=1, max_length=256, description="Non-empty i
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+MAX_TEXT = 1024
+
+
+def _class_label(label: Any) -> bool | int | str:
+    """A class label is a boolean, an integer or a non-empty string of at most 256 characters."""
+    if isinstance(label, bool | int) or (isinstance(label, str) and 0 < len(label) <= 256):
+        return label
+    raise PydanticCustomError(
+        "wrong_type",
+        "expected a class label (boolean, integer or string of 1-256 chars), got {got}",
+        {"got": _short(label)},
+    )
+
+
+def _feature_value(value: Any) -> bool | int | float | str | None:
+    """A feature is a finite number, a string of at most 1024 characters, a boolean or null (missing)."""
+    if value is None or isinstance(value, bool | int) or (isinstance(value, str) and len(value) <= MAX_TEXT):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise PydanticCustomError(
+        "wrong_type", "expected a finite number, a string, a boolean or null, got {got}", {"got": _short(value)}
+    )
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 ClassLabel = Annotated[
-    bool | int | Annotated[str, Field(min_length=1, max_length=256)],
-    Field(description="A class: a boolean, an integer or a string."),
+    bool | int | str,
+    PlainValidator(_class_label),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "boolean"}, {"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": 256}],
+            "description": "A class: a boolean, an integer or a string.",
+        }
+    ),
 ]
-FeatureValue = bool | int | FiniteFloat | Annotated[str, Field(max_length=1024)] | None
+FeatureValue = Annotated[
+    bool | int | float | str | None,
+    PlainValidator(_feature_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "number"},
+                {"type": "string", "maxLength": MAX_TEXT},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 def _from_epoch_ms(stamp: Any) -> Any:
@@ -44,7 +96,9 @@ def _from_epoch_ms(stamp: Any) -> Any:
         try:
             return datetime.fromtimestamp(stamp / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            raise ValueError(f"timestamp out of range: {stamp!r} is not a valid epoch time in milliseconds") from None
+            raise PydanticCustomError(
+                "timestamp_out_of_range", "{got} is not a valid epoch time in milliseconds", {"got": _short(stamp)}
+            ) from None
     return stamp
 
 
@@ -52,7 +106,11 @@ def _in_range(stamp: datetime) -> datetime:
     """Timestamps are normalised to UTC and must lie in [2000-01-01, 2100-01-01)."""
     stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
     if not EARLIEST <= stamp < LATEST:
-        raise ValueError(f"timestamp out of range: {stamp.isoformat()} is not in [2000-01-01, 2100-01-01)")
+        raise PydanticCustomError(
+            "timestamp_out_of_range",
+            "{got} is not in [2000-01-01, 2100-01-01) (numbers are epoch milliseconds)",
+            {"got": stamp.isoformat()},
+        )
     return stamp
 
 
@@ -60,6 +118,14 @@ EventTime = Annotated[
     datetime,
     BeforeValidator(_from_epoch_ms),
     AfterValidator(_in_range),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "integer", "minimum": 946_684_800_000, "maximum": 4_102_444_799_999},
+            ]
+        }
+    ),
     Field(
         description=(
             "Event time: an RFC 3339 string (a zone-less time is UTC) or epoch milliseconds; normalised to UTC."
@@ -164,10 +230,3 @@ class FeedbackEvent(_Contract):
         if (self.label is None) == (self.value is None):
             raise ValueError("feedback needs exactly one of 'label' (classification) or 'value' (regression)")
         return self
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _no_float_label(cls, label: Any) -> Any:
-        if isinstance(label, float):
-            raise ValueError(f"a class label must be a boolean, an integer or a string, got {label!r}")
-        return label

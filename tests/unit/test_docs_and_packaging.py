@@ -36,7 +36,7 @@ def _settings_variables() -> set[str]:
 def test_docker_compose_names_only_settings_that_exist_and_commands_the_cli_has() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"kafka", "clickhouse", "worker"} <= services.keys()
+    assert {"kafka", "clickhouse", "worker", "sink"} <= services.keys()
 
     known = _settings_variables()
     commands = {command.name or command.callback.__name__ for command in app.registered_commands}
@@ -50,7 +50,19 @@ def test_docker_compose_names_only_settings_that_exist_and_commands_the_cli_has(
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["kafka"], ["kafka", "start"], ["topics", "check"], ["config", "show"], ["worker"], ["demo"], ["version"]],
+    [
+        [],
+        ["kafka"],
+        ["kafka", "start"],
+        ["topics", "check"],
+        ["config", "show"],
+        ["worker"],
+        ["demo"],
+        ["version"],
+        ["sink"],
+        ["sql"],
+        ["schemas", "export"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"])
