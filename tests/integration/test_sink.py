@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +44,12 @@ def produce_raw(settings: Settings, messages: list[bytes]) -> None:
     for value in messages:
         producer.produce(settings.topic("predictions"), value, partition=0)
     assert producer.flush(30) == 0
+
+
+def readme_queries() -> list[str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```sql\n", 1)[1].split("```", 1)[0]
+    return [q.strip() for q in block.split(";") if q.strip()]
 
 
 def count(client: Client, table: str) -> int:
@@ -100,6 +107,12 @@ def test_good_events_land_once_bad_ones_are_dead_letters_and_a_replay_adds_nothi
         "sensitive['gender'], label, score FROM predictions FINAL WHERE prediction_id = 'batch-3'"
     ).result_rows[0]
     assert row == (23.0, "Lyon", 1.0, ["income"], "f", "1", 0.3)
+
+    # the README's example queries run on what the sink stored, and say what they should
+    per_hour, coverage, by_reason = (clickhouse.query(q).result_rows for q in readme_queries())
+    assert sum(row[2] for row in per_hour) == 50
+    assert coverage == [("credit-risk", 0.5)]
+    assert sorted(reason for reason, _ in by_reason) == sorted(BAD_MESSAGES)
 
     # replay everything from offset 0 under a new consumer group: no new rows
     replay = Settings.model_validate(
