@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from driftline.local_kafka import LocalKafka
 from driftline.pipeline import run_until
@@ -69,10 +70,23 @@ def produce(settings: Settings, events: list[dict[str, object]]) -> None:
         raise BrokerError(f"could not deliver every demo event to {topic}: {errors[:3] or 'flush timed out'}")
 
 
+def kafka_answers(settings: Settings, timeout_s: float = 3.0) -> bool:
+    """True when a broker at the configured bootstrap answers a metadata request."""
+    try:
+        AdminClient({"bootstrap.servers": settings.kafka.bootstrap}).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True
+
+
 def run_demo(settings: Settings, events: int, seed: int, say: Callable[[str], None]) -> list[tuple[object, ...]]:
     """Run the demo and return the per-model rows read back from ClickHouse."""
-    if settings.kafka.bootstrap == LocalKafka(settings).bootstrap:
+    if kafka_answers(settings):
+        say(f"Using the Kafka broker that answers at {settings.kafka.bootstrap}")
+    elif settings.kafka.bootstrap == LocalKafka(settings).bootstrap:
         LocalKafka(settings, log=say).start()
+    else:
+        raise BrokerError(f"no Kafka answers at {settings.kafka.bootstrap} (DRIFTLINE_KAFKA_BOOTSTRAP)")
     say(f"Topics: {create_topics(settings)}")
     dsn = settings.clickhouse_dsn
     client = open_configured(settings)
