@@ -14,7 +14,6 @@ Contract:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -75,10 +74,9 @@ class _Batch:
 class Sink:
     """Consume driftline's topics and load them into ClickHouse through ``client``."""
 
-    def __init__(self, settings: Settings, client: Client, lock: threading.Lock | None = None) -> None:
+    def __init__(self, settings: Settings, client: Client) -> None:
         self.settings = settings
         self.client = client
-        self.lock = lock or threading.Lock()  # shared with the read-only SQL server on embedded ClickHouse
         self.stats = SinkStats()
         kafka = settings.kafka.bootstrap
         self.topics = {spec.name: settings.topic(spec.name) for spec in (PREDICTIONS, FEEDBACK, DEAD_LETTERS)}
@@ -195,7 +193,7 @@ class Sink:
 
     def _insert(self, table: TableSpec, rows: list[Row]) -> None:
         for attempt in self._retrying:
-            with attempt, self.lock:
+            with attempt:
                 self.client.insert(table.table, rows, column_names=list(table.columns))
 
     def _on_retry(self, state: RetryCallState) -> None:
