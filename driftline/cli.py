@@ -73,9 +73,11 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show every setting as resolved from defaults, the TOML file and DRIFTLINE_* variables (secrets masked)."""
+    from driftline.sinks.clickhouse import redacted
+
     resolved = settings()
     dumped = resolved.model_dump(mode="json")
-    dumped["clickhouse"]["dsn"] = _mask_dsn(resolved.clickhouse_dsn)
+    dumped["clickhouse"]["dsn"] = redacted(resolved.clickhouse_dsn)
     if as_json:
         out.print_json(json.dumps(dumped))
         return
@@ -252,16 +254,6 @@ def demo(
         table.add_row(*(str(value) for value in row))
     out.print(table)
     say(f"Demo finished in {time.monotonic() - started:.1f} s")
-
-
-def _mask_dsn(dsn: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run() -> None:

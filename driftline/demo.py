@@ -13,8 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 
 from driftline.local_kafka import LocalKafka
 from driftline.pipeline import run_until
@@ -22,7 +21,7 @@ from driftline.schemas.errors import BrokerError
 from driftline.schemas.topics import PREDICTIONS
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import is_embedded, open_configured
-from driftline.topics import create_topics
+from driftline.topics import broker_answers, create_topics
 
 MODELS = (("credit-risk", "1.0"), ("churn", "2.3"))
 
@@ -70,18 +69,9 @@ def produce(settings: Settings, events: list[dict[str, object]]) -> None:
         raise BrokerError(f"could not deliver every demo event to {topic}: {errors[:3] or 'flush timed out'}")
 
 
-def kafka_answers(settings: Settings, timeout_s: float = 3.0) -> bool:
-    """True when a broker at the configured bootstrap answers a metadata request."""
-    try:
-        AdminClient({"bootstrap.servers": settings.kafka.bootstrap}).list_topics(timeout=timeout_s)
-    except KafkaException:
-        return False
-    return True
-
-
 def run_demo(settings: Settings, events: int, seed: int, say: Callable[[str], None]) -> list[tuple[object, ...]]:
     """Run the demo and return the per-model rows read back from ClickHouse."""
-    if kafka_answers(settings):
+    if broker_answers(settings.kafka.bootstrap, timeout_s=3.0):
         say(f"Using the Kafka broker that answers at {settings.kafka.bootstrap}")
     elif settings.kafka.bootstrap == LocalKafka(settings).bootstrap:
         LocalKafka(settings, log=say).start()

@@ -8,7 +8,6 @@ The broker's jars are resolved once by Maven from Maven Central into ``broker.ca
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import shutil
 import signal
@@ -21,12 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any
-
-from confluent_kafka.admin import AdminClient
 
 from driftline.schemas.errors import BrokerError, ConfigError
 from driftline.settings import BrokerSettings, Settings
+from driftline.topics import broker_answers
 
 LOG_TAIL_LINES = 40
 
@@ -298,8 +295,6 @@ class LocalKafka:
             raise BrokerError(f"formatting Kafka storage in {self.home / 'data'} failed:\n{result.stderr}")
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": _silent_logger()}
-        admin = AdminClient(config)
         deadline = time.monotonic() + self.broker.start_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -308,11 +303,9 @@ class LocalKafka:
                     f"Kafka exited with code {process.returncode} during start; last lines of "
                     f"{self.log_file}:\n{self.log_tail()}"
                 )
-            try:
-                admin.list_topics(timeout=1.0)
+            if broker_answers(self.bootstrap, timeout_s=1.0):
                 return
-            except Exception:  # any failure here means "not ready yet"
-                time.sleep(0.3)
+            time.sleep(0.3)
         raise BrokerError(
             f"Kafka did not answer at {self.bootstrap} within {self.broker.start_timeout_s:.0f} s; "
             f"last lines of {self.log_file}:\n{self.log_tail()}"
@@ -344,10 +337,3 @@ def _is_kafka(pid: int) -> bool:
 def _ensure_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _silent_logger() -> logging.Logger:
-    logger = logging.getLogger("driftline.local_kafka.probe")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger

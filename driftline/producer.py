@@ -27,6 +27,7 @@ import pandas as pd
 from confluent_kafka import KafkaError, Message, Producer, murmur2
 from pydantic import ValidationError
 
+from driftline.schemas.decoding import explain
 from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
@@ -264,12 +265,9 @@ def _validated(model: type[PredictionEvent] | type[FeedbackEvent], data: dict[st
         return model.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ContractError(
-            f"{model.__name__} {data.get('prediction_id')!r}: field '{field}': {first['msg']}, got {first['input']!r}",
-            field=field,
-            value=first["input"],
-        ) from None
+        kind = "prediction" if model is PredictionEvent else "feedback"
+        _reason, message = explain(error, kind, data.get("prediction_id"))
+        raise ContractError(message, field=".".join(map(str, first["loc"])), value=first["input"]) from None
 
 
 def _plain(value: Any) -> Any:

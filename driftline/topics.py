@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -12,6 +14,19 @@ from driftline.schemas.topics import ALL_TOPICS, CO_PARTITIONED
 from driftline.settings import Settings
 
 ADMIN_TIMEOUT_S = 30.0
+
+
+def broker_answers(bootstrap: str, timeout_s: float) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request within ``timeout_s`` (quietly)."""
+    quiet = logging.getLogger("driftline.topics.probe")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": quiet}
+    try:
+        AdminClient(config).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True
 
 
 def admin_client(settings: Settings) -> AdminClient:

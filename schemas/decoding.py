@@ -76,7 +76,7 @@ class EventDecoder(Generic[E]):
         try:
             return DecodeResult([Decoded(self.model.model_validate_json(value), origin, -1)], [])
         except ValidationError as error:
-            reason, message = self._explain(error, _peek_id(value))
+            reason, message = explain(error, self.kind, _peek_id(value))
             return self._rejected(value, origin, -1, reason, message)
 
     def _decode_envelope(self, value: bytes, origin: Origin) -> DecodeResult[E]:
@@ -98,17 +98,12 @@ class EventDecoder(Generic[E]):
             try:
                 result.events.append(Decoded(self.model.model_validate(item), origin, index))
             except ValidationError as error:
-                reason, message = self._explain(error, item.get("prediction_id") if isinstance(item, dict) else None)
+                reason, message = explain(
+                    error, self.kind, item.get("prediction_id") if isinstance(item, dict) else None
+                )
                 original = pydantic_core.to_json(item, inf_nan_mode="constants")
                 result.dead_letters.append(self._dead_letter(original, origin, index, reason, message))
         return result
-
-    def _explain(self, error: ValidationError, event_id: object) -> tuple[Reason, str]:
-        """The reason of the first problem and a message naming every field, value and expectation."""
-        details = error.errors(include_url=False)
-        subject = f"{self.kind} {event_id!r}" if isinstance(event_id, str) else self.kind
-        problems = [_describe(detail) for detail in details]
-        return _reason(details[0]), f"{subject}: " + "; ".join(problems)
 
     def _rejected(self, original: bytes, origin: Origin, index: int, reason: Reason, message: str) -> DecodeResult[E]:
         return DecodeResult([], [self._dead_letter(original, origin, index, reason, message)])
@@ -125,6 +120,13 @@ class EventDecoder(Generic[E]):
             message=message,
             original=original,
         )
+
+
+def explain(error: ValidationError, kind: str, event_id: object) -> tuple[Reason, str]:
+    """The reason of the first problem and a message naming the event, every field, value and expectation."""
+    details = error.errors(include_url=False)
+    subject = f"{kind} {event_id!r}" if isinstance(event_id, str) else kind
+    return _reason(details[0]), f"{subject}: " + "; ".join(_describe(detail) for detail in details)
 
 
 def _peek_id(value: bytes) -> object:

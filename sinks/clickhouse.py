@@ -6,7 +6,7 @@ One code path for both deployments: ``chdb:///absolute/path`` runs the embedded 
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -41,7 +41,7 @@ def open_client(dsn: str, database: str, password: str | None = None) -> Client:
         )
     except ClickHouseError as exc:
         client.close()
-        raise StorageError(f"applying driftline's DDL to {database} at {_safe(dsn)} failed: {exc}") from exc
+        raise StorageError(f"applying driftline's DDL to {database} at {redacted(dsn)} failed: {exc}") from exc
     client.database = database
     return client
 
@@ -80,12 +80,12 @@ def _connect(dsn: str, password: str | None) -> Client:
                 "`driftline sink` or `driftline run`; only one process may open a chDB path): stop it, "
                 "or query through it with `driftline sql`"
             ) from exc
-        raise StorageError(f"cannot open ClickHouse at {_safe(dsn)}: {exc}") from exc
+        raise StorageError(f"cannot open ClickHouse at {redacted(dsn)}: {exc}") from exc
 
 
-def _safe(dsn: str) -> str:
-    """The DSN without credentials, for messages and logs."""
+def redacted(dsn: str) -> str:
+    """The DSN with its password replaced by ``****``, for messages, logs and ``config show``."""
     parts = urlsplit(dsn)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    if parts.password is None:
+        return dsn
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":****@")))
