@@ -16,8 +16,9 @@ from clickhouse_connect.driver.client import Client
 from driftline.schemas.decoding import Decoded
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.events import PredictionEvent
+from driftline.schemas.tables import PREDICTIONS
 from driftline.settings import Settings
-from driftline.sinks.rows import PREDICTIONS, prediction_row
+from driftline.sinks.rows import prediction_row
 from driftline.streams.app import add_prediction_recorder, create_app
 
 
@@ -30,7 +31,7 @@ class PredictionStore:
 
     def __call__(self, events: list[Decoded[PredictionEvent]]) -> None:
         rows = [prediction_row(event) for event in events]
-        self.client.insert(PREDICTIONS.table, rows, column_names=list(PREDICTIONS.columns))
+        self.client.insert(PREDICTIONS.name, rows, column_names=PREDICTIONS.column_names)
         self.stored += len(rows)
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 
 CHECKED_IN = Path(__file__).parent / "json"
 
@@ -33,6 +34,9 @@ def schemas() -> dict[str, dict[str, Any]]:
         "prediction_envelope.json": _envelope(PredictionEvent),
         "feedback_envelope.json": _envelope(FeedbackEvent),
         "dead_letter.json": DeadLetter.model_json_schema(mode="serialization"),
+        "window_result.json": WindowResult.model_json_schema(mode="serialization"),
+        "reference_profile.json": ReferenceProfile.model_json_schema(mode="serialization"),
+        "retrain_trigger.json": RetrainTrigger.model_json_schema(mode="serialization"),
     }
     for name, schema in result.items():
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

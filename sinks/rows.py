@@ -1,9 +1,8 @@
-"""Table rows from events and dead letters: one function per table, with its column list beside it."""
+"""Table rows from events, results and dead letters, in the column order of :mod:`driftline.schemas.tables`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from driftline.schemas.dead_letters import DeadLetter
@@ -15,68 +14,10 @@ from driftline.schemas.events import (
     PredictionEvent,
     RegressionPrediction,
 )
+from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
+from driftline.schemas.tables import DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, Table
 
 Row = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A table and the columns its rows fill, in order."""
-
-    table: str
-    columns: tuple[str, ...]
-
-
-PREDICTIONS = TableSpec(
-    "predictions",
-    (
-        "prediction_id",
-        "model_id",
-        "model_version",
-        "timestamp",
-        "task",
-        "label",
-        "score",
-        "scores",
-        "value",
-        "features_numeric",
-        "features_categorical",
-        "features_missing",
-        "sensitive",
-        "metadata",
-        "schema_version",
-        "source_partition",
-        "source_offset",
-        "envelope_index",
-    ),
-)
-FEEDBACK = TableSpec(
-    "feedback",
-    (
-        "prediction_id",
-        "model_id",
-        "timestamp",
-        "label",
-        "value",
-        "schema_version",
-        "source_partition",
-        "source_offset",
-        "envelope_index",
-    ),
-)
-DEAD_LETTERS = TableSpec(
-    "dead_letters",
-    (
-        "source_topic",
-        "source_partition",
-        "source_offset",
-        "envelope_index",
-        "reason",
-        "error_class",
-        "message",
-        "original",
-    ),
-)
 
 
 def label_text(label: bool | int | str | None) -> str | None:
@@ -148,4 +89,61 @@ def dead_letter_row(letter: DeadLetter) -> Row:
         letter.error_class,
         letter.message,
         letter.original,
+    )
+
+
+def _ordered(table: Table, values: dict[str, Any]) -> Row:
+    return tuple(list(v) if isinstance(v := values[name], tuple) else v for name in table.column_names)
+
+
+def window_rows(result: WindowResult) -> dict[Table, list[Row]]:
+    """A window result split into its ``performance_windows``, ``drift_windows`` and ``fairness_windows`` rows."""
+    key = {
+        "model_id": result.model_id,
+        "model_version": result.model_version,
+        "window_start": result.window_start,
+        "window_end": result.window_end,
+        "revision": result.revision,
+    }
+    return {
+        PERFORMANCE_WINDOWS: [
+            _ordered(PERFORMANCE_WINDOWS, {**key, "reference": result.reference, **dict(result.performance)})
+        ],
+        DRIFT_WINDOWS: [_ordered(DRIFT_WINDOWS, {**key, **dict(drift)}) for drift in result.drift],
+        FAIRNESS_WINDOWS: [
+            _ordered(
+                FAIRNESS_WINDOWS,
+                {**key, **{k: [] if v is None and k.endswith("_ci") else v for k, v in dict(group).items()}},
+            )
+            for group in result.fairness
+        ],
+    }
+
+
+def reference_profile_row(profile: ReferenceProfile) -> Row:
+    """A ``reference_profiles`` row."""
+    return (
+        profile.model_id,
+        profile.model_version,
+        profile.source,
+        profile.rows,
+        profile.created_at,
+        sorted(profile.features),
+        profile.model_dump_json(),
+    )
+
+
+def retrain_trigger_row(trigger: RetrainTrigger) -> Row:
+    """A ``retrain_triggers`` row."""
+    return (
+        trigger.trigger_id,
+        trigger.model_id,
+        trigger.model_version,
+        trigger.created_at,
+        trigger.window_start,
+        trigger.window_end,
+        trigger.severity,
+        sorted({reason.rule for reason in trigger.reasons}),
+        json.dumps([reason.model_dump(mode="json") for reason in trigger.reasons], separators=(",", ":")),
+        trigger.evidence,
     )

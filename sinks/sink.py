@@ -1,8 +1,9 @@
 """The sink: a bulk Kafka consumer that loads events and results into ClickHouse, exactly once in effect.
 
 Contract:
-- reads predictions, feedback and dead letters in batches bounded by ``sink.batch_rows`` and
-  ``sink.batch_seconds``; decodes each message once (:mod:`driftline.schemas.decoding`);
+- reads predictions, feedback, window results, reference profiles, triggers and dead letters in batches
+  bounded by ``sink.batch_rows`` and ``sink.batch_seconds``; decodes each message once
+  (:mod:`driftline.schemas.decoding`);
 - a message that breaks its contract is published to the dead-letter topic (original bytes as the value,
   the reason in headers, key ``topic:partition:offset:index``) and stored from there; never dropped;
 - offsets are committed only after every row of the batch is in ClickHouse (and its dead letters are in
@@ -29,23 +30,18 @@ from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.errors import BrokerError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
-from driftline.schemas.topics import DEAD_LETTERS, FEEDBACK, PREDICTIONS
+from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
+from driftline.schemas.tables import DEAD_LETTERS, FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, RETRAIN_TRIGGERS, Table
+from driftline.schemas.topics import ALL_TOPICS
 from driftline.settings import Settings
 from driftline.sinks.rows import (
-    DEAD_LETTERS as DEAD_LETTER_TABLE,
-)
-from driftline.sinks.rows import (
-    FEEDBACK as FEEDBACK_TABLE,
-)
-from driftline.sinks.rows import (
-    PREDICTIONS as PREDICTION_TABLE,
-)
-from driftline.sinks.rows import (
     Row,
-    TableSpec,
     dead_letter_row,
     feedback_row,
     prediction_row,
+    reference_profile_row,
+    retrain_trigger_row,
+    window_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -63,9 +59,17 @@ class SinkStats:
     insert_retries: int = 0
 
 
+@dataclass(frozen=True)
+class _Loader:
+    """How one topic's messages become rows: its decoder and the rows of one valid message."""
+
+    decoder: EventDecoder[Any]
+    rows: Callable[[Any], dict[Table, list[Row]]]
+
+
 @dataclass
 class _Batch:
-    rows: dict[TableSpec, list[Row]] = field(default_factory=lambda: defaultdict(list))
+    rows: dict[Table, list[Row]] = field(default_factory=lambda: defaultdict(list))
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     messages: int = 0
@@ -79,15 +83,24 @@ class Sink:
         self.client = client
         self.stats = SinkStats()
         kafka = settings.kafka.bootstrap
-        self.topics = {spec.name: settings.topic(spec.name) for spec in (PREDICTIONS, FEEDBACK, DEAD_LETTERS)}
+        self.topics = {spec.name: settings.topic(spec.name) for spec in ALL_TOPICS}
         limit = settings.sink.max_message_bytes
-        self._raw_topics: dict[str, tuple[EventDecoder[Any], TableSpec, Callable[[Any], Row]]] = {
-            self.topics["predictions"]: (
-                EventDecoder(PredictionEvent, "prediction", limit),
-                PREDICTION_TABLE,
-                prediction_row,
+
+        def loader(model: type[Any], kind: str, rows: Callable[[Any], dict[Table, list[Row]]]) -> _Loader:
+            return _Loader(EventDecoder(model, kind, limit), rows)
+
+        self._loaders = {
+            self.topics["predictions"]: loader(
+                PredictionEvent, "prediction", lambda d: {PREDICTIONS: [prediction_row(d)]}
             ),
-            self.topics["feedback"]: (EventDecoder(FeedbackEvent, "feedback", limit), FEEDBACK_TABLE, feedback_row),
+            self.topics["feedback"]: loader(FeedbackEvent, "feedback", lambda d: {FEEDBACK: [feedback_row(d)]}),
+            self.topics["window-results"]: loader(WindowResult, "window result", lambda d: window_rows(d.event)),
+            self.topics["reference-profiles"]: loader(
+                ReferenceProfile, "reference profile", lambda d: {REFERENCE_PROFILES: [reference_profile_row(d.event)]}
+            ),
+            self.topics["retrain-triggers"]: loader(
+                RetrainTrigger, "retrain trigger", lambda d: {RETRAIN_TRIGGERS: [retrain_trigger_row(d.event)]}
+            ),
         }
         self.consumer = Consumer(
             {
@@ -125,7 +138,7 @@ class Sink:
         self._publish_dead_letters(batch.dead_letters)
         for table, rows in batch.rows.items():
             self._insert(table, rows)
-            self.stats.rows[table.table] += len(rows)
+            self.stats.rows[table.name] += len(rows)
         self.consumer.commit(
             offsets=[
                 TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in batch.offsets.items()
@@ -159,12 +172,14 @@ class Sink:
         batch.offsets[(topic, partition)] = offset
         if topic == self.topics["dead-letters"]:
             letter = DeadLetter.from_kafka(message.value(), message.headers())
-            batch.rows[DEAD_LETTER_TABLE].append(dead_letter_row(letter))
+            batch.rows[DEAD_LETTERS].append(dead_letter_row(letter))
             self.stats.dead_letters_by_reason[letter.reason.value] += 1
             return
-        decoder, table, to_row = self._raw_topics[topic]
-        result = decoder.decode(message.value(), Origin(topic, partition, offset))
-        batch.rows[table].extend(to_row(decoded) for decoded in result.events)
+        load = self._loaders[topic]
+        result = load.decoder.decode(message.value(), Origin(topic, partition, offset))
+        for decoded in result.events:
+            for table, rows in load.rows(decoded).items():
+                batch.rows[table].extend(rows)
         batch.dead_letters.extend(result.dead_letters)
 
     def _publish_dead_letters(self, letters: list[DeadLetter]) -> None:
@@ -191,10 +206,10 @@ class Sink:
                 f"{failures[:3] or 'flush timed out'}; offsets were not committed, so they will be retried"
             )
 
-    def _insert(self, table: TableSpec, rows: list[Row]) -> None:
+    def _insert(self, table: Table, rows: list[Row]) -> None:
         for attempt in self._retrying:
             with attempt:
-                self.client.insert(table.table, rows, column_names=list(table.columns))
+                self.client.insert(table.name, rows, column_names=table.column_names)
 
     def _on_retry(self, state: RetryCallState) -> None:
         self.stats.insert_retries += 1

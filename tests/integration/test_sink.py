@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,17 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
 
 from driftline.producer import Monitor
+from driftline.schemas.results import (
+    FeatureDrift,
+    FeatureProfile,
+    GroupFairness,
+    Performance,
+    ReferenceProfile,
+    RetrainTrigger,
+    TriggerReason,
+    WindowResult,
+    trigger_id,
+)
 from driftline.settings import Settings
 from driftline.sinks.sink import Sink
 from driftline.topics import create_topics
@@ -155,3 +167,99 @@ def test_clickhouse_outage_mid_stream_loses_nothing_and_duplicates_nothing(
 
     assert sink.stats.insert_retries >= 4
     assert clickhouse.command("SELECT count() FROM predictions") == len(ids)  # not even unmerged duplicates
+
+
+def window_result(revision: int, accuracy: float) -> WindowResult:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return WindowResult(
+        model_id="credit-risk",
+        model_version="1.0",
+        window_start=start,
+        window_end=start + timedelta(hours=1),
+        revision=revision,
+        reference="provided",
+        performance=Performance(task="binary", predictions=100, labelled=revision - 100, accuracy=accuracy),
+        drift=[
+            FeatureDrift(feature="age", kind="numeric", count=100, psi=0.31, ks_pvalue=0.001),
+            FeatureDrift(feature="city", kind="categorical", count=98, missing_rate=0.02, new_category_share=0.1),
+        ],
+        fairness=[
+            GroupFairness(
+                attribute="gender",
+                group=g,
+                count=50,
+                below_min_count=False,
+                selection_rate=rate,
+                selection_rate_ci=(rate - 0.1, rate + 0.1),
+                demographic_parity_ratio=0.75,
+            )
+            for g, rate in (("f", 0.3), ("m", 0.4))
+        ],
+    )
+
+
+def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_once(
+    settings: Settings, clickhouse: Client
+) -> None:
+    create_topics(settings)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    reason = TriggerReason(
+        rule="accuracy_below",
+        metric="accuracy",
+        observed=0.7,
+        threshold=0.85,
+        window_start=start,
+        window_end=start + timedelta(hours=1),
+        sample_count=60,
+    )
+    trigger = RetrainTrigger(
+        trigger_id=trigger_id("credit-risk", "1.0", start, ["accuracy_below"]),
+        model_id="credit-risk",
+        model_version="1.0",
+        created_at=start + timedelta(hours=1),
+        window_start=start,
+        window_end=start + timedelta(hours=1),
+        severity="critical",
+        reasons=[reason],
+        evidence=["performance_windows/credit-risk/1.0/2026-01-01T00:00:00+00:00"],
+    )
+    profile = ReferenceProfile(
+        model_id="credit-risk",
+        model_version="1.0",
+        source="training_data",
+        rows=1000,
+        created_at=start,
+        features={"age": FeatureProfile(kind="numeric", count=1000, missing_rate=0.0, spread=12.0)},
+    )
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    for topic, message in [
+        ("window-results", window_result(140, 0.9)),
+        ("window-results", window_result(160, 0.7)),  # late labels: a higher revision
+        ("window-results", window_result(140, 0.9)),  # a replayed older revision must not win
+        ("retrain-triggers", trigger),
+        ("retrain-triggers", trigger),  # published twice (at-least-once): one row
+        ("reference-profiles", profile),
+    ]:
+        producer.produce(
+            settings.topic(topic),
+            message.model_dump_json().encode(),
+            key=message.key.encode() if hasattr(message, "key") else trigger.trigger_id.encode(),
+        )
+    assert producer.flush(30) == 0
+
+    sink = Sink(settings, clickhouse)
+    run_sink_until(sink, lambda: sink.stats.messages >= 6)
+
+    assert clickhouse.query("SELECT revision, accuracy, labelled FROM performance_windows_latest").result_rows == [
+        (160, 0.7, 60)
+    ]
+    drift = clickhouse.query("SELECT feature, psi, new_category_share FROM drift_windows_latest ORDER BY feature")
+    assert drift.result_rows == [("age", 0.31, None), ("city", None, 0.1)]
+    fairness = clickhouse.query(
+        "SELECT `group`, selection_rate, selection_rate_ci FROM fairness_windows_latest ORDER BY `group`"
+    ).result_rows
+    assert fairness == [("f", 0.3, pytest.approx([0.2, 0.4])), ("m", 0.4, pytest.approx([0.3, 0.5]))]
+    assert clickhouse.query("SELECT trigger_id, rules, severity FROM retrain_triggers FINAL").result_rows == [
+        (trigger.trigger_id, ["accuracy_below"], "critical")
+    ]
+    assert clickhouse.query("SELECT features, rows FROM reference_profiles FINAL").result_rows == [(["age"], 1000)]
