@@ -240,11 +240,7 @@ def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_
         ("retrain-triggers", trigger),  # published twice (at-least-once): one row
         ("reference-profiles", profile),
     ]:
-        producer.produce(
-            settings.topic(topic),
-            message.model_dump_json().encode(),
-            key=message.key.encode() if hasattr(message, "key") else trigger.trigger_id.encode(),
-        )
+        producer.produce(settings.topic(topic), message.model_dump_json().encode(), key=message.key.encode())
     assert producer.flush(30) == 0
 
     sink = Sink(settings, clickhouse)
