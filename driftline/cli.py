@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from driftline import __version__
-from driftline.schemas.errors import DriftlineError, StorageError
+from driftline.schemas.errors import DriftlineError
 from driftline.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -182,8 +182,9 @@ def sink() -> None:
     import logging
     import signal
 
-    from driftline.sinks.clickhouse import open_configured
+    from driftline.sinks.clickhouse import is_embedded, open_configured
     from driftline.sinks.sink import Sink
+    from driftline.sinks.sql_endpoint import SQLEndpoint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     resolved = settings()
@@ -192,9 +193,14 @@ def sink() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):  # after chDB is open: it installs handlers of its own
         signal.signal(signum, lambda number, _frame: stopping.append(number))
     say(f"Sink: {resolved.kafka.bootstrap} -> {resolved.clickhouse.database} at {resolved.clickhouse_dsn}")
+    endpoint = SQLEndpoint(client, resolved.sink.sql_port) if is_embedded(resolved.clickhouse_dsn) else None
+    if endpoint is not None:
+        say(f"Serving read-only SQL for `driftline sql` on 127.0.0.1:{resolved.sink.sql_port}")
     try:
         stats = Sink(resolved, client).run(lambda: bool(stopping))
     finally:
+        if endpoint is not None:
+            endpoint.close()
         client.close()
     letters = dict(stats.dead_letters_by_reason)
     say(f"Sink stopped: {stats.messages} messages, rows {dict(stats.rows)}, dead letters {letters}")
@@ -214,20 +220,12 @@ def sql(
     query: Annotated[str, typer.Argument(help='A SQL query, e.g. "SELECT count() FROM predictions FINAL".')],
     output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
 ) -> None:
-    """Run a query against the configured ClickHouse database and print the result."""
-    from driftline.sinks.clickhouse import open_configured
-
+    """Run a read-only query on the configured ClickHouse (through a running sink if it holds the database)."""
     if output not in {"table", "csv", "json"}:
         raise typer.BadParameter(f"--format must be table, csv or json, got {output!r}")
-    from clickhouse_connect.driver.exceptions import ClickHouseError
+    from driftline.sinks.sql_endpoint import query as run_query
 
-    client = open_configured(settings())
-    try:
-        frame = client.query_df(query)
-    except ClickHouseError as exc:
-        raise StorageError(f"query failed: {str(exc).splitlines()[0]}") from None
-    finally:
-        client.close()
+    frame = run_query(settings(), query)
     if output == "csv":
         print(frame.to_csv(index=False), end="")
     elif output == "json":
