@@ -206,6 +206,35 @@ def sink() -> None:
     say(f"Sink stopped: {stats.messages} messages, rows {dict(stats.rows)}, dead letters {letters}")
 
 
+@app.command()
+def backfill(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file of predictions (or labels with --feedback).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model id of the rows.")],
+    version: Annotated[str, typer.Option("--version", "-v", help="Model version of the rows.")],
+    feedback: Annotated[bool, typer.Option("--feedback", help="The rows are labels, not predictions.")] = False,
+    sensitive: Annotated[
+        list[str] | None, typer.Option("--sensitive", "-s", help="A column holding a sensitive attribute (repeat).")
+    ] = None,
+) -> None:
+    """Send the rows of a file as prediction (or feedback) events, with a progress bar."""
+    from rich.progress import Progress
+
+    from driftline.backfill import backfill as run_backfill
+
+    with Progress(console=err, transient=False) as bar:
+        task = bar.add_task(f"Sending {file.name}", total=None)
+        sent = run_backfill(
+            settings(),
+            file,
+            model,
+            version,
+            feedback=feedback,
+            sensitive_columns=tuple(sensitive or ()),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    say(f"Sent {sent} {'feedback' if feedback else 'prediction'} events for {model} {version}")
+
+
 @schemas_app.command("export")
 def schemas_export(directory: Annotated[Path, typer.Argument(help="Where to write the *.json files.")]) -> None:
     """Write one JSON Schema per event type (prediction, feedback, their envelopes, dead letter)."""

@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
 
+from driftline.backfill import backfill
 from driftline.producer import Monitor
+from driftline.schemas.errors import ConfigError
 from driftline.schemas.results import (
     FeatureDrift,
     FeatureProfile,
@@ -259,3 +262,44 @@ def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_
         (trigger.trigger_id, ["accuracy_below"], "critical")
     ]
     assert clickhouse.query("SELECT features, rows FROM reference_profiles FINAL").result_rows == [(["age"], 1000)]
+
+
+def test_backfill_sends_a_parquet_of_predictions_and_a_csv_of_labels(
+    settings: Settings, clickhouse: Client, tmp_path: Path
+) -> None:
+    create_topics(settings)
+    predictions = pd.DataFrame(
+        {
+            "prediction_id": [f"bf-{i}" for i in range(30)],
+            "timestamp": pd.date_range("2026-02-01", periods=30, freq="min", tz="UTC"),
+            "age": range(30),
+            "city": ["Oslo", "Lyon", None] * 10,
+            "gender": ["f", "m"] * 15,
+            "label": [i % 2 for i in range(30)],
+            "score": [i / 30 for i in range(30)],
+        }
+    )
+    predictions.to_parquet(tmp_path / "predictions.parquet")
+    predictions[["prediction_id", "label"]].head(10).to_csv(tmp_path / "labels.csv", index=False)
+    seen: list[tuple[int, int]] = []
+
+    sent = backfill(
+        settings,
+        tmp_path / "predictions.parquet",
+        "churn",
+        "3",
+        sensitive_columns=("gender",),
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    labels = backfill(settings, tmp_path / "labels.csv", "churn", "3", feedback=True)
+
+    assert (sent, labels, seen[-1]) == (30, 10, (30, 30))
+    sink = Sink(settings, clickhouse)
+    run_sink_until(sink, lambda: count(clickhouse, "predictions") == 30 and count(clickhouse, "feedback") == 10)
+    row = clickhouse.query(
+        "SELECT features_numeric['age'], features_missing, sensitive['gender'], toString(timestamp) "
+        "FROM predictions FINAL WHERE prediction_id = 'bf-5'"
+    ).result_rows
+    assert row == [(5.0, ["city"], "m", "2026-02-01 00:05:00.000")]
+    with pytest.raises(ConfigError, match=r"missing column\(s\) \['region'\]"):
+        backfill(settings, tmp_path / "predictions.parquet", "churn", "3", sensitive_columns=("region",))
