@@ -244,6 +244,14 @@ def schemas_export(directory: Annotated[Path, typer.Argument(help="Where to writ
         out.print(str(path))
 
 
+@schemas_app.command("tables")
+def schemas_tables() -> None:
+    """Print every ClickHouse table with its columns, types and meanings (Markdown), as the README shows it."""
+    from driftline.schemas.tables import reference_markdown
+
+    print(reference_markdown(), end="")
+
+
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help='A SQL query, e.g. "SELECT count() FROM predictions FINAL".')],
