@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from driftline.schemas.errors import ConfigError
+from driftline.schemas.model_contracts import ModelContract
 
 ENV_PREFIX = "DRIFTLINE_"
 DEFAULT_CONFIG_FILE = Path("driftline.toml")
@@ -131,6 +132,10 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     sink: SinkSettings = SinkSettings()
     worker: WorkerSettings = WorkerSettings()
+    models: dict[str, ModelContract] = Field(
+        default_factory=dict,
+        description="Per-model pins, [models.<model_id>] task / positive_label in the TOML file (optional).",
+    )
 
     @property
     def data_path(self) -> Path:
@@ -208,6 +213,10 @@ def reference_markdown() -> str:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             for sub_name, sub_field in annotation.model_fields.items():
                 lines.append(_reference_row((name, sub_name), f"[{name}] {sub_name}", sub_field))
+        elif name == "models":  # a table per model id: TOML only
+            for sub_name, sub_field in ModelContract.model_fields.items():
+                row = _reference_row((name, sub_name), f"[{name}.<model_id>] {sub_name}", sub_field)
+                lines.append(row.replace(f"`{env_var_name((name, sub_name))}`", "(TOML only)"))
         else:
             lines.append(_reference_row((name,), name, field))
     return "\n".join(lines)

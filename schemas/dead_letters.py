@@ -26,6 +26,7 @@ class Reason(StrEnum):
     UNKNOWN_MODEL_TYPE = "unknown_model_type"
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
     OVERSIZED = "oversized"
+    TASK_MISMATCH = "task_mismatch"
     LABEL_TYPE_MISMATCH = "label_type_mismatch"
     INVALID_VALUE = "invalid_value"
 

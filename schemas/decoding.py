@@ -7,7 +7,7 @@ validated on its own, so one bad event becomes a dead letter and its siblings go
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -52,14 +52,40 @@ class DecodeResult(Generic[E]):
 class EventDecoder(Generic[E]):
     """Decodes messages of one topic whose events follow ``model`` (one event, or an envelope of them)."""
 
-    def __init__(self, model: type[E], kind: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        model: type[E],
+        kind: str,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        check: Callable[[E], tuple[Reason, str] | None] | None = None,
+    ) -> None:
         self.model = model
         self.kind = kind
         self.max_message_bytes = max_message_bytes
+        self.check = check
         self._envelope = TypeAdapter(list[model])  # type: ignore[valid-type]
 
     def decode(self, value: bytes | None, origin: Origin) -> DecodeResult[E]:
-        """Events and dead letters of one message; ``value`` None (a tombstone) is a dead letter too."""
+        """Events and dead letters of one message; ``value`` None (a tombstone) is a dead letter too.
+
+        Valid events that ``check`` objects to (a model's pinned contract) become dead letters as well.
+        """
+        result = self._decode(value, origin)
+        if self.check is None or not result.events:
+            return result
+        kept: list[Decoded[E]] = []
+        for decoded in result.events:
+            violation = self.check(decoded.event)
+            if violation is None:
+                kept.append(decoded)
+                continue
+            # an event decoded from a message exists only if the message had bytes: keep them whole
+            whole_message = decoded.envelope_index < 0
+            original = value if whole_message and value else decoded.event.model_dump_json().encode()
+            result.dead_letters.append(self._dead_letter(original, origin, decoded.envelope_index, *violation))
+        return DecodeResult(kept, result.dead_letters)
+
+    def _decode(self, value: bytes | None, origin: Origin) -> DecodeResult[E]:
         if not value:
             return self._rejected(value or b"", origin, -1, Reason.WRONG_SHAPE, "empty message: expected JSON")
         if len(value) > self.max_message_bytes:

@@ -30,6 +30,7 @@ from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.errors import BrokerError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.model_contracts import contract_check
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.tables import DEAD_LETTERS, FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, RETRAIN_TRIGGERS, Table
 from driftline.schemas.topics import ALL_TOPICS
@@ -86,14 +87,18 @@ class Sink:
         self.topics = {spec.name: settings.topic(spec.name) for spec in ALL_TOPICS}
         limit = settings.sink.max_message_bytes
 
-        def loader(model: type[Any], kind: str, rows: Callable[[Any], dict[Table, list[Row]]]) -> _Loader:
-            return _Loader(EventDecoder(model, kind, limit), rows)
+        def loader(
+            model: type[Any], kind: str, rows: Callable[[Any], dict[Table, list[Row]]], check: Any = None
+        ) -> _Loader:
+            return _Loader(EventDecoder(model, kind, limit, check), rows)
+
+        pinned = contract_check(settings.models)
 
         self._loaders = {
             self.topics["predictions"]: loader(
-                PredictionEvent, "prediction", lambda d: {PREDICTIONS: [prediction_row(d)]}
+                PredictionEvent, "prediction", lambda d: {PREDICTIONS: [prediction_row(d)]}, pinned
             ),
-            self.topics["feedback"]: loader(FeedbackEvent, "feedback", lambda d: {FEEDBACK: [feedback_row(d)]}),
+            self.topics["feedback"]: loader(FeedbackEvent, "feedback", lambda d: {FEEDBACK: [feedback_row(d)]}, pinned),
             self.topics["window-results"]: loader(WindowResult, "window result", lambda d: window_rows(d.event)),
             self.topics["reference-profiles"]: loader(
                 ReferenceProfile, "reference profile", lambda d: {REFERENCE_PROFILES: [reference_profile_row(d.event)]}

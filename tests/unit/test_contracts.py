@@ -14,6 +14,7 @@ from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.json_schema import CHECKED_IN, render, schemas
+from driftline.schemas.model_contracts import ModelContract, contract_check
 
 ORIGIN = Origin("driftline.predictions", 3, 42)
 PREDICTIONS = EventDecoder(PredictionEvent, "prediction", max_message_bytes=10_000)
@@ -173,3 +174,43 @@ def test_json_schema_rejects_what_the_decoder_rejects(reason: Reason) -> None:
 def test_feedback_schema_validates_a_sample() -> None:
     schema = json.loads((CHECKED_IN / "feedback_event.json").read_text())
     jsonschema.validate({"prediction_id": "p", "timestamp": 1_767_225_600_000, "label": True}, schema)
+
+
+PINNED = EventDecoder(
+    PredictionEvent,
+    "prediction",
+    check=contract_check({"credit-risk": ModelContract(task="binary", positive_label=1)}),
+)
+PINNED_FEEDBACK = EventDecoder(
+    FeedbackEvent, "feedback", check=contract_check({"credit-risk": ModelContract(task="binary", positive_label=1)})
+)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (prediction(prediction={"value": 3.0}), Reason.TASK_MISMATCH),
+        (prediction(prediction={"label": "yes", "score": 0.4}), Reason.LABEL_TYPE_MISMATCH),
+    ],
+)
+def test_a_prediction_that_contradicts_its_models_pin_is_a_dead_letter(event: dict[str, Any], reason: Reason) -> None:
+    result = PINNED.decode(json.dumps([prediction(prediction_id="fine"), event]).encode(), ORIGIN)
+
+    assert [d.event.prediction_id for d in result.events] == ["fine"]
+    [letter] = result.dead_letters
+    assert letter.reason == reason and letter.envelope_index == 1
+    assert "credit-risk" in letter.message
+
+
+def test_unpinned_models_pass_and_feedback_label_type_is_checked_when_it_names_its_model() -> None:
+    other = PINNED.decode(json.dumps(prediction(model_id="churn", prediction={"value": 1.0})).encode(), ORIGIN)
+    assert other.dead_letters == [] and len(other.events) == 1
+
+    wrong = {"prediction_id": "p", "timestamp": 1_767_225_600_000, "model_id": "credit-risk", "value": 0.3}
+    [letter] = PINNED_FEEDBACK.decode(json.dumps(wrong).encode(), ORIGIN).dead_letters
+    assert letter.reason == Reason.LABEL_TYPE_MISMATCH and "expected 'label'" in letter.message
+    stringly = {**wrong, "value": None, "label": "1"}
+    [letter] = PINNED_FEEDBACK.decode(json.dumps(stringly).encode(), ORIGIN).dead_letters
+    assert letter.reason == Reason.LABEL_TYPE_MISMATCH and "'1'" in letter.message
+    anonymous = {"prediction_id": "p", "timestamp": 1_767_225_600_000, "value": 0.3}
+    assert len(PINNED_FEEDBACK.decode(json.dumps(anonymous).encode(), ORIGIN).events) == 1
