@@ -86,6 +86,11 @@ class ClickHouseSettings(_Section):
         description="Database that holds driftline's tables.",
     )
     password: SecretStr | None = Field(None, description="Password for a ClickHouse server (never logged).")
+    raw_ttl_days: int | None = Field(
+        None,
+        ge=1,
+        description="Delete raw predictions and feedback this many days after their event time (default: keep).",
+    )
 
 
 class SinkSettings(_Section):

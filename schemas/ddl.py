@@ -29,8 +29,12 @@ def create_table(database: str, table: Table) -> str:
     )
 
 
-def statements(database: str) -> list[str]:
-    """The DDL for ``database``, in the order it must run."""
+def statements(database: str, raw_ttl_days: int | None = None) -> list[str]:
+    """The DDL for ``database``, in the order it must run.
+
+    With ``raw_ttl_days``, raw event tables get ``TTL toDateTime(<event time>) + INTERVAL n DAY`` (set again at
+    every start, so changing the setting takes effect); without it rows are kept.
+    """
     result = [
         f"CREATE DATABASE IF NOT EXISTS {database}",
         f"CREATE TABLE IF NOT EXISTS {database}.schema_version (version UInt32, "
@@ -38,6 +42,11 @@ def statements(database: str) -> list[str]:
     ]
     for table in ALL_TABLES:
         result.append(create_table(database, table))
+        if raw_ttl_days is not None and table.ttl_column is not None:
+            result.append(
+                f"ALTER TABLE {database}.{table.name} MODIFY TTL "
+                f"toDateTime({_quote(table.ttl_column)}) + INTERVAL {int(raw_ttl_days)} DAY"
+            )
         if table.latest_view:
             result.append(
                 f"CREATE VIEW IF NOT EXISTS {database}.{table.name}_latest AS "

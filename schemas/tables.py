@@ -39,6 +39,7 @@ class Table:
     version: str | None = None
     partition_by: str | None = None
     latest_view: bool = False
+    ttl_column: str | None = None  # raw events expire by event time when a TTL is configured
 
     @property
     def column_names(self) -> list[str]:
@@ -79,6 +80,7 @@ PREDICTIONS = Table(
     ),
     order_by=("model_id", "model_version", "prediction_id"),
     partition_by="toYYYYMM(timestamp)",
+    ttl_column="timestamp",
 )
 
 FEEDBACK = Table(
@@ -94,6 +96,7 @@ FEEDBACK = Table(
     ),
     order_by=("prediction_id", "source_partition", "source_offset", "envelope_index"),
     partition_by="toYYYYMM(timestamp)",
+    ttl_column="timestamp",
 )
 
 DEAD_LETTERS = Table(

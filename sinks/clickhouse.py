@@ -24,7 +24,7 @@ def is_embedded(dsn: str) -> bool:
     return urlsplit(dsn).scheme == EMBEDDED_SCHEME
 
 
-def open_client(dsn: str, database: str, password: str | None = None) -> Client:
+def open_client(dsn: str, database: str, password: str | None = None, raw_ttl_days: int | None = None) -> Client:
     """Connect, create ``database`` and every table if missing, and return a client bound to it.
 
     Raises :class:`StorageError` with one clear sentence when the embedded path is held by another process
@@ -32,7 +32,7 @@ def open_client(dsn: str, database: str, password: str | None = None) -> Client:
     """
     client = _connect(dsn, password)
     try:
-        for statement in ddl.statements(database):
+        for statement in ddl.statements(database, raw_ttl_days):
             client.command(statement)
         client.command(
             f"INSERT INTO {database}.schema_version (version) "
@@ -47,12 +47,13 @@ def open_client(dsn: str, database: str, password: str | None = None) -> Client:
 
 
 def open_configured(settings: Settings) -> Client:
-    """:func:`open_client` on the DSN, database and password of ``settings``."""
+    """:func:`open_client` on the DSN, database, password and raw-event TTL of ``settings``."""
     password = settings.clickhouse.password
     return open_client(
         settings.clickhouse_dsn,
         settings.clickhouse.database,
         password.get_secret_value() if password else None,
+        settings.clickhouse.raw_ttl_days,
     )
 
 

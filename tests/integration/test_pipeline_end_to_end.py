@@ -8,6 +8,7 @@ from clickhouse_connect.driver.client import Client
 from driftline.demo import produce, sample_predictions
 from driftline.pipeline import run_until
 from driftline.settings import Settings
+from driftline.sinks.clickhouse import open_client
 from driftline.topics import check_copartitioning, create_topics
 
 pytestmark = pytest.mark.integration
@@ -42,3 +43,14 @@ def test_topics_are_created_once_and_join_inputs_are_co_partitioned(settings: Se
     report = check_copartitioning(settings)
     assert report.ok, report.describe()
     assert set(report.partitions.values()) == {settings.kafka.partitions}
+
+
+def test_raw_event_ttl_is_applied_and_ddl_is_idempotent(settings: Settings, clickhouse: Client) -> None:
+    again = open_client(settings.clickhouse_dsn, settings.clickhouse.database, raw_ttl_days=30)
+    try:
+        ddl = again.command(f"SHOW CREATE TABLE {settings.clickhouse.database}.predictions")
+        assert "TTL toDateTime(timestamp) + toIntervalDay(30)" in str(ddl)
+        assert again.command("SELECT max(version) FROM schema_version") == 1
+        assert again.command("SELECT count() FROM schema_version") == 1
+    finally:
+        again.close()
