@@ -126,8 +126,9 @@ class FeatureProfile(_Result):
     missing_rate: float = Field(ge=0, le=1, description="Share of nulls in the reference.")
     bin_edges: list[float] | None = Field(None, description="Numeric: inner quantile bin edges (10 bins: 9 edges).")
     bin_shares: list[float] | None = Field(None, description="Numeric: share of the reference in each bin.")
-    quantiles: list[float] | None = Field(
-        None, description="Numeric: 101 percentiles, the reference sample for KS and Wasserstein."
+    sample: list[float] | None = Field(
+        None,
+        description="Numeric: a seeded random sample (at most 2,000 values), the reference for KS and Wasserstein.",
     )
     spread: float | None = Field(None, description="Numeric: standard deviation (normalises Wasserstein).")
     category_shares: dict[str, float] | None = Field(None, description="Categorical: share per category.")

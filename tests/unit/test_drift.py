@@ -1,0 +1,94 @@
+"""Drift statistics against a reference profile agree with independent computations and scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import chisquare, ks_2samp, wasserstein_distance
+
+from driftline.streams.monitors.drift import SHARE_FLOOR, categorical_drift, numeric_drift, psi
+from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile, feature_profile
+
+RNG = np.random.default_rng(3)
+
+
+def test_psi_matches_its_formula_and_is_zero_for_identical_shares() -> None:
+    a = np.array([0.1, 0.2, 0.3, 0.4])
+    e = np.array([0.25, 0.25, 0.25, 0.25])
+
+    assert psi(a, e) == pytest.approx(float(np.sum((a - e) * np.log(a / e))))
+    assert psi(e, e) == 0.0
+    assert np.isfinite(psi(np.array([0.0, 1.0]), np.array([0.5, 0.5])))  # empty bin: floored, not infinite
+
+
+def test_numeric_drift_equals_scipy_on_the_reference_sample_and_grows_with_the_shift() -> None:
+    reference = feature_profile(pd.Series(RNG.normal(50, 10, 1500)))
+    same = RNG.normal(50, 10, 1000)
+    shifted = RNG.normal(60, 10, 1000)
+
+    calm = numeric_drift("age", same, missing=0, profile=reference)
+    moved = numeric_drift("age", shifted, missing=0, profile=reference)
+
+    sample = np.asarray(reference.sample)
+    assert moved.ks_statistic == pytest.approx(ks_2samp(shifted, sample).statistic)
+    assert moved.ks_pvalue == pytest.approx(ks_2samp(shifted, sample).pvalue)
+    assert moved.wasserstein == pytest.approx(wasserstein_distance(shifted, sample) / np.std(sample))
+    assert moved.wasserstein == pytest.approx(1.0, abs=0.15)  # a one-spread shift reads as about 1
+    assert calm.psi is not None and moved.psi is not None
+    assert calm.psi < 0.05 and moved.psi > 0.25
+    assert calm.jensen_shannon < moved.jensen_shannon <= 1
+
+
+def test_binning_uses_the_reference_deciles() -> None:
+    reference = feature_profile(pd.Series(np.arange(1000, dtype=float)))
+
+    assert reference.bin_shares == pytest.approx([0.1] * 10, abs=0.002)
+    window = np.arange(1000, dtype=float)
+    assert numeric_drift("x", window, 0, reference).psi == pytest.approx(0.0, abs=1e-3)
+
+
+def test_categorical_drift_counts_new_categories_and_equals_scipy_chi_square() -> None:
+    reference = feature_profile(pd.Series(RNG.choice(["a", "b", "c"], 2000, p=[0.5, 0.3, 0.2])))
+    window = RNG.choice(["a", "b", "c", "zz"], 800, p=[0.3, 0.3, 0.2, 0.2])
+
+    drift = categorical_drift("city", window, missing=0, profile=reference)
+
+    assert drift.new_category_share == pytest.approx(np.mean(window == "zz"))
+    shares = reference.category_shares
+    assert shares is not None
+    categories = list(shares)
+    counts = np.array([np.sum(window == c) for c in categories] + [np.sum(window == "zz")], dtype=float)
+    expected = np.maximum(np.array([shares[c] for c in categories] + [0.0]), SHARE_FLOOR)
+    expected = expected / expected.sum()
+    assert drift.chi2_pvalue == pytest.approx(chisquare(counts, expected * counts.sum()).pvalue)
+    assert drift.jensen_shannon == pytest.approx(jensenshannon(counts / counts.sum(), expected, base=2), abs=1e-3)
+    assert drift.psi is not None and drift.psi > 0.25
+
+
+def test_missing_rate_increase_sees_a_feature_breaking_into_nulls() -> None:
+    reference = feature_profile(pd.Series([1.0, 2.0, None, 4.0] * 100))
+    drift = numeric_drift("income", np.array([1.0, 2.0, 4.0]), missing=97, profile=reference)
+
+    assert drift.missing_rate == pytest.approx(0.97)
+    assert drift.missing_rate_increase == pytest.approx(0.97 - 0.25)
+
+
+def test_profile_covers_features_scores_and_predicted_labels() -> None:
+    frame = pd.DataFrame(
+        {
+            "age": RNG.normal(40, 5, 300),
+            "city": RNG.choice(["x", "y"], 300),
+            "score": RNG.random(300),
+            "label": RNG.integers(0, 2, 300),
+            "prediction_id": [f"p{i}" for i in range(300)],
+        }
+    )
+
+    profile = build_profile(frame, "m", "1")
+
+    assert set(profile.features) == {"age", "city", SCORE, PREDICTED_LABEL}
+    assert profile.features["age"].kind == "numeric" and profile.features["city"].kind == "categorical"
+    assert profile.rows == 300
+    assert len(profile.features["age"].bin_edges or []) == 9
