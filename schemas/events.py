@@ -230,3 +230,10 @@ class FeedbackEvent(_Contract):
         if (self.label is None) == (self.value is None):
             raise ValueError("feedback needs exactly one of 'label' (classification) or 'value' (regression)")
         return self
+
+
+def label_text(label: bool | int | str | None) -> str | None:
+    """A class label as stored and compared: booleans as ``true``/``false``, integers in decimal."""
+    if label is None or isinstance(label, str):
+        return label
+    return str(label).lower() if isinstance(label, bool) else str(label)

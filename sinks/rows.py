@@ -13,18 +13,12 @@ from driftline.schemas.events import (
     MulticlassPrediction,
     PredictionEvent,
     RegressionPrediction,
+    label_text,
 )
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.tables import DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, Table
 
 Row = tuple[Any, ...]
-
-
-def label_text(label: bool | int | str | None) -> str | None:
-    """A class label as stored: booleans as ``true``/``false``, integers in decimal, strings as they are."""
-    if label is None or isinstance(label, str):
-        return label
-    return str(label).lower() if isinstance(label, bool) else str(label)
 
 
 def prediction_row(decoded: Decoded[PredictionEvent]) -> Row:

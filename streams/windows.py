@@ -1,0 +1,351 @@
+"""Event-time windows of one worker: the join of predictions with their feedback, and the window results.
+
+Plain Python over the monitors; no Faust, no Kafka, no wall clock in the numbers. Semantics:
+
+- A prediction belongs to the tumbling window ``[start, start + window)`` of its own timestamp, per
+  (model_id, model_version). Its feedback joins it by ``prediction_id``, in whichever order they arrive;
+  feedback that comes first waits (up to the label horizon). A prediction id seen before counts once, and so
+  does a second label for the same prediction.
+- Watermark: per source partition, the latest event time seen; the engine's watermark is the minimum over
+  partitions that are not idle (no event for ``idle_timeout_s`` of processing time), so one quiet partition
+  does not hold every window open forever.
+- A window closes when the watermark passes ``end + grace``: it is emitted then, and re-emitted each time late
+  labels change it, until the watermark passes ``end + horizon``, when its state is dropped. A prediction
+  for a closed window is counted in ``late_predictions`` and left out of the numbers; feedback whose
+  prediction never came within the horizon is counted in ``orphan_feedback`` of its model's window.
+- ``revision`` = predictions + labels included, plus the late predictions and orphaned feedback it counts.
+  It only grows and is a function of the data, so the latest revision after a replay equals the one before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from driftline.schemas.events import (
+    BinaryPrediction,
+    FeedbackEvent,
+    PredictionEvent,
+    RegressionPrediction,
+    Task,
+    label_text,
+)
+from driftline.schemas.model_contracts import ModelContract
+from driftline.schemas.results import FeatureDrift, GroupFairness, Performance, ReferenceProfile, WindowResult
+from driftline.streams.monitors.drift import categorical_drift, numeric_drift
+from driftline.streams.monitors.fairness import attribute_fairness
+from driftline.streams.monitors.performance import (
+    binary_performance,
+    estimated_accuracy,
+    multiclass_performance,
+    regression_performance,
+)
+from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MISSING_GROUP = "__missing__"
+WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """Sizes of the event-time machinery (seconds)."""
+
+    window_s: float = 3600.0
+    grace_s: float = 60.0
+    horizon_s: float = 7 * 86400.0
+    idle_timeout_s: float = 10.0
+    min_group_count: int = 30
+    reference_first_n: int = 1000
+
+
+@dataclass
+class WindowBuffer:
+    """What one window holds: one entry per prediction, columns as lists (vectorised when it is emitted)."""
+
+    task: Task
+    ids: list[str] = field(default_factory=list)
+    predicted: list[str | None] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    features: dict[str, list[object]] = field(default_factory=dict)
+    sensitive: dict[str, list[str]] = field(default_factory=dict)
+    truth: list[str | None] = field(default_factory=list)
+    truth_values: list[float] = field(default_factory=list)
+    labels: int = 0
+    late_predictions: int = 0
+    orphan_feedback: int = 0
+    emitted_revision: int = -1
+
+    @property
+    def revision(self) -> int:
+        """Every event the window accounts for: predictions and labels, and late predictions and orphaned
+        feedback it counts; only grows, so the latest revision is the most complete."""
+        return len(self.ids) + self.labels + self.late_predictions + self.orphan_feedback
+
+
+def window_start(stamp: datetime, window_s: float) -> datetime:
+    """Start of the tumbling window holding ``stamp`` (aligned to the Unix epoch)."""
+    seconds = (stamp - EPOCH).total_seconds()
+    return EPOCH + timedelta(seconds=math.floor(seconds / window_s) * window_s)
+
+
+class WindowEngine:
+    """Joins and windows the events of the partitions one worker owns; emits :class:`WindowResult` rows.
+
+    ``profile_for(model_id, model_version)`` returns the reference profile when one was published.
+    ``clock`` is processing time in seconds, used only to tell idle partitions.
+    """
+
+    def __init__(
+        self,
+        settings: WindowSettings,
+        profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
+        contracts: Mapping[str, ModelContract] | None = None,
+        clock: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        self.settings = settings
+        self.profile_for = profile_for
+        self.contracts = dict(contracts or {})
+        self.clock = clock
+        self.windows: dict[WindowId, WindowBuffer] = {}
+        self.pending: dict[str, tuple[WindowId, int]] = {}
+        self.early: dict[str, FeedbackEvent] = {}
+        self.watermarks: dict[int, datetime] = {}
+        self.last_seen: dict[int, float] = {}
+        self.first_events: dict[tuple[str, str], list[dict[str, object]]] = {}
+        self.own_profiles: dict[tuple[str, str], ReferenceProfile] = {}
+        self.seen_ids: set[str] = set()
+
+    # -- input ---------------------------------------------------------------------------------------
+
+    def add_prediction(self, event: PredictionEvent, partition: int) -> None:
+        """Include a prediction (or count it late, or ignore a duplicate id)."""
+        self._saw(partition, event.timestamp)
+        if event.prediction_id in self.seen_ids:
+            return
+        start = window_start(event.timestamp, self.settings.window_s)
+        key = (event.model_id, event.model_version, start)
+        end = start + timedelta(seconds=self.settings.window_s)
+        buffer = self.windows.get(key)
+        if self._watermark() >= end + timedelta(seconds=self.settings.grace_s):
+            if buffer is not None:
+                buffer.late_predictions += 1
+            return
+        self.seen_ids.add(event.prediction_id)
+        if buffer is None:
+            buffer = self.windows[key] = WindowBuffer(task=event.task)
+        self._append(buffer, event)
+        self.pending[event.prediction_id] = (key, len(buffer.ids) - 1)
+        self._learn_reference(event)
+        early = self.early.pop(event.prediction_id, None)
+        if early is not None:
+            self._label(buffer, len(buffer.ids) - 1, early)
+
+    def add_feedback(self, event: FeedbackEvent, partition: int) -> None:
+        """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
+        self._saw(partition, event.timestamp)
+        slot = self.pending.get(event.prediction_id)
+        if slot is None:
+            if event.prediction_id not in self.seen_ids:
+                self.early.setdefault(event.prediction_id, event)
+            return
+        key, row = slot
+        self._label(self.windows[key], row, event)
+
+    # -- output --------------------------------------------------------------------------------------
+
+    def advance(self) -> list[WindowResult]:
+        """Results of windows that closed or changed since they were last emitted; expire old state."""
+        watermark = self._watermark()
+        grace = timedelta(seconds=self.settings.grace_s)
+        horizon = timedelta(seconds=self.settings.horizon_s)
+        size = timedelta(seconds=self.settings.window_s)
+        self._expire_early_feedback(watermark - horizon)
+        results = []
+        for key in sorted(self.windows, key=lambda k: (k[2], k[0], k[1])):
+            buffer = self.windows[key]
+            end = key[2] + size
+            if watermark < end + grace:
+                continue
+            if buffer.revision != buffer.emitted_revision:
+                results.append(self._result(key, buffer))
+                buffer.emitted_revision = buffer.revision
+            if watermark >= end + horizon:
+                for prediction_id in buffer.ids:
+                    self.pending.pop(prediction_id, None)
+                self.seen_ids.difference_update(buffer.ids)
+                del self.windows[key]
+        return results
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _saw(self, partition: int, stamp: datetime) -> None:
+        self.last_seen[partition] = self.clock()
+        if stamp > self.watermarks.get(partition, EPOCH):
+            self.watermarks[partition] = stamp
+
+    def _watermark(self) -> datetime:
+        if not self.watermarks:
+            return EPOCH
+        now = self.clock()
+        active = [
+            mark
+            for partition, mark in self.watermarks.items()
+            if now - self.last_seen.get(partition, now) < self.settings.idle_timeout_s
+        ]
+        return min(active) if active else max(self.watermarks.values())
+
+    def _append(self, buffer: WindowBuffer, event: PredictionEvent) -> None:
+        prediction = event.prediction
+        n = len(buffer.ids)
+        buffer.ids.append(event.prediction_id)
+        buffer.predicted.append(None if isinstance(prediction, RegressionPrediction) else label_text(prediction.label))
+        buffer.scores.append(prediction.score if isinstance(prediction, BinaryPrediction) else math.nan)
+        buffer.values.append(prediction.value if isinstance(prediction, RegressionPrediction) else math.nan)
+        buffer.truth.append(None)
+        buffer.truth_values.append(math.nan)
+        for name in event.features.keys() | buffer.features.keys():
+            column = buffer.features.setdefault(name, [None] * n)
+            column.append(event.features.get(name))
+        for attribute in event.sensitive.keys() | buffer.sensitive.keys():
+            groups = buffer.sensitive.setdefault(attribute, [MISSING_GROUP] * n)
+            groups.append(event.sensitive.get(attribute, MISSING_GROUP))
+
+    def _label(self, buffer: WindowBuffer, row: int, event: FeedbackEvent) -> None:
+        if buffer.truth[row] is not None or not math.isnan(buffer.truth_values[row]):
+            return  # a second label for the same prediction counts once
+        if event.value is not None:
+            buffer.truth_values[row] = event.value
+            buffer.truth[row] = ""
+        else:
+            buffer.truth[row] = label_text(event.label)
+        buffer.labels += 1
+
+    def _expire_early_feedback(self, oldest: datetime) -> None:
+        size = self.settings.window_s
+        for prediction_id, feedback in list(self.early.items()):
+            if feedback.timestamp >= oldest:
+                continue
+            del self.early[prediction_id]
+            start = window_start(feedback.timestamp, size)
+            for (model_id, _version, window), buffer in self.windows.items():
+                if window == start and model_id == feedback.model_id:
+                    buffer.orphan_feedback += 1
+                    break
+
+    def _learn_reference(self, event: PredictionEvent) -> None:
+        key = (event.model_id, event.model_version)
+        if key in self.own_profiles or self.profile_for(*key) is not None:
+            return
+        rows = self.first_events.setdefault(key, [])
+        prediction = event.prediction
+        rows.append(
+            {
+                **event.features,
+                "score": prediction.score if isinstance(prediction, BinaryPrediction) else None,
+                "label": None if isinstance(prediction, RegressionPrediction) else label_text(prediction.label),
+            }
+        )
+        if len(rows) >= self.settings.reference_first_n:
+            frame = pd.DataFrame(rows)
+            self.own_profiles[key] = build_profile(
+                frame.dropna(axis=1, how="all"), *key, source="first_events", created_at=event.timestamp
+            )
+            del self.first_events[key]
+
+    def _positive(self, model_id: str) -> set[str]:
+        contract = self.contracts.get(model_id)
+        positive = contract.positive_label if contract else 1
+        text = label_text(positive)
+        return {"1", "true"} if positive in (1, True) and not isinstance(positive, str) else {text or ""}
+
+    def _result(self, key: WindowId, buffer: WindowBuffer) -> WindowResult:
+        model_id, version, start = key
+        profile = self.profile_for(model_id, version)
+        reference = "provided" if profile is not None else "none"
+        if profile is None and (own := self.own_profiles.get((model_id, version))) is not None:
+            profile, reference = own, "first_events"
+        return WindowResult(
+            model_id=model_id,
+            model_version=version,
+            window_start=start,
+            window_end=start + timedelta(seconds=self.settings.window_s),
+            revision=buffer.revision,
+            reference=reference,
+            performance=self._performance(model_id, buffer),
+            drift=self._drift(buffer, profile) if profile is not None else [],
+            fairness=self._fairness(model_id, buffer),
+        )
+
+    def _performance(self, model_id: str, buffer: WindowBuffer) -> Performance:
+        n = len(buffer.ids)
+        truth = np.array(buffer.truth, dtype=object)
+        labelled = np.array([t is not None for t in buffer.truth])
+        base: dict[str, object] = {
+            "task": buffer.task,
+            "predictions": n,
+            "labelled": int(labelled.sum()),
+            "label_coverage": float(labelled.mean()) if n else None,
+            "late_predictions": buffer.late_predictions,
+            "orphan_feedback": buffer.orphan_feedback,
+        }
+        if buffer.task == "regression":
+            values = np.array(buffer.values)
+            metrics = regression_performance(np.array(buffer.truth_values)[labelled], values[labelled])
+        elif buffer.task == "binary":
+            positive = self._positive(model_id)
+            predicted = np.array([p in positive for p in buffer.predicted])
+            scores = np.array(buffer.scores)
+            is_true = np.array([t in positive for t in truth])
+            metrics = binary_performance(is_true[labelled], predicted[labelled], scores[labelled])
+            metrics["estimated_accuracy"] = estimated_accuracy(predicted, scores)
+        else:
+            predicted_text = np.array([p or "" for p in buffer.predicted], dtype=str)
+            truth_text = np.array([t or "" for t in truth], dtype=str)
+            metrics = multiclass_performance(truth_text[labelled], predicted_text[labelled])
+        return Performance.model_validate({**base, **metrics})
+
+    def _drift(self, buffer: WindowBuffer, profile: ReferenceProfile) -> list[FeatureDrift]:
+        columns: dict[str, list[object]] = {**buffer.features}
+        if SCORE in profile.features:
+            columns[SCORE] = [None if math.isnan(s) else s for s in buffer.scores]
+        if PREDICTED_LABEL in profile.features:
+            columns[PREDICTED_LABEL] = list(buffer.predicted)
+        rows = []
+        for name, reference in sorted(profile.features.items()):
+            column = columns.get(name, [None] * len(buffer.ids))
+            present = [v for v in column if v is not None]
+            missing = len(column) - len(present)
+            if reference.kind == "numeric":
+                numbers = np.array([float(v) for v in present if isinstance(v, int | float)], dtype=np.float64)
+                rows.append(numeric_drift(name, numbers, missing, reference))
+            else:
+                rows.append(categorical_drift(name, np.array([str(v) for v in present], dtype=str), missing, reference))
+        return rows
+
+    def _fairness(self, model_id: str, buffer: WindowBuffer) -> list[GroupFairness]:
+        if buffer.task != "binary" or not buffer.sensitive:
+            return []
+        positive = self._positive(model_id)
+        predicted = np.array([p in positive for p in buffer.predicted])
+        truth = np.array([t in positive for t in buffer.truth])
+        labelled = np.array([t is not None for t in buffer.truth])
+        rows: list[GroupFairness] = []
+        for attribute, groups in sorted(buffer.sensitive.items()):
+            rows.extend(
+                attribute_fairness(
+                    attribute,
+                    np.array(groups, dtype=str),
+                    predicted,
+                    truth,
+                    labelled,
+                    min_count=self.settings.min_group_count,
+                )
+            )
+        return rows

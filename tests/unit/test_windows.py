@@ -1,0 +1,183 @@
+"""The window engine: join, event-time windows, watermarks, revisions, late and orphaned events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.streams.monitors.profile import build_profile
+from driftline.streams.windows import WindowEngine, WindowSettings
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+SETTINGS = WindowSettings(window_s=60, grace_s=5, horizon_s=300, idle_timeout_s=1e9, min_group_count=2)
+
+
+def prediction(i: int, second: float, label: int, score: float, **extra: object) -> PredictionEvent:
+    return PredictionEvent.model_validate(
+        {
+            "prediction_id": f"p{i}",
+            "model_id": "m",
+            "model_version": "1",
+            "timestamp": T0 + timedelta(seconds=second),
+            "features": {"x": float(i % 7), "city": "abc"[i % 3]},
+            "prediction": {"label": label, "score": score},
+            "sensitive": {"gender": "fm"[i % 2]},
+            **extra,
+        }
+    )
+
+
+def feedback(i: int, second: float, label: int) -> FeedbackEvent:
+    return FeedbackEvent(prediction_id=f"p{i}", timestamp=T0 + timedelta(seconds=second), label=label, model_id="m")
+
+
+def tick(engine: WindowEngine, second: float, partition: int = 0) -> None:
+    """Move the watermark of ``partition`` by an event of another model."""
+    engine.add_prediction(
+        PredictionEvent.model_validate(
+            {
+                "prediction_id": f"tick-{second}-{partition}",
+                "model_id": "clock",
+                "model_version": "0",
+                "timestamp": T0 + timedelta(seconds=second),
+                "prediction": {"value": 0.0},
+            }
+        ),
+        partition,
+    )
+
+
+def results_of(engine: WindowEngine, model: str = "m") -> list:
+    return [r for r in engine.advance() if r.model_id == model]
+
+
+def test_a_scripted_stream_yields_exact_windows_with_metrics_equal_to_scikit_learn() -> None:
+    rng = np.random.default_rng(1)
+    engine = WindowEngine(SETTINGS)
+    truth: dict[int, list[tuple[int, int, float]]] = {0: [], 1: []}
+    for i in range(80):
+        second = i * 1.5  # window 0: i < 40, window 1: i >= 40
+        score = float(rng.random())
+        label = int(rng.random() < score)
+        engine.add_prediction(prediction(i, second, int(score >= 0.5), score), partition=i % 2)
+        engine.add_feedback(feedback(i, second + 1, label), partition=i % 2)
+        truth[int(second // 60)].append((label, int(score >= 0.5), score))
+    for partition in (0, 1):
+        tick(engine, 126, partition)
+
+    results = results_of(engine)
+
+    assert [r.window_start for r in results] == [T0, T0 + timedelta(seconds=60)]
+    for result, rows in zip(results, (truth[0], truth[1]), strict=True):
+        y, y_hat, scores = map(np.array, zip(*rows, strict=True))
+        assert result.revision == 2 * len(rows)
+        assert result.performance.predictions == result.performance.labelled == len(rows)
+        assert result.performance.accuracy == pytest.approx(accuracy_score(y, y_hat))
+        assert result.performance.roc_auc == pytest.approx(roc_auc_score(y, scores))
+        assert {(f.group, f.count) for f in result.fairness} == {("f", len(rows) // 2), ("m", len(rows) // 2)}
+
+
+def test_window_stays_open_until_watermark_passes_end_plus_grace() -> None:
+    engine = WindowEngine(SETTINGS)
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    tick(engine, 64)
+    assert results_of(engine) == []
+    tick(engine, 65)
+    assert len(results_of(engine)) == 1
+
+
+def test_late_label_raises_the_revision_and_re_emits_the_window() -> None:
+    engine = WindowEngine(SETTINGS)
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    engine.add_prediction(prediction(2, 20, 0, 0.2), 0)
+    engine.add_feedback(feedback(1, 30, 1), 0)
+    tick(engine, 70)
+    [first] = results_of(engine)
+    assert (first.revision, first.performance.accuracy, first.performance.labelled) == (3, 1.0, 1)
+
+    engine.add_feedback(feedback(2, 100, 1), 0)  # after the window closed, within the horizon
+    [second] = results_of(engine)
+
+    assert (second.revision, second.performance.accuracy, second.performance.labelled) == (4, 0.5, 2)
+    assert results_of(engine) == []  # nothing changed: nothing re-emitted
+
+
+def test_feedback_before_its_prediction_joins_and_duplicates_count_once() -> None:
+    engine = WindowEngine(SETTINGS)
+    engine.add_feedback(feedback(1, 5, 0), 0)
+    engine.add_prediction(prediction(1, 1, 1, 0.8), 0)
+    engine.add_prediction(prediction(1, 1, 1, 0.8), 0)  # a duplicate prediction id
+    engine.add_feedback(feedback(1, 6, 1), 0)  # a second label for the same prediction
+    tick(engine, 70)
+
+    [result] = results_of(engine)
+
+    assert (result.performance.predictions, result.performance.labelled, result.revision) == (1, 1, 2)
+    assert result.performance.accuracy == 0.0
+
+
+def test_prediction_after_grace_is_counted_late_and_left_out() -> None:
+    engine = WindowEngine(SETTINGS)
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    tick(engine, 70)
+    results_of(engine)
+
+    engine.add_prediction(prediction(2, 20, 1, 0.9), 0)
+    [result] = results_of(engine)
+
+    assert result.performance.predictions == 1 and result.performance.late_predictions == 1
+
+
+def test_feedback_whose_prediction_never_comes_is_counted_orphan_after_the_horizon() -> None:
+    engine = WindowEngine(SETTINGS)
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    engine.add_feedback(feedback(99, 20, 1), 0)
+    tick(engine, 70)
+    results_of(engine)
+    tick(engine, 330)  # the feedback is older than the horizon: orphaned, counted in its window
+
+    [result] = results_of(engine)
+
+    assert result.performance.orphan_feedback == 1 and engine.early == {}
+    tick(engine, 360)  # past the window's end + horizon: its state is dropped
+    results_of(engine)
+    assert not any(key[0] == "m" for key in engine.windows)
+    assert "p1" not in engine.pending and "p1" not in engine.seen_ids
+
+
+def test_an_idle_partition_stops_holding_the_watermark_back() -> None:
+    now = [0.0]
+    engine = WindowEngine(WindowSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    tick(engine, 0, partition=1)  # partition 1 lags behind
+    tick(engine, 100, partition=0)
+    assert results_of(engine) == []
+
+    now[0] = 11.0  # partition 1 has said nothing for longer than the idle timeout
+    tick(engine, 101, partition=0)
+
+    assert len(results_of(engine)) == 1
+
+
+def test_drift_uses_the_provided_profile_or_else_one_built_from_the_first_events() -> None:
+    reference = build_profile(pd.DataFrame({"x": np.arange(100.0) % 7, "city": [*"abc" * 33, "a"]}), "m", "1")
+    provided = WindowEngine(SETTINGS, profile_for=lambda m, v: reference if (m, v) == ("m", "1") else None)
+    learned = WindowEngine(WindowSettings(window_s=60, grace_s=5, reference_first_n=10))
+    for engine in (provided, learned):
+        for i in range(30):
+            engine.add_prediction(prediction(i, i, 1, 0.7), 0)
+        tick(engine, 70)
+
+    [with_profile] = results_of(provided)
+    [with_own] = results_of(learned)
+
+    assert with_profile.reference == "provided"
+    assert {d.feature for d in with_profile.drift} == {"x", "city"}
+    assert with_own.reference == "first_events"
+    assert {d.feature for d in with_own.drift} >= {"x", "city", "__score__", "__predicted_label__"}
+    assert all(d.psi is not None and d.psi < 0.1 for d in with_own.drift if d.feature == "x")
