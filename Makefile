@@ -11,7 +11,7 @@ CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-unit test-integration test-reliability demo check format lock clean
+.PHONY: help install test test-unit test-integration test-reliability demo check docs format lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ check: $(STAMP) ## Lint, format check and type check (ruff, mypy)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+docs: $(STAMP) ## Regenerate the README's configuration table and table reference
+	$(BIN)/python -m driftline.readme
 
 format: $(STAMP) ## Format the code and fix what ruff can fix
 	$(BIN)/ruff format .

@@ -110,6 +110,26 @@ class SinkSettings(_Section):
     )
 
 
+class MonitorSettings(_Section):
+    """Event-time windows and the monitors computed in them."""
+
+    window_s: float = Field(3600.0, gt=0, description="Size of the tumbling event-time windows, seconds.")
+    grace_s: float = Field(60.0, ge=0, description="How late (event time) a prediction may be and still count.")
+    horizon_s: float = Field(
+        7 * 86400.0, gt=0, description="How long after a window's end its late labels are still joined, seconds."
+    )
+    idle_timeout_s: float = Field(
+        10.0, gt=0, description="A partition silent this long (processing time) stops holding the watermark back."
+    )
+    min_group_count: int = Field(30, ge=1, description="Groups smaller than this are reported, not judged.")
+    reference_first_n: int = Field(
+        1000, ge=10, description="Without a reference profile, build one from a version's first N predictions."
+    )
+    checkpoint_s: float = Field(
+        2.0, gt=0, description="Seconds between checkpoints (state + offsets) and result emission."
+    )
+
+
 class WorkerSettings(_Section):
     """The stream-processing worker (Faust app)."""
 
@@ -136,6 +156,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     sink: SinkSettings = SinkSettings()
+    monitor: MonitorSettings = MonitorSettings()
     worker: WorkerSettings = WorkerSettings()
     models: dict[str, ModelContract] = Field(
         default_factory=dict,

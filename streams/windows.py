@@ -37,6 +37,7 @@ from driftline.schemas.events import (
 )
 from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.results import FeatureDrift, GroupFairness, Performance, ReferenceProfile, WindowResult
+from driftline.settings import MonitorSettings
 from driftline.streams.monitors.drift import categorical_drift, numeric_drift
 from driftline.streams.monitors.fairness import attribute_fairness
 from driftline.streams.monitors.performance import (
@@ -50,18 +51,6 @@ from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_pro
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MISSING_GROUP = "__missing__"
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
-
-
-@dataclass(frozen=True)
-class WindowSettings:
-    """Sizes of the event-time machinery (seconds)."""
-
-    window_s: float = 3600.0
-    grace_s: float = 60.0
-    horizon_s: float = 7 * 86400.0
-    idle_timeout_s: float = 10.0
-    min_group_count: int = 30
-    reference_first_n: int = 1000
 
 
 @dataclass
@@ -104,7 +93,7 @@ class WindowEngine:
 
     def __init__(
         self,
-        settings: WindowSettings,
+        settings: MonitorSettings,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         contracts: Mapping[str, ModelContract] | None = None,
         clock: Callable[[], float] = lambda: 0.0,

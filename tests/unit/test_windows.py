@@ -10,11 +10,12 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.settings import MonitorSettings
 from driftline.streams.monitors.profile import build_profile
-from driftline.streams.windows import WindowEngine, WindowSettings
+from driftline.streams.windows import WindowEngine
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-SETTINGS = WindowSettings(window_s=60, grace_s=5, horizon_s=300, idle_timeout_s=1e9, min_group_count=2)
+SETTINGS = MonitorSettings(window_s=60, grace_s=5, horizon_s=300, idle_timeout_s=1e9, min_group_count=2)
 
 
 def prediction(i: int, second: float, label: int, score: float, **extra: object) -> PredictionEvent:
@@ -152,7 +153,7 @@ def test_feedback_whose_prediction_never_comes_is_counted_orphan_after_the_horiz
 
 def test_an_idle_partition_stops_holding_the_watermark_back() -> None:
     now = [0.0]
-    engine = WindowEngine(WindowSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
+    engine = WindowEngine(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
     tick(engine, 0, partition=1)  # partition 1 lags behind
     tick(engine, 100, partition=0)
@@ -167,7 +168,7 @@ def test_an_idle_partition_stops_holding_the_watermark_back() -> None:
 def test_drift_uses_the_provided_profile_or_else_one_built_from_the_first_events() -> None:
     reference = build_profile(pd.DataFrame({"x": np.arange(100.0) % 7, "city": [*"abc" * 33, "a"]}), "m", "1")
     provided = WindowEngine(SETTINGS, profile_for=lambda m, v: reference if (m, v) == ("m", "1") else None)
-    learned = WindowEngine(WindowSettings(window_s=60, grace_s=5, reference_first_n=10))
+    learned = WindowEngine(MonitorSettings(window_s=60, grace_s=5, reference_first_n=10))
     for engine in (provided, learned):
         for i in range(30):
             engine.add_prediction(prediction(i, i, 1, 0.7), 0)
