@@ -25,10 +25,12 @@ kafka_app = typer.Typer(help="Run a local Apache Kafka broker (KRaft, one node) 
 topics_app = typer.Typer(help="Create and check driftline's Kafka topics.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Export the event contracts as JSON Schema.", no_args_is_help=True)
+reference_app = typer.Typer(help="Reference profiles that drift is measured against.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(reference_app, name="reference")
 
 # wide enough off a terminal (CI logs, pipes) that tables and messages are not cut
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -158,52 +160,67 @@ def topics_check() -> None:
     raise typer.Exit(0 if report.ok else 1)
 
 
-@app.command()
-def worker(
-    loglevel: Annotated[
-        str, typer.Option("--loglevel", "-l", help="crit, error, warn, info or debug (Faust's levels).")
-    ] = "info",
-) -> None:
-    """Run the stream-processing worker (Faust) until stopped with Ctrl-C or SIGTERM."""
-    from driftline.pipeline import run_forever
-    from driftline.sinks.clickhouse import open_configured
+LogLevel = Annotated[str, typer.Option("--loglevel", "-l", help="crit, error, warn, info or debug (Faust's levels).")]
 
-    resolved = settings()
-    client = open_configured(resolved)
-    try:
-        run_forever(resolved, client, loglevel)
-    finally:
-        client.close()
+
+@app.command()
+def worker(loglevel: LogLevel = "info") -> None:
+    """Run the stream-processing worker (Faust) until stopped with Ctrl-C or SIGTERM."""
+    from driftline.pipeline import run_worker
+
+    run_worker(settings(), loglevel)
 
 
 @app.command()
 def sink() -> None:
-    """Load predictions, feedback and dead letters from Kafka into ClickHouse until Ctrl-C or SIGTERM."""
+    """Load every driftline topic from Kafka into ClickHouse until Ctrl-C or SIGTERM."""
     import logging
     import signal
 
-    from driftline.sinks.clickhouse import is_embedded, open_configured
-    from driftline.sinks.sink import Sink
-    from driftline.sinks.sql_endpoint import SQLEndpoint
+    from driftline.sinks.sink import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    resolved = settings()
-    client = open_configured(resolved)
     stopping: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):  # after chDB is open: it installs handlers of its own
-        signal.signal(signum, lambda number, _frame: stopping.append(number))
-    say(f"Sink: {resolved.kafka.bootstrap} -> {resolved.clickhouse.database} at {resolved.clickhouse_dsn}")
-    endpoint = SQLEndpoint(client, resolved.sink.sql_port) if is_embedded(resolved.clickhouse_dsn) else None
-    if endpoint is not None:
-        say(f"Serving read-only SQL for `driftline sql` on 127.0.0.1:{resolved.sink.sql_port}")
-    try:
-        stats = Sink(resolved, client).run(lambda: bool(stopping))
-    finally:
-        if endpoint is not None:
-            endpoint.close()
-        client.close()
+
+    def handle_signals() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda number, _frame: stopping.append(number))
+
+    stats = serve(settings(), lambda: bool(stopping), say, on_open=handle_signals)
     letters = dict(stats.dead_letters_by_reason)
     say(f"Sink stopped: {stats.messages} messages, rows {dict(stats.rows)}, dead letters {letters}")
+
+
+@app.command("run")
+def run_all(loglevel: LogLevel = "info") -> None:
+    """Run the worker and the sink in one process (the laptop default) until Ctrl-C or SIGTERM."""
+    import threading
+
+    from driftline.pipeline import run_worker
+    from driftline.sinks.sink import serve
+
+    resolved = settings()
+    stop, opened = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def sink_thread() -> None:
+        try:
+            serve(resolved, stop.is_set, say, on_open=opened.set)
+        except BaseException as error:  # reported after the worker stops
+            failures.append(error)
+            opened.set()
+
+    thread = threading.Thread(target=sink_thread, name="driftline-sink")
+    thread.start()
+    opened.wait(120)
+    try:
+        if not failures:
+            run_worker(resolved, loglevel)
+    finally:
+        stop.set()
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 @app.command()
@@ -233,6 +250,21 @@ def backfill(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     say(f"Sent {sent} {'feedback' if feedback else 'prediction'} events for {model} {version}")
+
+
+@reference_app.command("build")
+def reference_build(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model id.")],
+    version: Annotated[str, typer.Option("--version", "-v", help="Model version.")],
+    source: Annotated[Path, typer.Option("--from", help="CSV or Parquet of training data (features, score, label).")],
+    feature: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Profile only these columns.")] = None,
+) -> None:
+    """Build a reference profile from a file and publish it to the workers."""
+    from driftline.backfill import read_frame
+    from driftline.reference import build_and_publish
+
+    profile = build_and_publish(settings(), read_frame(source), model, version, feature)
+    say(f"Published the reference profile of {model} {version}: {profile.rows} rows, {len(profile.features)} features")
 
 
 @schemas_app.command("export")
@@ -275,23 +307,21 @@ def sql(
 
 
 @app.command()
-def demo(
-    events: Annotated[int, typer.Option(min=1, help="How many prediction events to send.")] = 300,
-    seed: Annotated[int, typer.Option(help="Seed of the generated events.")] = 7,
-) -> None:
-    """Start the local broker and run the pipeline end to end; print what landed in ClickHouse."""
+def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")] = 7) -> None:
+    """Start the local broker and run a drifting model through the worker and the sink; print the windows."""
     from driftline.demo import run_demo
 
     started = time.monotonic()
-    rows = run_demo(settings(), events, seed, say)
-    table = Table("model_id", "model_version", "predictions", "first", "last", title="Rows in ClickHouse")
-    for row in rows:
+    frame = run_demo(settings(), seed, say)
+    table = Table(*map(str, frame.columns), title="Windows of credit-risk 1.0 in ClickHouse")
+    for row in frame.itertuples(index=False):
         table.add_row(*(str(value) for value in row))
     out.print(table)
-    say(f"Demo finished in {time.monotonic() - started:.1f} s")
+    say(f"Demo finished in {time.monotonic() - started:.1f} s. Its rows are in their own database; look further:")
+    say('  DRIFTLINE_CLICKHOUSE_DATABASE=driftline_demo driftline sql "SELECT * FROM drift_windows_latest LIMIT 10"')
 
 
-def run() -> None:
+def main_entry() -> None:
     """Entry point: turn driftline's own errors into one line on stderr and exit code 2."""
     try:
         app()

@@ -1,69 +1,81 @@
-"""Run the worker's Faust app inside this process, with ClickHouse storage, until a condition holds.
+"""Assemble and run the worker: the Faust app, its monitor, the publisher of results and the profile store.
 
-The foundation's end-to-end path (Kafka → Faust agent → ClickHouse) for ``driftline demo`` and the
-integration test; the monitoring worker and the bulk sink replace it.
+``driftline worker`` runs :func:`run_worker` (Faust's own worker: signals, logging); ``driftline run`` adds the
+sink in a thread beside it; tests and the demo use :func:`run_in_process`, which starts the same app inside
+an asyncio loop of this process and stops it when a condition holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import faust
-from clickhouse_connect.driver.client import Client
 
-from driftline.schemas.decoding import Decoded
 from driftline.schemas.errors import DriftlineError
-from driftline.schemas.events import PredictionEvent
-from driftline.schemas.tables import PREDICTIONS
+from driftline.schemas.results import WindowResult
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, WINDOW_RESULTS
 from driftline.settings import Settings
-from driftline.sinks.rows import prediction_row
-from driftline.streams.app import add_prediction_recorder, create_app
+from driftline.streams.app import add_monitor_agent, create_app
+from driftline.streams.monitor import StreamMonitor
+from driftline.streams.profiles import ProfileStore
+from driftline.streams.publishing import KeyedPublisher
 
 
-class PredictionStore:
-    """Inserts the minimal agent's batches into ``predictions`` and counts what it stored."""
+@contextmanager
+def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
+    """The Faust app with its monitor restored from the last checkpoint; closes the profile store after."""
+    profiles = ProfileStore(settings.kafka.bootstrap, settings.topic(REFERENCE_PROFILES.name))
+    results = KeyedPublisher(settings.kafka.bootstrap, settings.topic(WINDOW_RESULTS.name))
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.stored = 0
+    def publish(windows: list[WindowResult]) -> None:
+        results.send(list(windows))
 
-    def __call__(self, events: list[Decoded[PredictionEvent]]) -> None:
-        rows = [prediction_row(event) for event in events]
-        self.client.insert(PREDICTIONS.name, rows, column_names=PREDICTIONS.column_names)
-        self.stored += len(rows)
-
-
-def run_forever(settings: Settings, client: Client, loglevel: str = "info") -> None:
-    """Run the Faust app as a worker until SIGINT or SIGTERM (``driftline worker``)."""
+    monitor = StreamMonitor(
+        settings.monitor,
+        {"predictions": settings.topic(PREDICTIONS.name), "feedback": settings.topic(FEEDBACK.name)},
+        publish,
+        settings.data_path / "worker" / f"{settings.worker.app_id}.checkpoint",
+        profile_for=profiles.get,
+        contracts=settings.models,
+        max_message_bytes=settings.sink.max_message_bytes,
+    )
+    monitor.restore()
     app = create_app(settings)
-    add_prediction_recorder(app, settings, PredictionStore(client))
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    add_monitor_agent(app, settings, monitor)
+    try:
+        yield app, monitor
+    finally:
+        profiles.close()
 
 
-def run_until(
-    settings: Settings, client: Client, done: Callable[[PredictionStore], bool], timeout_s: float = 60.0
-) -> PredictionStore:
-    """Run the Faust app in this process until ``done(store)`` is true; raise if ``timeout_s`` passes."""
-    store = PredictionStore(client)
-    app = create_app(settings)
-    add_prediction_recorder(app, settings, store)
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run the worker until SIGINT or SIGTERM."""
+    with assembled(settings) as (app, _monitor):
+        faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
-    async def main() -> None:
-        await app.start()
-        try:
-            deadline = time.monotonic() + timeout_s
-            while not done(store):
-                if time.monotonic() > deadline:
-                    raise DriftlineError(
-                        f"the pipeline stored {store.stored} predictions in {timeout_s:.0f} s without "
-                        "reaching its goal; is the broker at "
-                        f"{settings.kafka.bootstrap} reachable and are the topics created?"
-                    )
-                await asyncio.sleep(0.1)
-        finally:
-            await app.stop()
 
-    asyncio.run(main())
-    return store
+def run_in_process(
+    settings: Settings, done: Callable[[StreamMonitor], bool], timeout_s: float = 120.0
+) -> StreamMonitor:
+    """Run the worker in this process until ``done(monitor)`` holds; raise if ``timeout_s`` passes first."""
+    with assembled(settings) as (app, monitor):
+
+        async def main() -> None:
+            await app.start()
+            try:
+                deadline = time.monotonic() + timeout_s
+                while not done(monitor):
+                    if time.monotonic() > deadline:
+                        raise DriftlineError(
+                            f"the worker did not reach its goal in {timeout_s:.0f} s (counts: {dict(monitor.counts)}); "
+                            f"is Kafka at {settings.kafka.bootstrap} reachable and are the topics created?"
+                        )
+                    await asyncio.sleep(0.1)
+            finally:
+                await app.stop()
+
+        asyncio.run(main())
+        return monitor

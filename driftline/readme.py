@@ -23,8 +23,7 @@ def render(text: str) -> str:
         pattern = re.compile(rf"(<!-- {name}:start[^>]*-->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(text):
             raise ValueError(f"README has no <!-- {name}:start --> ... <!-- {name}:end --> block")
-        content = make()
-        text = pattern.sub(lambda match: match.group(1) + content + match.group(2), text)
+        text = pattern.sub(rf"\g<1>{make().replace(chr(92), chr(92) * 2)}\g<2>", text)
     return text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,28 @@ def broker_answers(bootstrap: str, timeout_s: float) -> bool:
 def admin_client(settings: Settings) -> AdminClient:
     """An AdminClient for the configured cluster."""
     return AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+
+
+def delete_topics(settings: Settings, timeout_s: float = ADMIN_TIMEOUT_S) -> list[str]:
+    """Delete every driftline topic under the configured prefix that exists; return their names.
+
+    Returns once the broker no longer lists them, so they can be created again at once.
+    """
+    admin = admin_client(settings)
+    names = [settings.topic(s.name) for s in ALL_TOPICS if settings.topic(s.name) in _partition_counts(admin, settings)]
+    if not names:
+        return []
+    for name, future in admin.delete_topics(names, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise BrokerError(f"could not delete topic {name}: {exc.args[0].str()}") from None
+    deadline = time.monotonic() + timeout_s
+    while set(names) & _partition_counts(admin, settings).keys():
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics {names} still listed {timeout_s:.0f} s after their deletion")
+        time.sleep(0.2)
+    return names
 
 
 def create_topics(settings: Settings) -> dict[str, str]:

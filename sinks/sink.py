@@ -227,3 +227,31 @@ class Sink:
         if error.fatal():
             raise KafkaException(error)
         log.warning("Kafka: %s", error.str())
+
+
+def serve(
+    settings: Settings,
+    should_stop: Callable[[], bool],
+    say: Callable[[str], None] = lambda _line: None,
+    on_open: Callable[[], None] = lambda: None,
+) -> SinkStats:
+    """Open ClickHouse, serve read-only SQL when it is embedded, and load until ``should_stop()``.
+
+    ``on_open`` runs once the database is open (chDB installs signal handlers of its own when it opens, so
+    a caller that wants its own handlers installs them then).
+    """
+    from driftline.sinks.clickhouse import is_embedded, open_configured
+    from driftline.sinks.sql_endpoint import SQLEndpoint
+
+    client = open_configured(settings)
+    endpoint = SQLEndpoint(client, settings.sink.sql_port) if is_embedded(settings.clickhouse_dsn) else None
+    say(f"Sink: {settings.kafka.bootstrap} -> {settings.clickhouse.database} at {settings.clickhouse_dsn}")
+    if endpoint is not None:
+        say(f"Serving read-only SQL for `driftline sql` on 127.0.0.1:{settings.sink.sql_port}")
+    on_open()
+    try:
+        return Sink(settings, client).run(should_stop)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+        client.close()

@@ -1,26 +1,26 @@
-"""The Faust app of the driftline worker (aiokafka driver) and, for now, its one minimal agent.
+"""The driftline worker: a Faust app (aiokafka driver) whose one agent drives :class:`StreamMonitor`.
 
-The minimal agent proves the real parts work together (Kafka → Faust → ClickHouse): it decodes prediction
-messages (one event or an envelope) with the shared decoder and hands the valid events, with their origin,
-to a ``store`` callback in batches. Invalid input is not lost: the sink publishes it to the dead letters.
-The monitoring agents of the worker replace this one.
+The agent reads predictions and feedback together (they are co-partitioned; one agent, concurrency 1, so the
+state is touched by one coroutine) with manual acknowledgements: an event is acked only after the checkpoint
+that includes it is durable, so Faust never commits an offset ahead of the state. A timer checkpoints on
+quiet streams too, so windows still close when traffic stops. ``/health`` and Prometheus ``/metrics`` are
+served on the worker's web port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import cast
+import time
+from collections.abc import Iterator
+from typing import Any, cast
 
 import faust
-from faust.types import StreamT
+from faust.types import EventT, StreamT
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from driftline.schemas.decoding import Decoded, EventDecoder, Origin
-from driftline.schemas.events import PredictionEvent
-from driftline.schemas.topics import PREDICTIONS
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
-
-BATCH_SIZE = 1000
-BATCH_WITHIN_S = 0.5
+from driftline.streams.monitor import StreamMonitor
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -31,7 +31,8 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,
-        topic_allow_declare=False,  # `driftline topics create` owns the layout
+        # `driftline topics create` lays out driftline's topics; Faust declares only its own internal ones
+        # (an existing topic keeps its partitions)
         consumer_auto_offset_reset="earliest",
         web_port=settings.worker.web_port,
         web_bind=settings.worker.web_host,
@@ -43,23 +44,89 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
-def add_prediction_recorder(
-    app: faust.App, settings: Settings, store: Callable[[list[Decoded[PredictionEvent]]], None]
-) -> None:
-    """Attach the minimal agent: every valid prediction goes to ``store`` in batches."""
-    name = settings.topic(PREDICTIONS.name)
-    topic = app.topic(name, value_serializer="raw", key_serializer="raw")
-    decoder = EventDecoder(PredictionEvent, "prediction", settings.sink.max_message_bytes)
+class _Unacked:
+    """Events processed but not yet covered by a durable checkpoint."""
 
-    @app.agent(topic, name="record-predictions")
-    async def record_predictions(stream: StreamT[bytes]) -> None:
-        async for events in cast(faust.Stream[bytes], stream).take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            decoded = [
-                valid
-                for event in events
-                for valid in decoder.decode(
-                    event.value, Origin(name, event.message.partition, event.message.offset)
-                ).events
-            ]
-            if decoded:
-                store(decoded)
+    def __init__(self) -> None:
+        self.events: list[EventT[bytes]] = []
+
+    def checkpoint(self, monitor: StreamMonitor) -> None:
+        monitor.checkpoint()
+        for event in self.events:
+            event.ack()
+        self.events.clear()
+
+
+def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor) -> None:
+    """Attach the monitoring agent, its checkpoint timer and the /health and /metrics pages."""
+    topic = app.topic(
+        settings.topic(PREDICTIONS.name), settings.topic(FEEDBACK.name), value_serializer="raw", key_serializer="raw"
+    )
+    unacked = _Unacked()
+
+    @app.agent(topic, name="monitor", concurrency=1)
+    async def monitor_events(stream: StreamT[bytes]) -> None:
+        manual = cast(faust.Stream[bytes], cast(faust.Stream[bytes], stream).noack())
+        async for event in manual.events():
+            message = event.message
+            monitor.handle(message.topic, message.partition, message.offset, event.value)
+            unacked.events.append(event)
+            if monitor.checkpoint_due:
+                unacked.checkpoint(monitor)
+
+    @app.timer(settings.monitor.checkpoint_s, name="checkpoint")  # type: ignore[untyped-decorator]
+    async def checkpoint_when_quiet() -> None:
+        if monitor.checkpoint_due:
+            unacked.checkpoint(monitor)
+
+    registry = CollectorRegistry()
+    registry.register(_MonitorCollector(monitor))
+
+    @app.page("/metrics")
+    async def metrics(web: Any, _request: Any) -> Any:
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/health")
+    async def health(web: Any, _request: Any) -> Any:
+        age = time.monotonic() - monitor.last_checkpoint
+        healthy = age < max(30.0, 10 * settings.monitor.checkpoint_s)
+        return web.json({"status": "ok" if healthy else "stale", "checkpoint_age_s": round(age, 3)})
+
+
+class _MonitorCollector:
+    """Prometheus metrics read from the monitor at scrape time."""
+
+    def __init__(self, monitor: StreamMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Any]:
+        counts = self.monitor.counts
+        events = CounterMetricFamily("driftline_events_in", "Valid events consumed", labels=["kind"])
+        for kind in ("predictions", "feedback"):
+            events.add_metric([kind], counts[kind])
+        yield events
+        letters = CounterMetricFamily("driftline_dead_letters", "Invalid input skipped, by reason", labels=["reason"])
+        for name, value in counts.items():
+            if name.startswith("dead_letter:"):
+                letters.add_metric([name.split(":", 1)[1]], value)
+        yield letters
+        yield CounterMetricFamily(
+            "driftline_windows_emitted", "Window results published", value=counts["windows_emitted"]
+        )
+        yield CounterMetricFamily(
+            "driftline_replayed", "Messages skipped as already checkpointed", value=counts["replayed"]
+        )
+        engine = self.monitor.engine
+        late = sum(buffer.late_predictions for buffer in engine.windows.values())
+        orphans = sum(buffer.orphan_feedback for buffer in engine.windows.values())
+        yield GaugeMetricFamily("driftline_open_windows", "Windows held in state", value=len(engine.windows))
+        yield GaugeMetricFamily(
+            "driftline_pending_predictions", "Predictions awaiting labels", value=len(engine.pending)
+        )
+        yield GaugeMetricFamily("driftline_late_predictions", "Late predictions in held windows", value=late)
+        yield GaugeMetricFamily("driftline_orphan_feedback", "Orphaned feedback in held windows", value=orphans)
+        yield GaugeMetricFamily(
+            "driftline_checkpoint_age_seconds",
+            "Seconds since the last checkpoint",
+            value=time.monotonic() - self.monitor.last_checkpoint,
+        )

@@ -6,9 +6,10 @@ Plain Python over the monitors; no Faust, no Kafka, no wall clock in the numbers
   (model_id, model_version). Its feedback joins it by ``prediction_id``, in whichever order they arrive;
   feedback that comes first waits (up to the label horizon). A prediction id seen before counts once, and so
   does a second label for the same prediction.
-- Watermark: per source partition, the latest event time seen; the engine's watermark is the minimum over
-  partitions that are not idle (no event for ``idle_timeout_s`` of processing time), so one quiet partition
-  does not hold every window open forever.
+- Watermark: per source partition, the latest prediction time seen (windows are on prediction time, and a
+  label's own time says nothing about which predictions are complete); the engine's watermark is the minimum
+  over partitions that are not idle (no prediction for ``idle_timeout_s`` of processing time), so one quiet
+  partition does not hold every window open forever.
 - A window closes when the watermark passes ``end + grace``: it is emitted then, and re-emitted each time late
   labels change it, until the watermark passes ``end + horizon``, when its state is dropped. A prediction
   for a closed window is counted in ``late_predictions`` and left out of the numbers; feedback whose
@@ -138,7 +139,6 @@ class WindowEngine:
 
     def add_feedback(self, event: FeedbackEvent, partition: int) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
-        self._saw(partition, event.timestamp)
         slot = self.pending.get(event.prediction_id)
         if slot is None:
             if event.prediction_id not in self.seen_ids:

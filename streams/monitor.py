@@ -1,0 +1,122 @@
+"""The worker's processing core, independent of Faust: decode, window, publish, checkpoint.
+
+Contract (at-least-once input, exactly-once effect):
+- :meth:`StreamMonitor.handle` takes one Kafka message of ``predictions`` or ``feedback`` with its origin; a
+  message at or below the offset already covered by the restored checkpoint is skipped (a replay);
+- :meth:`StreamMonitor.checkpoint` emits the windows that closed or changed (published and flushed through
+  ``publish``), then writes the engine's state together with the last offset included per partition, in one
+  atomic file replace (write, fsync, rename). Only after it returns may the caller acknowledge the messages
+  it covers, so committed offsets never run ahead of durable state;
+- after a crash, :meth:`StreamMonitor.restore` loads the last checkpoint; messages after it are read again and give
+  the same state, so the same results: their rows collapse in ClickHouse (same key and revision).
+
+Invalid input is skipped and counted here; the sink publishes it to the dead letters.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.model_contracts import ModelContract, contract_check
+from driftline.schemas.results import ReferenceProfile, WindowResult
+from driftline.settings import MonitorSettings
+from driftline.streams.windows import WindowEngine
+
+CHECKPOINT_VERSION = 1
+STATE_FIELDS = ("windows", "pending", "early", "watermarks", "first_events", "own_profiles", "seen_ids")
+
+
+class StreamMonitor:
+    """One worker's monitors over the partitions it owns, with checkpoints in ``checkpoint_path``."""
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        topics: Mapping[str, str],
+        publish: Callable[[list[WindowResult]], None],
+        checkpoint_path: Path,
+        *,
+        profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
+        contracts: Mapping[str, ModelContract] | None = None,
+        max_message_bytes: int = 1_048_576,
+    ) -> None:
+        self.settings = settings
+        self.publish = publish
+        self.checkpoint_path = checkpoint_path
+        self.engine = WindowEngine(settings, profile_for, contracts, clock=time.monotonic)
+        check = contract_check(contracts or {})
+        self.predictions_topic = topics["predictions"]
+        self.decoders: dict[str, EventDecoder[Any]] = {
+            topics["predictions"]: EventDecoder(PredictionEvent, "prediction", max_message_bytes, check),
+            topics["feedback"]: EventDecoder(FeedbackEvent, "feedback", max_message_bytes, check),
+        }
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.counts: Counter[str] = Counter()
+        self.last_checkpoint = time.monotonic()
+
+    def restore(self) -> bool:
+        """Load the last checkpoint, if any; True when one was loaded."""
+        if not self.checkpoint_path.exists():
+            return False
+        with self.checkpoint_path.open("rb") as handle:
+            saved = pickle.load(handle)  # our own file, written by checkpoint()
+        if saved.get("version") != CHECKPOINT_VERSION:
+            return False
+        for name in STATE_FIELDS:
+            setattr(self.engine, name, saved["engine"][name])
+        self.offsets = saved["offsets"]
+        self.engine.last_seen = dict.fromkeys(self.engine.watermarks, time.monotonic())
+        return True
+
+    def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
+        """Process one message; False when it was already covered by the checkpoint (a replay)."""
+        if offset <= self.offsets.get((topic, partition), -1):
+            self.counts["replayed"] += 1
+            return False
+        result = self.decoders[topic].decode(value, Origin(topic, partition, offset))
+        if topic == self.predictions_topic:
+            for decoded in result.events:
+                self.engine.add_prediction(decoded.event, partition)
+            self.counts["predictions"] += len(result.events)
+        else:
+            for decoded in result.events:
+                self.engine.add_feedback(decoded.event, partition)
+            self.counts["feedback"] += len(result.events)
+        for letter in result.dead_letters:
+            self.counts[f"dead_letter:{letter.reason.value}"] += 1
+        self.offsets[(topic, partition)] = offset
+        return True
+
+    def checkpoint(self) -> list[WindowResult]:
+        """Publish what closed or changed, then make state and offsets durable together."""
+        results = self.engine.advance()
+        if results:
+            self.publish(results)
+            self.counts["windows_emitted"] += len(results)
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "engine": {name: getattr(self.engine, name) for name in STATE_FIELDS},
+            "offsets": dict(self.offsets),
+        }
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.checkpoint_path.with_suffix(".tmp")
+        with staging.open("wb") as handle:
+            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.flush()
+            os.fsync(handle.fileno())
+        staging.replace(self.checkpoint_path)
+        self.last_checkpoint = time.monotonic()
+        return results
+
+    @property
+    def checkpoint_due(self) -> bool:
+        """True when ``monitor.checkpoint_s`` has passed since the last checkpoint."""
+        return time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_s

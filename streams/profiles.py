@@ -1,0 +1,61 @@
+"""The reference profiles the worker measures drift against, read from the compacted ``reference-profiles``
+topic by a plain confluent-kafka consumer in a background thread (Faust's GlobalTable has open bugs).
+
+Every worker reads the whole topic from the beginning, without a consumer group's commits, and keeps the
+latest profile per model version.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from pydantic import ValidationError
+
+from driftline.schemas.results import ReferenceProfile
+
+POLL_S = 0.5
+
+
+class ProfileStore:
+    """Latest :class:`ReferenceProfile` per (model_id, model_version), kept current from the topic."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"driftline-profiles-{uuid.uuid4().hex}",  # never commits; assign() below
+                "enable.auto.commit": False,
+            }
+        )
+        partitions = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.invalid = 0
+        self._thread = threading.Thread(target=self._follow, name="driftline-profiles", daemon=True)
+        self._thread.start()
+
+    def get(self, model_id: str, model_version: str) -> ReferenceProfile | None:
+        """The profile of a model version, if one was published."""
+        return self._profiles.get((model_id, model_version))
+
+    def close(self) -> None:
+        """Stop following the topic."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            message = self._consumer.poll(POLL_S)
+            if message is None or message.error() is not None or message.value() is None:
+                continue
+            try:
+                profile = ReferenceProfile.model_validate_json(message.value())  # type: ignore[arg-type]
+            except ValidationError:
+                self.invalid += 1  # the sink stores it as a dead letter
+                continue
+            self._profiles[(profile.model_id, profile.model_version)] = profile

@@ -1,0 +1,41 @@
+"""Publishing the worker's results: window results to ``window-results`` with confluent-kafka's idempotent
+producer, keyed by ``model_id/model_version/window_start`` (revisions of one window share a key)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, Message, Producer
+from pydantic import BaseModel
+
+from driftline.schemas.errors import BrokerError
+
+FLUSH_TIMEOUT_S = 60.0
+
+
+class KeyedPublisher:
+    """Send contract models with a ``key`` to one topic; :meth:`send` returns once all are delivered."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "compression.type": "lz4", "linger.ms": 5}
+        )
+
+    def send(self, messages: list[BaseModel]) -> None:
+        """Produce and flush; raise :class:`BrokerError` unless every message was delivered."""
+        failures: list[str] = []
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(error.str())
+
+        for message in messages:
+            key: str = message.key  # type: ignore[attr-defined]
+            self._producer.produce(
+                self.topic, message.model_dump_json().encode(), key=key.encode(), on_delivery=delivered
+            )
+            self._producer.poll(0)
+        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        if remaining or failures:
+            raise BrokerError(
+                f"could not publish {remaining or len(failures)} messages to {self.topic}: {failures[:3]}"
+            )
