@@ -41,6 +41,7 @@ def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
         profile_for=profiles.get,
         contracts=settings.models,
         max_message_bytes=settings.sink.max_message_bytes,
+        partitions=settings.kafka.partitions,  # one worker owns them all (several workers: see the README)
     )
     monitor.restore()
     app = create_app(settings)

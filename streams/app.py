@@ -2,7 +2,8 @@
 
 The agent reads predictions and feedback together (they are co-partitioned; one agent, concurrency 1, so the
 state is touched by one coroutine) with manual acknowledgements: an event is acked only after the checkpoint
-that includes it is durable, so Faust never commits an offset ahead of the state. A timer checkpoints on
+that includes it is durable. On assignment each partition is sought to just past the checkpoint's offset, so
+the checkpoint, not the group's committed offset, decides where reading resumes. A timer checkpoints on
 quiet streams too, so windows still close when traffic stops. ``/health`` and Prometheus ``/metrics`` are
 served on the worker's web port.
 """
@@ -25,6 +26,8 @@ from driftline.streams.monitor import StreamMonitor
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured from ``settings``: explicit partitions, fast rebalances, at-least-once."""
+    datadir = settings.data_path / "worker"
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -40,7 +43,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=3,
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
-        datadir=str(settings.data_path / "worker"),
+        datadir=str(datadir),
     )
 
 
@@ -73,6 +76,15 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
             unacked.events.append(event)
             if monitor.checkpoint_due:
                 unacked.checkpoint(monitor)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def resume_from_checkpoint(sender: faust.App, assigned: set[Any], **_kwargs: Any) -> None:
+        """The checkpoint, not the group's committed offset, says where to resume: seek each assigned
+        partition just past the last offset the checkpoint includes, so nothing after it is skipped."""
+        for tp in assigned:
+            offset = monitor.offsets.get((tp.topic, tp.partition))
+            if offset is not None:
+                await sender.consumer.seek(tp, offset + 1)
 
     @app.timer(settings.monitor.checkpoint_s, name="checkpoint")  # type: ignore[untyped-decorator]
     async def checkpoint_when_quiet() -> None:

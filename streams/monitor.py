@@ -47,11 +47,12 @@ class StreamMonitor:
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         contracts: Mapping[str, ModelContract] | None = None,
         max_message_bytes: int = 1_048_576,
+        partitions: int = 0,
     ) -> None:
         self.settings = settings
         self.publish = publish
         self.checkpoint_path = checkpoint_path
-        self.engine = WindowEngine(settings, profile_for, contracts, clock=time.monotonic)
+        self.engine = WindowEngine(settings, profile_for, contracts, clock=time.monotonic, partitions=partitions)
         check = contract_check(contracts or {})
         self.predictions_topic = topics["predictions"]
         self.decoders: dict[str, EventDecoder[Any]] = {
@@ -97,10 +98,8 @@ class StreamMonitor:
 
     def checkpoint(self) -> list[WindowResult]:
         """Publish what closed or changed, then make state and offsets durable together."""
-        results = self.engine.advance()
-        if results:
-            self.publish(results)
-            self.counts["windows_emitted"] += len(results)
+        results = self.engine.advance(self.publish)
+        self.counts["windows_emitted"] += len(results)
         state = {
             "version": CHECKPOINT_VERSION,
             "engine": {name: getattr(self.engine, name) for name in STATE_FIELDS},

@@ -89,7 +89,8 @@ class WindowEngine:
     """Joins and windows the events of the partitions one worker owns; emits :class:`WindowResult` rows.
 
     ``profile_for(model_id, model_version)`` returns the reference profile when one was published.
-    ``clock`` is processing time in seconds, used only to tell idle partitions.
+    ``clock`` is processing time in seconds, used only to tell idle partitions. ``partitions`` is how many
+    source partitions feed the engine: each holds the watermark back until it is heard from or idles out.
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class WindowEngine:
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         contracts: Mapping[str, ModelContract] | None = None,
         clock: Callable[[], float] = lambda: 0.0,
+        partitions: int = 0,
     ) -> None:
         self.settings = settings
         self.profile_for = profile_for
@@ -106,8 +108,10 @@ class WindowEngine:
         self.windows: dict[WindowId, WindowBuffer] = {}
         self.pending: dict[str, tuple[WindowId, int]] = {}
         self.early: dict[str, FeedbackEvent] = {}
-        self.watermarks: dict[int, datetime] = {}
-        self.last_seen: dict[int, float] = {}
+        # partitions not heard from yet hold the watermark at the epoch until they idle out, so a partition
+        # that is read late cannot find its windows closed by the others
+        self.watermarks: dict[int, datetime] = dict.fromkeys(range(partitions), EPOCH)
+        self.last_seen: dict[int, float] = dict.fromkeys(range(partitions), clock())
         self.first_events: dict[tuple[str, str], list[dict[str, object]]] = {}
         self.own_profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self.seen_ids: set[str] = set()
@@ -149,14 +153,18 @@ class WindowEngine:
 
     # -- output --------------------------------------------------------------------------------------
 
-    def advance(self) -> list[WindowResult]:
-        """Results of windows that closed or changed since they were last emitted; expire old state."""
+    def advance(self, publish: Callable[[list[WindowResult]], None] = lambda _results: None) -> list[WindowResult]:
+        """Results of windows that closed or changed since they were last emitted; expire old state.
+
+        ``publish`` receives the results before any state changes: if it raises, nothing is marked emitted or
+        dropped, so the next call offers the same windows again.
+        """
         watermark = self._watermark()
         grace = timedelta(seconds=self.settings.grace_s)
         horizon = timedelta(seconds=self.settings.horizon_s)
         size = timedelta(seconds=self.settings.window_s)
-        self._expire_early_feedback(watermark - horizon)
-        results = []
+        self._expire_early_feedback(watermark - horizon)  # counted in windows below; safe to repeat
+        results, emitted, expired = [], [], []
         for key in sorted(self.windows, key=lambda k: (k[2], k[0], k[1])):
             buffer = self.windows[key]
             end = key[2] + size
@@ -164,12 +172,18 @@ class WindowEngine:
                 continue
             if buffer.revision != buffer.emitted_revision:
                 results.append(self._result(key, buffer))
-                buffer.emitted_revision = buffer.revision
+                emitted.append(buffer)
             if watermark >= end + horizon:
-                for prediction_id in buffer.ids:
-                    self.pending.pop(prediction_id, None)
-                self.seen_ids.difference_update(buffer.ids)
-                del self.windows[key]
+                expired.append(key)
+        if results:
+            publish(results)
+        for buffer in emitted:
+            buffer.emitted_revision = buffer.revision
+        for key in expired:
+            buffer = self.windows.pop(key)
+            for prediction_id in buffer.ids:
+                self.pending.pop(prediction_id, None)
+            self.seen_ids.difference_update(buffer.ids)
         return results
 
     # -- internals -----------------------------------------------------------------------------------
@@ -181,6 +195,8 @@ class WindowEngine:
 
     def _watermark(self) -> datetime:
         if not self.watermarks:
+            return EPOCH
+        if all(mark == EPOCH for mark in self.watermarks.values()):
             return EPOCH
         now = self.clock()
         active = [

@@ -1,0 +1,402 @@
+"""The monitoring worker through the real broker and the embedded ClickHouse: exact windows, late labels,
+and a SIGKILL mid-stream that changes nothing."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, murmur2
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from driftline.pipeline import run_in_process
+from driftline.producer import Monitor
+from driftline.reference import publish_profile
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.results import WindowResult
+from driftline.settings import Settings
+from driftline.sinks.sink import Sink
+from driftline.streams.monitors.profile import build_profile
+from driftline.streams.windows import WindowEngine
+from driftline.topics import create_topics
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 4, 1, tzinfo=UTC)
+WINDOW_S = 60.0
+DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
+
+
+def monitored(settings: Settings, **monitor: Any) -> Settings:
+    """``settings`` with one-minute windows, a short grace, frequent checkpoints and no idle cut-off."""
+    values = {"window_s": WINDOW_S, "grace_s": 1.0, "checkpoint_s": 0.3, "idle_timeout_s": 1e6, **monitor}
+    return settings.model_copy(update={"monitor": settings.monitor.model_copy(update=values)})
+
+
+def scripted_stream(seed: int, windows: int, per_window: int, models: int = 1) -> list[dict[str, Any]]:
+    """Predictions and their labels in event-time order; one prediction arrives twice, one label comes first;
+    a last window of a clock model closes the others."""
+    rng = np.random.default_rng(seed)
+    events: list[tuple[datetime, int, dict[str, Any]]] = []
+    for window in range(windows):
+        for model in range(models):
+            for i in range(per_window):
+                stamp = T0 + timedelta(seconds=window * WINDOW_S + float(rng.uniform(0, WINDOW_S - 5)))
+                score = float(rng.random())
+                pid = f"m{model}-w{window}-{i}"
+                prediction = {
+                    "kind": "prediction",
+                    "prediction_id": pid,
+                    "model": f"model-{model}",
+                    "timestamp": stamp,
+                    "features": {"x": float(rng.normal(window, 1)), "city": str(rng.choice(["a", "b", "c"]))},
+                    "label": int(score >= 0.5),
+                    "score": round(score, 4),
+                    "sensitive": {"g": str(rng.choice(["f", "m"]))},
+                }
+                events.append((stamp, len(events), prediction))
+                if rng.random() < 0.8:
+                    label_time = stamp + timedelta(seconds=float(rng.uniform(0.1, 3)))
+                    label = int(rng.random() < score)
+                    events.append(
+                        (
+                            label_time,
+                            len(events),
+                            {
+                                "kind": "feedback",
+                                "prediction_id": pid,
+                                "model": f"model-{model}",
+                                "timestamp": label_time,
+                                "label": label,
+                            },
+                        )
+                    )
+    events.sort(key=lambda item: (item[0], item[1]))
+    ordered = [event for _, _, event in events]
+    first_prediction = next(i for i, e in enumerate(ordered) if e["kind"] == "prediction")
+    ordered.insert(first_prediction + 3, dict(ordered[first_prediction]))  # a duplicate prediction id
+    label_at = next(i for i, e in enumerate(ordered) if e["kind"] == "feedback")
+    label = ordered.pop(label_at)
+    ordered.insert(0, label)  # a label before its prediction
+    closing = T0 + timedelta(seconds=windows * WINDOW_S + 3 * WINDOW_S)  # past the last window + any grace used
+    ordered.extend(
+        {
+            "kind": "prediction",
+            "prediction_id": f"clock-{p}",
+            "model": "clock",
+            "timestamp": closing,
+            "features": {},
+            "label": 0,
+            "score": 0.5,
+            "sensitive": {},
+        }
+        for p in range(16)  # spread over every partition, so every partition's watermark moves on
+    )
+    return ordered
+
+
+def send(settings: Settings, events: list[dict[str, Any]]) -> None:
+    by_model: dict[str, Monitor] = {}
+    try:
+        for event in events:
+            monitor = by_model.get(event["model"])
+            if monitor is None:
+                monitor = by_model[event["model"]] = Monitor(event["model"], "1", settings=settings, max_batch=50)
+            if event["kind"] == "prediction":
+                monitor.log_prediction(
+                    event["features"],
+                    label=event["label"],
+                    score=event["score"],
+                    prediction_id=event["prediction_id"],
+                    timestamp=event["timestamp"],
+                    sensitive=event["sensitive"],
+                )
+            else:
+                monitor.log_feedback(event["prediction_id"], label=event["label"], timestamp=event["timestamp"])
+    finally:
+        for monitor in by_model.values():
+            monitor.close()
+
+
+def expected_windows(
+    settings: Settings, events: list[dict[str, Any]], profiles: dict[str, Any]
+) -> dict[str, WindowResult]:
+    """The final result of every window, from the engine fed the same events without Kafka."""
+    engine = WindowEngine(
+        settings.monitor, profile_for=lambda m, v: profiles.get(m), partitions=settings.kafka.partitions
+    )
+    final: dict[str, WindowResult] = {}
+    for event in events:
+        partition = murmur2(event["prediction_id"].encode(), settings.kafka.partitions)
+        if event["kind"] == "prediction":
+            engine.add_prediction(
+                PredictionEvent.model_validate(
+                    {
+                        "prediction_id": event["prediction_id"],
+                        "model_id": event["model"],
+                        "model_version": "1",
+                        "timestamp": event["timestamp"],
+                        "features": event["features"],
+                        "prediction": {"label": event["label"], "score": event["score"]},
+                        "sensitive": event["sensitive"],
+                    }
+                ),
+                partition,
+            )
+        else:
+            engine.add_feedback(
+                FeedbackEvent(
+                    prediction_id=event["prediction_id"],
+                    timestamp=event["timestamp"],
+                    label=event["label"],
+                    model_id=event["model"],
+                ),
+                partition,
+            )
+    for result in engine.advance():
+        final[result.key] = result
+    return {key: result for key, result in final.items() if not key.startswith("clock/")}
+
+
+def published_windows(settings: Settings, timeout_s: float = 20.0) -> dict[str, WindowResult]:
+    """The latest revision of every window on the window-results topic."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([settings.topic("window-results")])
+    latest: dict[str, WindowResult] = {}
+    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
+    try:
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < 3:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            quiet_since = time.monotonic()
+            result = WindowResult.model_validate_json(message.value())  # type: ignore[arg-type]
+            if result.key not in latest or result.revision >= latest[result.key].revision:
+                latest[result.key] = result
+    finally:
+        consumer.close()
+    return {key: result for key, result in latest.items() if not key.startswith("clock/")}
+
+
+def assert_same(actual: dict[str, WindowResult], expected: dict[str, WindowResult]) -> None:
+    assert actual.keys() == expected.keys()
+
+    def close(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, dict):
+            assert a.keys() == b.keys(), where
+            for key in a:
+                close(a[key], b[key], f"{where}.{key}")
+        elif isinstance(a, list):
+            assert len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                close(x, y, f"{where}[{i}]")
+        elif isinstance(a, float) and isinstance(b, float):
+            assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{where}: {a} != {b}"
+        else:
+            assert a == b, f"{where}: {a!r} != {b!r}"
+
+    for key, result in expected.items():
+        close(actual[key].model_dump(), result.model_dump(), key)
+
+
+@contextmanager
+def sink_running(settings: Settings, client: Client) -> Iterator[Sink]:
+    stop = threading.Event()
+    sink = Sink(settings, client)
+    thread = threading.Thread(target=sink.run, args=(stop.is_set,))
+    thread.start()
+    try:
+        yield sink
+    finally:
+        stop.set()
+        thread.join()
+
+
+def wait_for(condition: Any, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_raise_the_revision(
+    settings: Settings, clickhouse: Client
+) -> None:
+    settings = monitored(settings)
+    create_topics(settings)
+    events = scripted_stream(seed=1, windows=2, per_window=150)
+    reference = build_profile(
+        pd.DataFrame({"x": np.random.default_rng(0).normal(0, 1, 500), "city": ["a", "b", "c", "a"] * 125}),
+        "model-0",
+        "1",
+    )
+    publish_profile(settings, reference)
+    send(settings, events)
+
+    monitor = run_in_process(settings, lambda m: m.counts["windows_emitted"] >= 2, timeout_s=90)
+    with sink_running(settings, clickhouse) as sink:
+        wait_for(lambda: sink.stats.rows["performance_windows"] >= 2)
+
+    assert monitor.counts["predictions"] == sum(e["kind"] == "prediction" for e in events)  # duplicate included
+    rows = clickhouse.query(
+        "SELECT window_start, predictions, labelled, revision, accuracy, roc_auc, reference "
+        "FROM performance_windows_latest WHERE model_id = 'model-0' ORDER BY window_start"
+    ).result_rows
+    assert len(rows) == 2
+    for window, row in enumerate(rows):
+        start = T0 + timedelta(seconds=window * WINDOW_S)
+        predicted = {
+            e["prediction_id"]: e
+            for e in events
+            if e["kind"] == "prediction"
+            and start <= e["timestamp"] < start + timedelta(seconds=WINDOW_S)
+            and e["model"] == "model-0"
+        }
+        labels = {
+            e["prediction_id"]: e["label"]
+            for e in events
+            if e["kind"] == "feedback" and e["prediction_id"] in predicted
+        }
+        y = [labels[p] for p in labels]
+        scores = [predicted[p]["score"] for p in labels]
+        assert row[0] == start.replace(tzinfo=None)
+        assert (row[1], row[2], row[3]) == (len(predicted), len(labels), len(predicted) + len(labels))
+        assert row[4] == pytest.approx(accuracy_score(y, [int(s >= 0.5) for s in scores]))
+        assert row[5] == pytest.approx(roc_auc_score(y, scores))
+        assert row[6] == "provided"
+    drift = clickhouse.query("SELECT count() FROM drift_windows_latest WHERE model_id = 'model-0'").result_rows
+    assert drift == [(4,)]  # x and city, two windows
+
+    # late labels for unlabelled predictions of the first window: a higher revision replaces the row
+    first = [
+        e
+        for e in events
+        if e["kind"] == "prediction" and e["model"] == "model-0" and e["timestamp"] < T0 + timedelta(seconds=WINDOW_S)
+    ]
+    labelled = {e["prediction_id"] for e in events if e["kind"] == "feedback"}
+    late = [
+        {
+            "kind": "feedback",
+            "prediction_id": e["prediction_id"],
+            "model": "model-0",
+            "timestamp": T0 + timedelta(seconds=200),
+            "label": 1,
+        }
+        for e in first
+        if e["prediction_id"] not in labelled
+    ]
+    assert late
+    send(settings, late)
+    # a second worker process restores the first one's checkpoint (Faust apps do not restart in one process)
+    with worker_running(worker_env(settings, settings.data_path)):
+        wait_for(
+            lambda: (
+                published_windows(settings, timeout_s=5)["model-0/1/" + T0.isoformat()].revision
+                == rows[0][3] + len(late)
+            )
+        )
+    with sink_running(settings, clickhouse) as sink:
+        wait_for(lambda: sink.stats.rows["performance_windows"] >= 1)
+    before = rows[0]
+    after = clickhouse.query(
+        "SELECT labelled, revision FROM performance_windows_latest WHERE model_id = 'model-0' ORDER BY window_start"
+    ).result_rows[0]
+    assert after == (before[2] + len(late), before[3] + len(late))
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``driftline worker`` in its own process, logging to ``worker.log`` in its data dir (a pipe nobody
+    reads would fill up and stall it)."""
+    with (Path(env["DRIFTLINE_DATA_DIR"]) / "worker.log").open("ab") as log:
+        return subprocess.Popen([DRIFTLINE, "worker", "-l", "info"], env=env, stdout=log, stderr=log)
+
+
+@contextmanager
+def worker_running(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    worker = start_worker(env)
+    try:
+        yield worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+
+
+def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DRIFTLINE_DATA_DIR": str(data_dir),
+        "DRIFTLINE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "DRIFTLINE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "DRIFTLINE_KAFKA_PARTITIONS": str(settings.kafka.partitions),
+        "DRIFTLINE_WORKER_APP_ID": settings.worker.app_id,
+        "DRIFTLINE_WORKER_WEB_PORT": str(free_port()),
+        "DRIFTLINE_MONITOR_WINDOW_S": str(WINDOW_S),
+        "DRIFTLINE_MONITOR_GRACE_S": str(settings.monitor.grace_s),
+        "DRIFTLINE_MONITOR_CHECKPOINT_S": "0.3",
+        "DRIFTLINE_MONITOR_IDLE_TIMEOUT_S": "1000000",
+    }
+
+
+def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterrupted_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # each model's producer batches on its own, so a partition interleaves models up to a batch apart in
+    # event time: the grace covers that skew, so no prediction is late and the result is order-independent
+    settings = monitored(settings, grace_s=90.0)
+    create_topics(settings)
+    events = scripted_stream(seed=2, windows=6, per_window=400, models=3)
+    rng = np.random.default_rng(9)
+    profiles = {
+        f"model-{m}": build_profile(
+            pd.DataFrame({"x": rng.normal(0, 1, 400), "city": rng.choice(["a", "b", "c"], 400)}), f"model-{m}", "1"
+        )
+        for m in range(3)
+    }
+    for profile in profiles.values():  # a provided reference: the first events' reference depends on arrival order
+        publish_profile(settings, profile)
+    send(settings, events)
+    expected = expected_windows(settings, events, profiles)
+    env = worker_env(settings, tmp_path)
+    kills = 0
+    for delay in (4.0, 3.0):  # SIGKILL twice, at different points of the stream
+        worker = start_worker(env)
+        time.sleep(delay)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+        kills += 1
+    actual: dict[str, WindowResult] = {}
+    with worker_running(env):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            actual = published_windows(settings, timeout_s=10)
+            if actual.keys() == expected.keys() and all(actual[k].revision == expected[k].revision for k in expected):
+                break
+    assert kills == 2
+    assert len(expected) == 18  # 3 models x 6 windows
+    log_tail = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+    try:
+        assert_same(actual, expected)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n--- worker log (tail) ---\n{log_tail}") from None
