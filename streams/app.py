@@ -44,6 +44,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         datadir=str(datadir),
+        # events are acked only at checkpoints: on stop, do not wait for the rest (they are read again and
+        # skipped or re-applied from the checkpoint), or stopping would wait for acks that never come
+        stream_wait_empty=False,
     )
 
 
