@@ -188,8 +188,10 @@ class Monitor:
             )
 
     def close(self) -> None:
-        """Flush and stop the linger thread."""
+        """Stop the linger thread, then flush (joined first: an envelope it holds would otherwise be lost)."""
         self._closed.set()
+        if self._lingerer.is_alive():
+            self._lingerer.join()
         self.flush()
 
     def __enter__(self) -> Monitor:
@@ -214,6 +216,8 @@ class Monitor:
             self._send_due(force=False)
 
     def _send_due(self, force: bool) -> None:
+        # envelopes are handed to librdkafka under the lock: a flush() racing the linger thread must not find
+        # an envelope that is neither pending here nor queued in the producer
         now = time.monotonic()
         with self._lock:
             due = [
@@ -221,11 +225,11 @@ class Monitor:
                 for slot, events in self._pending.items()
                 if events and (force or len(events) >= self.max_batch or now - self._oldest[slot] >= self.linger_s)
             ]
-            batches = [(slot, self._pending.pop(slot)) for slot in due]
             for slot in due:
+                topic, partition = slot
+                events = self._pending.pop(slot)
                 self._oldest.pop(slot, None)
-        for (topic, partition), events in batches:
-            self._produce(topic, partition, None, b"[" + b",".join(events) + b"]")
+                self._produce(topic, partition, None, b"[" + b",".join(events) + b"]")
 
     def _produce(self, topic: str, partition: int, key: bytes | None, payload: bytes) -> None:
         while True:
