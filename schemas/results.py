@@ -100,6 +100,23 @@ class GroupFairness(_Result):
     equalized_odds_difference: Metric = Field(None, description="Attribute-wide: max of the TPR and FPR differences.")
 
 
+class DetectorAlarm(_Result):
+    """A streaming detector (River) that fired: reported in the window of the event that made it fire.
+
+    ADWIN watches the per-event error indicator (1 when a labelled prediction was wrong), fed in order of
+    feedback time, then prediction id; Page-Hinkley watches the score mean, fed in order of prediction time,
+    then prediction id. Both are fed in event-time slices behind the watermark, so a replay fires at the same
+    event.
+    """
+
+    detector: Literal["adwin", "page_hinkley"] = Field(description="Which detector fired.")
+    signal: Literal["error_rate", "score_mean"] = Field(description="The per-event series it watches.")
+    fired_at: EventTime = Field(description="Event time of the event that made it fire.")
+    prediction_id: Id = Field(description="The prediction whose event made it fire.")
+    observations: int = Field(ge=1, description="Events the detector had seen since it last fired (or started).")
+    estimate: Metric = Field(None, description="The detector's estimate of the series' mean when it fired.")
+
+
 class WindowResult(WindowKey):
     """Every number of one model version and window; re-emitted with a higher revision when labels arrive."""
 
@@ -111,6 +128,9 @@ class WindowResult(WindowKey):
     performance: Performance
     drift: list[FeatureDrift] = Field(default_factory=list)
     fairness: list[GroupFairness] = Field(default_factory=list)
+    alarms: list[DetectorAlarm] = Field(
+        default_factory=list, description="Streaming detectors that fired on events of this window."
+    )
 
     @property
     def key(self) -> str:
