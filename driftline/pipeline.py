@@ -15,13 +15,13 @@ from contextlib import contextmanager
 import faust
 
 from driftline.schemas.errors import DriftlineError
-from driftline.schemas.results import WindowResult
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, WINDOW_RESULTS
 from driftline.settings import Settings
 from driftline.streams.app import add_monitor_agent, create_app
 from driftline.streams.monitor import StreamMonitor
 from driftline.streams.profiles import ProfileStore
 from driftline.streams.publishing import KeyedPublisher
+from driftline.streams.windows import Emission
 
 
 @contextmanager
@@ -30,8 +30,8 @@ def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
     profiles = ProfileStore(settings.kafka.bootstrap, settings.topic(REFERENCE_PROFILES.name))
     results = KeyedPublisher(settings.kafka.bootstrap, settings.topic(WINDOW_RESULTS.name))
 
-    def publish(windows: list[WindowResult]) -> None:
-        results.send(list(windows))
+    def publish(emission: Emission) -> None:
+        results.send(list(emission.results))
 
     monitor = StreamMonitor(
         settings.monitor,

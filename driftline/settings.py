@@ -128,6 +128,17 @@ class MonitorSettings(_Section):
     checkpoint_s: float = Field(
         2.0, gt=0, description="Seconds between checkpoints (state + offsets) and result emission."
     )
+    detector_slice_s: float = Field(
+        60.0,
+        gt=0,
+        description="Streaming detectors are fed in event-time slices this long, once the watermark passes them.",
+    )
+    adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN's confidence δ on the error indicator.")
+    page_hinkley_threshold: float = Field(
+        50.0, gt=0, description="Page-Hinkley's threshold λ on the cumulative deviation of the score mean."
+    )
+    page_hinkley_delta: float = Field(0.005, ge=0, description="Page-Hinkley's tolerated change δ per score.")
+    page_hinkley_min_instances: int = Field(30, ge=1, description="Scores Page-Hinkley sees before it may fire.")
 
 
 class WorkerSettings(_Section):

@@ -114,7 +114,10 @@ class DetectorAlarm(_Result):
     fired_at: EventTime = Field(description="Event time of the event that made it fire.")
     prediction_id: Id = Field(description="The prediction whose event made it fire.")
     observations: int = Field(ge=1, description="Events the detector had seen since it last fired (or started).")
-    estimate: Metric = Field(None, description="The detector's estimate of the series' mean when it fired.")
+    estimate: Metric = Field(
+        None,
+        description="ADWIN: the error rate of its window after the change; Page-Hinkley: mean of the last 100 scores.",
+    )
 
 
 class WindowResult(WindowKey):

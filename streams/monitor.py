@@ -24,14 +24,29 @@ from pathlib import Path
 from typing import Any
 
 from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.model_contracts import ModelContract, contract_check
-from driftline.schemas.results import ReferenceProfile, WindowResult
+from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
-from driftline.streams.windows import WindowEngine
+from driftline.streams.windows import Emission, WindowEngine
 
-CHECKPOINT_VERSION = 1
-STATE_FIELDS = ("windows", "pending", "early", "watermarks", "first_events", "own_profiles", "seen_ids")
+CHECKPOINT_VERSION = 2
+STATE_FIELDS = (
+    "windows",
+    "pending",
+    "early",
+    "watermarks",
+    "first_events",
+    "own_profiles",
+    "seen_ids",
+    "detectors",
+    "error_inputs",
+    "score_inputs",
+    "detector_frontier",
+    "detector_late",
+    "unpublished_alarms",
+)
 
 
 class StreamMonitor:
@@ -41,7 +56,7 @@ class StreamMonitor:
         self,
         settings: MonitorSettings,
         topics: Mapping[str, str],
-        publish: Callable[[list[WindowResult]], None],
+        publish: Callable[[Emission], None],
         checkpoint_path: Path,
         *,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
@@ -70,7 +85,12 @@ class StreamMonitor:
         with self.checkpoint_path.open("rb") as handle:
             saved = pickle.load(handle)  # our own file, written by checkpoint()
         if saved.get("version") != CHECKPOINT_VERSION:
-            return False
+            # resuming without it would skip what it covers (the group's offsets are past it): refuse
+            raise ConfigError(
+                f"checkpoint {self.checkpoint_path} has format {saved.get('version')}, this driftline reads "
+                f"{CHECKPOINT_VERSION}; finish with the release that wrote it, or delete it and replay the topics "
+                "under a new worker.app_id"
+            )
         for name in STATE_FIELDS:
             setattr(self.engine, name, saved["engine"][name])
         self.offsets = saved["offsets"]
@@ -96,10 +116,11 @@ class StreamMonitor:
         self.offsets[(topic, partition)] = offset
         return True
 
-    def checkpoint(self) -> list[WindowResult]:
+    def checkpoint(self) -> Emission:
         """Publish what closed or changed, then make state and offsets durable together."""
-        results = self.engine.advance(self.publish)
-        self.counts["windows_emitted"] += len(results)
+        emission = self.engine.advance(self.publish)
+        self.counts["windows_emitted"] += len(emission.results)
+        self.counts["alarms"] += len(emission.alarms)
         state = {
             "version": CHECKPOINT_VERSION,
             "engine": {name: getattr(self.engine, name) for name in STATE_FIELDS},
@@ -113,7 +134,7 @@ class StreamMonitor:
             os.fsync(handle.fileno())
         staging.replace(self.checkpoint_path)
         self.last_checkpoint = time.monotonic()
-        return results
+        return emission
 
     @property
     def checkpoint_due(self) -> bool:

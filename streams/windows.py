@@ -14,8 +14,15 @@ Plain Python over the monitors; no Faust, no Kafka, no wall clock in the numbers
   labels change it, until the watermark passes ``end + horizon``, when its state is dropped. A prediction
   for a closed window is counted in ``late_predictions`` and left out of the numbers; feedback whose
   prediction never came within the horizon is counted in ``orphan_feedback`` of its model's window.
-- ``revision`` = predictions + labels included, plus the late predictions and orphaned feedback it counts.
-  It only grows and is a function of the data, so the latest revision after a replay equals the one before.
+- Streaming detectors (:mod:`driftline.streams.monitors.detectors`) are fed per model version in event-time
+  slices of ``detector_slice_s``: once the watermark passes a slice's end plus the grace period, its labelled
+  predictions go to ADWIN (error indicator, ordered by feedback time, then prediction id) and its scores to
+  Page-Hinkley (ordered by prediction time, then prediction id). An alarm lands in the window of the
+  prediction that raised it and is published at once. A label or score whose slice was already fed is left
+  out of the detectors (counted in ``detector_late``) but still counts in its window's numbers.
+- ``revision`` = predictions + labels included, plus the late predictions, orphaned feedback and detector
+  alarms it counts. It only grows and is a function of the data, so the latest revision after a replay
+  equals the one before.
 """
 
 from __future__ import annotations
@@ -37,8 +44,17 @@ from driftline.schemas.events import (
     label_text,
 )
 from driftline.schemas.model_contracts import ModelContract
-from driftline.schemas.results import FeatureDrift, GroupFairness, Performance, ReferenceProfile, WindowResult
+from driftline.schemas.results import (
+    DetectorAlarm,
+    FeatureDrift,
+    GroupFairness,
+    Performance,
+    ReferenceProfile,
+    WindowKey,
+    WindowResult,
+)
 from driftline.settings import MonitorSettings
+from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelDetectors
 from driftline.streams.monitors.drift import categorical_drift, numeric_drift
 from driftline.streams.monitors.fairness import attribute_fairness
 from driftline.streams.monitors.performance import (
@@ -52,6 +68,8 @@ from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_pro
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MISSING_GROUP = "__missing__"
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
+ModelKey = tuple[str, str]  # model_id, model_version
+DetectorInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
 
 
 @dataclass
@@ -70,13 +88,23 @@ class WindowBuffer:
     labels: int = 0
     late_predictions: int = 0
     orphan_feedback: int = 0
+    alarms: list[DetectorAlarm] = field(default_factory=list)
     emitted_revision: int = -1
 
     @property
     def revision(self) -> int:
-        """Every event the window accounts for: predictions and labels, and late predictions and orphaned
-        feedback it counts; only grows, so the latest revision is the most complete."""
-        return len(self.ids) + self.labels + self.late_predictions + self.orphan_feedback
+        """Every event the window accounts for: predictions and labels, and late predictions, orphaned
+        feedback and detector alarms it counts; only grows, so the latest revision is the most complete."""
+        return len(self.ids) + self.labels + self.late_predictions + self.orphan_feedback + len(self.alarms)
+
+
+@dataclass(frozen=True)
+class Emission:
+    """What one :meth:`WindowEngine.advance` offers for publishing: window results (closed or changed) and
+    detector alarms raised since the last emission, each with the window it falls in."""
+
+    results: list[WindowResult]
+    alarms: list[tuple[WindowKey, DetectorAlarm]]
 
 
 def window_start(stamp: datetime, window_s: float) -> datetime:
@@ -115,6 +143,18 @@ class WindowEngine:
         self.first_events: dict[tuple[str, str], list[dict[str, object]]] = {}
         self.own_profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self.seen_ids: set[str] = set()
+        self.detector_settings = DetectorSettings(
+            adwin_delta=settings.adwin_delta,
+            ph_delta=settings.page_hinkley_delta,
+            ph_threshold=settings.page_hinkley_threshold,
+            ph_min_instances=settings.page_hinkley_min_instances,
+        )
+        self.detectors: dict[ModelKey, ModelDetectors] = {}
+        self.error_inputs: dict[ModelKey, list[DetectorInput]] = {}
+        self.score_inputs: dict[ModelKey, list[DetectorInput]] = {}
+        self.detector_frontier = EPOCH  # every slice before it was fed to the detectors
+        self.detector_late = 0
+        self.unpublished_alarms: list[tuple[WindowKey, DetectorAlarm]] = []
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -137,9 +177,11 @@ class WindowEngine:
         self._append(buffer, event)
         self.pending[event.prediction_id] = (key, len(buffer.ids) - 1)
         self._learn_reference(event)
+        if isinstance(event.prediction, BinaryPrediction):
+            self._detector_input(self.score_inputs, key, event.timestamp, event.prediction_id, event.prediction.score)
         early = self.early.pop(event.prediction_id, None)
         if early is not None:
-            self._label(buffer, len(buffer.ids) - 1, early)
+            self._label(key, len(buffer.ids) - 1, early)
 
     def add_feedback(self, event: FeedbackEvent, partition: int) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
@@ -149,21 +191,24 @@ class WindowEngine:
                 self.early.setdefault(event.prediction_id, event)
             return
         key, row = slot
-        self._label(self.windows[key], row, event)
+        self._label(key, row, event)
 
     # -- output --------------------------------------------------------------------------------------
 
-    def advance(self, publish: Callable[[list[WindowResult]], None] = lambda _results: None) -> list[WindowResult]:
-        """Results of windows that closed or changed since they were last emitted; expire old state.
+    def advance(self, publish: Callable[[Emission], None] = lambda _emission: None) -> Emission:
+        """Feed the detectors the slices behind the watermark; offer the results of windows that closed or
+        changed since they were last emitted, and the alarms raised; expire old state.
 
-        ``publish`` receives the results before any state changes: if it raises, nothing is marked emitted or
-        dropped, so the next call offers the same windows again.
+        ``publish`` receives them before any window is marked emitted: if it raises, nothing is marked emitted
+        or dropped and the alarms stay unpublished, so the next call offers them again.
         """
         watermark = self._watermark()
         grace = timedelta(seconds=self.settings.grace_s)
         horizon = timedelta(seconds=self.settings.horizon_s)
         size = timedelta(seconds=self.settings.window_s)
         self._expire_early_feedback(watermark - horizon)  # counted in windows below; safe to repeat
+        if watermark > EPOCH:
+            self._feed_detectors(window_start(watermark - grace, self.settings.detector_slice_s))
         results, emitted, expired = [], [], []
         for key in sorted(self.windows, key=lambda k: (k[2], k[0], k[1])):
             buffer = self.windows[key]
@@ -175,8 +220,10 @@ class WindowEngine:
                 emitted.append(buffer)
             if watermark >= end + horizon:
                 expired.append(key)
-        if results:
-            publish(results)
+        emission = Emission(results, list(self.unpublished_alarms))
+        if results or emission.alarms:
+            publish(emission)
+        self.unpublished_alarms.clear()
         for buffer in emitted:
             buffer.emitted_revision = buffer.revision
         for key in expired:
@@ -184,7 +231,7 @@ class WindowEngine:
             for prediction_id in buffer.ids:
                 self.pending.pop(prediction_id, None)
             self.seen_ids.difference_update(buffer.ids)
-        return results
+        return emission
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -222,7 +269,8 @@ class WindowEngine:
             groups = buffer.sensitive.setdefault(attribute, [MISSING_GROUP] * n)
             groups.append(event.sensitive.get(attribute, MISSING_GROUP))
 
-    def _label(self, buffer: WindowBuffer, row: int, event: FeedbackEvent) -> None:
+    def _label(self, key: WindowId, row: int, event: FeedbackEvent) -> None:
+        buffer = self.windows[key]
         if buffer.truth[row] is not None or not math.isnan(buffer.truth_values[row]):
             return  # a second label for the same prediction counts once
         if event.value is not None:
@@ -230,7 +278,63 @@ class WindowEngine:
             buffer.truth[row] = ""
         else:
             buffer.truth[row] = label_text(event.label)
+            error = self._is_error(key[0], buffer.task, buffer.predicted[row], buffer.truth[row])
+            self._detector_input(self.error_inputs, key, event.timestamp, event.prediction_id, float(error))
         buffer.labels += 1
+
+    def _is_error(self, model_id: str, task: Task, predicted: str | None, truth: str | None) -> bool:
+        if task == "binary":
+            positive = self._positive(model_id)
+            return (predicted in positive) != (truth in positive)
+        return predicted != truth
+
+    def _detector_input(
+        self, inputs: dict[ModelKey, list[DetectorInput]], key: WindowId, stamp: datetime, pid: str, value: float
+    ) -> None:
+        if stamp < self.detector_frontier:
+            self.detector_late += 1
+            return
+        inputs.setdefault((key[0], key[1]), []).append(((stamp, pid), key, value))
+
+    def _feed_detectors(self, frontier: datetime) -> None:
+        """Feed every model's inputs from before ``frontier``, in (event time, prediction id) order."""
+        if frontier <= self.detector_frontier:
+            return
+        for inputs, feed in (
+            (self.error_inputs, ModelDetectors.feed_errors),
+            (self.score_inputs, ModelDetectors.feed_scores),
+        ):
+            for model, items in inputs.items():
+                due = sorted(item for item in items if item[0][0] < frontier)
+                if not due:
+                    continue
+                inputs[model] = [item for item in items if item[0][0] >= frontier]
+                detectors = self.detectors.setdefault(model, ModelDetectors(self.detector_settings))
+                for fired in feed(detectors, [(order, (order, window), value) for order, window, value in due]):
+                    self._alarm(fired)
+        self.detector_frontier = frontier
+
+    def _alarm(self, fired: Fired[tuple[tuple[datetime, str], WindowId]]) -> None:
+        (stamp, prediction_id), window = fired.tag
+        alarm = DetectorAlarm(
+            detector=fired.detector,
+            signal="error_rate" if fired.detector == "adwin" else "score_mean",
+            fired_at=stamp,
+            prediction_id=prediction_id,
+            observations=fired.observations,
+            estimate=fired.estimate,
+        )
+        buffer = self.windows.get(window)
+        if buffer is not None:
+            buffer.alarms.append(alarm)
+        start = window[2]
+        key = WindowKey(
+            model_id=window[0],
+            model_version=window[1],
+            window_start=start,
+            window_end=start + timedelta(seconds=self.settings.window_s),
+        )
+        self.unpublished_alarms.append((key, alarm))
 
     def _expire_early_feedback(self, oldest: datetime) -> None:
         size = self.settings.window_s
@@ -286,6 +390,7 @@ class WindowEngine:
             performance=self._performance(model_id, buffer),
             drift=self._drift(buffer, profile) if profile is not None else [],
             fairness=self._fairness(model_id, buffer),
+            alarms=list(buffer.alarms),
         )
 
     def _performance(self, model_id: str, buffer: WindowBuffer) -> Performance:

@@ -168,7 +168,7 @@ def expected_windows(
                 ),
                 partition,
             )
-    for result in engine.advance():
+    for result in engine.advance().results:
         final[result.key] = result
     return {key: result for key, result in final.items() if not key.startswith("clock/")}
 

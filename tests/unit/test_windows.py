@@ -54,7 +54,7 @@ def tick(engine: WindowEngine, second: float, partition: int = 0) -> None:
 
 
 def results_of(engine: WindowEngine, model: str = "m") -> list:
-    return [r for r in engine.advance() if r.model_id == model]
+    return [r for r in engine.advance().results if r.model_id == model]
 
 
 def test_a_scripted_stream_yields_exact_windows_with_metrics_equal_to_scikit_learn() -> None:
