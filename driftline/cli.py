@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -26,11 +27,13 @@ topics_app = typer.Typer(help="Create and check driftline's Kafka topics.", no_a
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Export the event contracts as JSON Schema.", no_args_is_help=True)
 reference_app = typer.Typer(help="Reference profiles that drift is measured against.", no_args_is_help=True)
+triggers_app = typer.Typer(help="Retraining decisions: follow the topic or list recent ones.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(reference_app, name="reference")
+app.add_typer(triggers_app, name="triggers")
 
 # wide enough off a terminal (CI logs, pipes) that tables and messages are not cut
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -282,6 +285,39 @@ def schemas_tables() -> None:
     from driftline.schemas.tables import reference_markdown
 
     print(reference_markdown(), end="")
+
+
+@triggers_app.command("tail")
+def triggers_tail(
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Also show earlier triggers.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print each trigger as one JSON line.")] = False,
+) -> None:
+    """Print retraining triggers as they arrive on the topic (each decision once), until Ctrl-C."""
+    from driftline.triggers import describe, tail
+
+    config = settings()
+    say(f"Following {config.topic('retrain-triggers')} at {config.kafka.bootstrap} (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        tail(
+            config,
+            lambda t: print(t.model_dump_json() if as_json else describe(t), flush=True),
+            from_beginning=from_beginning,
+        )
+
+
+@triggers_app.command("list")
+def triggers_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+) -> None:
+    """Show recent retraining triggers stored in ClickHouse."""
+    from driftline.triggers import recent
+
+    frame = recent(settings(), limit, model)
+    table = Table(*map(str, frame.columns), title=f"{len(frame)} most recent retraining triggers")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(str(value) for value in row))
+    out.print(table)
 
 
 @app.command()

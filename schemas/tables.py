@@ -16,7 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from driftline.schemas.results import FeatureDrift, GroupFairness, Performance, WindowKey
+from driftline.schemas.results import DetectorAlarm, FeatureDrift, GroupFairness, Performance, WindowKey
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,14 @@ FAIRNESS_WINDOWS = Table(
     version="revision",
     latest_view=True,
 )
+DETECTOR_ALARMS = Table(
+    "detector_alarms",
+    "streaming detector alarm (the window it falls in, the event that raised it)",
+    (*_WINDOW, *_fields(DetectorAlarm)),
+    order_by=("model_id", "model_version", "window_start", "detector", "fired_at", "prediction_id"),
+    version="revision",
+    latest_view=True,
+)
 
 ALL_TABLES: tuple[Table, ...] = (
     PREDICTIONS,
@@ -215,6 +223,7 @@ ALL_TABLES: tuple[Table, ...] = (
     PERFORMANCE_WINDOWS,
     DRIFT_WINDOWS,
     FAIRNESS_WINDOWS,
+    DETECTOR_ALARMS,
     REFERENCE_PROFILES,
     RETRAIN_TRIGGERS,
     DEAD_LETTERS,

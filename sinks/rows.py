@@ -16,7 +16,7 @@ from driftline.schemas.events import (
     label_text,
 )
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
-from driftline.schemas.tables import DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, Table
+from driftline.schemas.tables import DETECTOR_ALARMS, DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, Table
 
 Row = tuple[Any, ...]
 
@@ -91,7 +91,8 @@ def _ordered(table: Table, values: dict[str, Any]) -> Row:
 
 
 def window_rows(result: WindowResult) -> dict[Table, list[Row]]:
-    """A window result split into its ``performance_windows``, ``drift_windows`` and ``fairness_windows`` rows."""
+    """A window result split into its ``performance_windows``, ``drift_windows``, ``fairness_windows`` and
+    ``detector_alarms`` rows."""
     key = {
         "model_id": result.model_id,
         "model_version": result.model_version,
@@ -111,6 +112,7 @@ def window_rows(result: WindowResult) -> dict[Table, list[Row]]:
             )
             for group in result.fairness
         ],
+        DETECTOR_ALARMS: [_ordered(DETECTOR_ALARMS, {**key, **dict(alarm)}) for alarm in result.alarms],
     }
 
 

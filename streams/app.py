@@ -95,7 +95,7 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
             unacked.checkpoint(monitor)
 
     registry = CollectorRegistry()
-    registry.register(_MonitorCollector(monitor))
+    registry.register(_MonitorCollector(monitor, app))
 
     @app.page("/metrics")
     async def metrics(web: Any, _request: Any) -> Any:
@@ -111,8 +111,9 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
 class _MonitorCollector:
     """Prometheus metrics read from the monitor at scrape time."""
 
-    def __init__(self, monitor: StreamMonitor) -> None:
+    def __init__(self, monitor: StreamMonitor, app: faust.App) -> None:
         self.monitor = monitor
+        self.app = app
 
     def collect(self) -> Iterator[Any]:
         counts = self.monitor.counts
@@ -141,7 +142,28 @@ class _MonitorCollector:
         yield GaugeMetricFamily("driftline_late_predictions", "Late predictions in held windows", value=late)
         yield GaugeMetricFamily("driftline_orphan_feedback", "Orphaned feedback in held windows", value=orphans)
         yield GaugeMetricFamily(
+            "driftline_detector_late",
+            "Labels and scores left out of the detectors (slice already fed)",
+            value=engine.detector_late,
+        )
+        yield CounterMetricFamily("driftline_alarms", "Streaming detector alarms raised", value=counts["alarms"])
+        yield self._lag()
+        yield GaugeMetricFamily(
             "driftline_checkpoint_age_seconds",
             "Seconds since the last checkpoint",
             value=time.monotonic() - self.monitor.last_checkpoint,
         )
+
+    def _lag(self) -> GaugeMetricFamily:
+        """Messages behind the end of each assigned partition: high watermark minus the next offset to read."""
+        lag = GaugeMetricFamily(
+            "driftline_consumer_lag", "Messages not yet processed, per source partition", labels=["topic", "partition"]
+        )
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            processed = self.monitor.offsets.get((tp.topic, tp.partition), -1)
+            lag.add_metric([tp.topic, str(tp.partition)], max(0, high - (processed + 1)))
+        return lag

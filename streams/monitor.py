@@ -36,14 +36,14 @@ STATE_FIELDS = (
     "windows",
     "pending",
     "early",
-    "watermarks",
+    "predictions_seen",
+    "labels_seen",
     "first_events",
     "own_profiles",
     "seen_ids",
     "detectors",
-    "error_inputs",
-    "score_inputs",
-    "detector_frontier",
+    "detector_inputs",
+    "detector_frontiers",
     "detector_late",
     "unpublished_alarms",
 )
@@ -94,7 +94,8 @@ class StreamMonitor:
         for name in STATE_FIELDS:
             setattr(self.engine, name, saved["engine"][name])
         self.offsets = saved["offsets"]
-        self.engine.last_seen = dict.fromkeys(self.engine.watermarks, time.monotonic())
+        self.engine.predictions_seen.resume(time.monotonic())
+        self.engine.labels_seen.resume(time.monotonic())
         return True
 
     def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:

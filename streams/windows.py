@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -64,12 +65,13 @@ from driftline.streams.monitors.performance import (
     regression_performance,
 )
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile
+from driftline.streams.watermarks import EPOCH, Watermark
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MISSING_GROUP = "__missing__"
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
 ModelKey = tuple[str, str]  # model_id, model_version
 DetectorInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
+Signal = Literal["errors", "scores"]
 
 
 @dataclass
@@ -136,10 +138,8 @@ class WindowEngine:
         self.windows: dict[WindowId, WindowBuffer] = {}
         self.pending: dict[str, tuple[WindowId, int]] = {}
         self.early: dict[str, FeedbackEvent] = {}
-        # partitions not heard from yet hold the watermark at the epoch until they idle out, so a partition
-        # that is read late cannot find its windows closed by the others
-        self.watermarks: dict[int, datetime] = dict.fromkeys(range(partitions), EPOCH)
-        self.last_seen: dict[int, float] = dict.fromkeys(range(partitions), clock())
+        self.predictions_seen = Watermark(partitions, settings.idle_timeout_s, clock())
+        self.labels_seen = Watermark(partitions, settings.idle_timeout_s, clock())
         self.first_events: dict[tuple[str, str], list[dict[str, object]]] = {}
         self.own_profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self.seen_ids: set[str] = set()
@@ -150,9 +150,9 @@ class WindowEngine:
             ph_min_instances=settings.page_hinkley_min_instances,
         )
         self.detectors: dict[ModelKey, ModelDetectors] = {}
-        self.error_inputs: dict[ModelKey, list[DetectorInput]] = {}
-        self.score_inputs: dict[ModelKey, list[DetectorInput]] = {}
-        self.detector_frontier = EPOCH  # every slice before it was fed to the detectors
+        # per signal: inputs not fed yet, and the frontier before which every slice was fed
+        self.detector_inputs: dict[Signal, dict[ModelKey, list[DetectorInput]]] = {"errors": {}, "scores": {}}
+        self.detector_frontiers: dict[Signal, datetime] = {"errors": EPOCH, "scores": EPOCH}
         self.detector_late = 0
         self.unpublished_alarms: list[tuple[WindowKey, DetectorAlarm]] = []
 
@@ -160,7 +160,7 @@ class WindowEngine:
 
     def add_prediction(self, event: PredictionEvent, partition: int) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""
-        self._saw(partition, event.timestamp)
+        self.predictions_seen.saw(partition, event.timestamp, self.clock())
         if event.prediction_id in self.seen_ids:
             return
         start = window_start(event.timestamp, self.settings.window_s)
@@ -178,13 +178,14 @@ class WindowEngine:
         self.pending[event.prediction_id] = (key, len(buffer.ids) - 1)
         self._learn_reference(event)
         if isinstance(event.prediction, BinaryPrediction):
-            self._detector_input(self.score_inputs, key, event.timestamp, event.prediction_id, event.prediction.score)
+            self._detector_input("scores", key, event.timestamp, event.prediction_id, event.prediction.score)
         early = self.early.pop(event.prediction_id, None)
         if early is not None:
             self._label(key, len(buffer.ids) - 1, early)
 
     def add_feedback(self, event: FeedbackEvent, partition: int) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
+        self.labels_seen.saw(partition, event.timestamp, self.clock())
         slot = self.pending.get(event.prediction_id)
         if slot is None:
             if event.prediction_id not in self.seen_ids:
@@ -207,8 +208,7 @@ class WindowEngine:
         horizon = timedelta(seconds=self.settings.horizon_s)
         size = timedelta(seconds=self.settings.window_s)
         self._expire_early_feedback(watermark - horizon)  # counted in windows below; safe to repeat
-        if watermark > EPOCH:
-            self._feed_detectors(window_start(watermark - grace, self.settings.detector_slice_s))
+        self._feed_detectors(watermark)
         results, emitted, expired = [], [], []
         for key in sorted(self.windows, key=lambda k: (k[2], k[0], k[1])):
             buffer = self.windows[key]
@@ -235,23 +235,8 @@ class WindowEngine:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _saw(self, partition: int, stamp: datetime) -> None:
-        self.last_seen[partition] = self.clock()
-        if stamp > self.watermarks.get(partition, EPOCH):
-            self.watermarks[partition] = stamp
-
     def _watermark(self) -> datetime:
-        if not self.watermarks:
-            return EPOCH
-        if all(mark == EPOCH for mark in self.watermarks.values()):
-            return EPOCH
-        now = self.clock()
-        active = [
-            mark
-            for partition, mark in self.watermarks.items()
-            if now - self.last_seen.get(partition, now) < self.settings.idle_timeout_s
-        ]
-        return min(active) if active else max(self.watermarks.values())
+        return self.predictions_seen.current(self.clock())
 
     def _append(self, buffer: WindowBuffer, event: PredictionEvent) -> None:
         prediction = event.prediction
@@ -279,7 +264,7 @@ class WindowEngine:
         else:
             buffer.truth[row] = label_text(event.label)
             error = self._is_error(key[0], buffer.task, buffer.predicted[row], buffer.truth[row])
-            self._detector_input(self.error_inputs, key, event.timestamp, event.prediction_id, float(error))
+            self._detector_input("errors", key, event.timestamp, event.prediction_id, float(error))
         buffer.labels += 1
 
     def _is_error(self, model_id: str, task: Task, predicted: str | None, truth: str | None) -> bool:
@@ -288,22 +273,33 @@ class WindowEngine:
             return (predicted in positive) != (truth in positive)
         return predicted != truth
 
-    def _detector_input(
-        self, inputs: dict[ModelKey, list[DetectorInput]], key: WindowId, stamp: datetime, pid: str, value: float
-    ) -> None:
-        if stamp < self.detector_frontier:
+    def _detector_input(self, signal: Signal, key: WindowId, stamp: datetime, pid: str, value: float) -> None:
+        if stamp < self.detector_frontiers[signal]:
             self.detector_late += 1
             return
-        inputs.setdefault((key[0], key[1]), []).append(((stamp, pid), key, value))
+        self.detector_inputs[signal].setdefault((key[0], key[1]), []).append(((stamp, pid), key, value))
 
-    def _feed_detectors(self, frontier: datetime) -> None:
-        """Feed every model's inputs from before ``frontier``, in (event time, prediction id) order."""
-        if frontier <= self.detector_frontier:
-            return
-        for inputs, feed in (
-            (self.error_inputs, ModelDetectors.feed_errors),
-            (self.score_inputs, ModelDetectors.feed_scores),
-        ):
+    def _feed_detectors(self, watermark: datetime) -> None:
+        """Feed every model's inputs of the slices behind the watermark, in (event time, prediction id) order.
+
+        Scores are complete up to the predictions' watermark; errors carry the feedback's time, so they wait
+        for the feedback partitions' watermark too (feedback may be read behind the predictions)."""
+        grace = timedelta(seconds=self.settings.grace_s)
+        marks: dict[Signal, datetime] = {
+            "scores": watermark,
+            "errors": min(watermark, self.labels_seen.current(self.clock())),
+        }
+        feeds: tuple[tuple[Signal, Callable[..., list[Fired[Any]]]], ...] = (
+            ("errors", ModelDetectors.feed_errors),
+            ("scores", ModelDetectors.feed_scores),
+        )
+        for signal, feed in feeds:
+            if marks[signal] == EPOCH:
+                continue
+            frontier = window_start(marks[signal] - grace, self.settings.detector_slice_s)
+            if frontier <= self.detector_frontiers[signal]:
+                continue
+            inputs = self.detector_inputs[signal]
             for model, items in inputs.items():
                 due = sorted(item for item in items if item[0][0] < frontier)
                 if not due:
@@ -312,7 +308,7 @@ class WindowEngine:
                 detectors = self.detectors.setdefault(model, ModelDetectors(self.detector_settings))
                 for fired in feed(detectors, [(order, (order, window), value) for order, window, value in due]):
                     self._alarm(fired)
-        self.detector_frontier = frontier
+            self.detector_frontiers[signal] = frontier
 
     def _alarm(self, fired: Fired[tuple[tuple[datetime, str], WindowId]]) -> None:
         (stamp, prediction_id), window = fired.tag

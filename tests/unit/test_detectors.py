@@ -188,9 +188,10 @@ def test_a_label_behind_the_detector_frontier_is_counted_late_but_still_joins_it
         ),
         0,
     )
-    engine.advance()  # the frontier passes the first slices
+    engine.add_feedback(FeedbackEvent(prediction_id="q", timestamp=T0 + timedelta(seconds=101), label=1), 0)
+    engine.advance()  # both watermarks are at 100 s: the first slices are fed
 
     engine.add_feedback(FeedbackEvent(prediction_id="p", timestamp=T0 + timedelta(seconds=1), label=0), 0)
 
     assert engine.detector_late == 1
-    assert engine.windows[("m", "1", T0)].labels == 1
+    assert engine.windows[("m", "1", T0)].labels == 2  # p and q: both count in their window
