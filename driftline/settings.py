@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.model_contracts import ModelContract
+from driftline.schemas.policy import PolicySettings
 
 ENV_PREFIX = "DRIFTLINE_"
 DEFAULT_CONFIG_FILE = Path("driftline.toml")
@@ -169,6 +170,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     monitor: MonitorSettings = MonitorSettings()
     worker: WorkerSettings = WorkerSettings()
+    policy: PolicySettings = PolicySettings()
     models: dict[str, ModelContract] = Field(
         default_factory=dict,
         description="Per-model pins, [models.<model_id>] task / positive_label in the TOML file (optional).",

@@ -1,0 +1,428 @@
+"""The retraining-trigger policy on scripted sequences of window results and detector alarms."""
+
+from __future__ import annotations
+
+import doctest
+import os
+import pickle
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driftline.schemas.errors import ConfigError
+from driftline.schemas.policy import PolicySettings
+from driftline.schemas.results import (
+    DetectorAlarm,
+    FeatureDrift,
+    GroupFairness,
+    Performance,
+    RetrainTrigger,
+    WindowKey,
+    WindowResult,
+    trigger_id,
+)
+from driftline.settings import load_settings
+from driftline.streams import policy as policy_module
+from driftline.streams.policy import TriggerPolicy
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+WINDOW_S = 600.0
+STEP = timedelta(seconds=WINDOW_S)
+
+
+@pytest.fixture(autouse=True)
+def no_driftline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("DRIFTLINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def start(k: int) -> datetime:
+    return T0 + k * STEP
+
+
+def window(
+    k: int,
+    accuracy: float | None = 0.95,
+    *,
+    labelled: int = 500,
+    predictions: int = 1000,
+    revision: int = 1,
+    model: str = "credit-risk",
+    version: str = "1",
+    estimated_accuracy: float | None = None,
+    drift: Iterable[FeatureDrift] = (),
+    fairness: Iterable[GroupFairness] = (),
+    alarms: Iterable[DetectorAlarm] = (),
+) -> WindowResult:
+    """Window ``k`` (starting at T0 + k·WINDOW_S) of a binary model; healthy unless told otherwise."""
+    return WindowResult(
+        model_id=model,
+        model_version=version,
+        window_start=start(k),
+        window_end=start(k + 1),
+        revision=revision,
+        reference="provided",
+        performance=Performance(
+            task="binary",
+            predictions=predictions,
+            labelled=labelled,
+            label_coverage=labelled / predictions,
+            accuracy=accuracy,
+            estimated_accuracy=estimated_accuracy,
+        ),
+        drift=list(drift),
+        fairness=list(fairness),
+        alarms=list(alarms),
+    )
+
+
+def feature(name: str, count: int = 1000, **metrics: float) -> FeatureDrift:
+    return FeatureDrift(feature=name, kind="numeric", count=count, **metrics)
+
+
+def alarm(k: int, detector: str = "adwin", observations: int = 400, estimate: float = 0.31) -> DetectorAlarm:
+    return DetectorAlarm.model_validate(
+        {
+            "detector": detector,
+            "signal": "error_rate" if detector == "adwin" else "score_mean",
+            "fired_at": start(k) + STEP / 3,
+            "prediction_id": f"p-{k}",
+            "observations": observations,
+            "estimate": estimate,
+        }
+    )
+
+
+def key(k: int, model: str = "credit-risk", version: str = "1") -> WindowKey:
+    return WindowKey(model_id=model, model_version=version, window_start=start(k), window_end=start(k + 1))
+
+
+def make_policy(**settings: Any) -> TriggerPolicy:
+    return TriggerPolicy(PolicySettings.model_validate(settings), WINDOW_S)
+
+
+def run(policy: TriggerPolicy, results: Iterable[WindowResult]) -> list[RetrainTrigger]:
+    return [trigger for result in results for trigger in policy.on_window(result)]
+
+
+def fired_windows(triggers: list[RetrainTrigger]) -> list[int]:
+    return [round((trigger.window_start - T0) / STEP) for trigger in triggers]
+
+
+def test_fires_once_at_the_first_qualifying_window_with_its_reason_and_evidence() -> None:
+    triggers = run(make_policy(), [window(0, 0.95), window(1, 0.80), window(2, 0.79), window(3, 0.78)])
+
+    assert fired_windows(triggers) == [1]
+    (trigger,) = triggers
+    assert trigger.severity == "critical"
+    assert trigger.created_at == trigger.window_end == start(2)
+    assert [r.model_dump() for r in trigger.reasons] == [
+        {
+            "rule": "accuracy_below",
+            "metric": "accuracy",
+            "observed": 0.80,
+            "threshold": 0.85,
+            "window_start": start(1),
+            "window_end": start(2),
+            "sample_count": 500,
+        }
+    ]
+    assert trigger.evidence == [f"performance_windows/credit-risk/1/{start(1).isoformat()}"]
+    assert trigger.trigger_id == trigger_id("credit-risk", "1", start(1), ["accuracy_below"])
+
+
+def test_under_min_samples_a_window_neither_breaches_nor_recovers() -> None:
+    policy = make_policy(cooldown_s=0)
+
+    assert policy.on_window(window(0, 0.5, labelled=99)) == []
+    assert fired_windows(policy.on_window(window(1, 0.5, labelled=100))) == [1]
+    assert policy.on_window(window(2, 0.99, labelled=99)) == []  # would recover with enough labels
+    assert policy.on_window(window(3, 0.5)) == []  # still disarmed
+
+
+def test_does_not_fire_before_the_consecutive_window_count() -> None:
+    policy = make_policy(accuracy_below={"consecutive": 3})
+
+    triggers = run(policy, [window(0, 0.8), window(1, 0.8), window(2, 0.9), window(3, 0.8), window(4, 0.8)])
+    assert triggers == []
+    assert fired_windows(policy.on_window(window(5, 0.7))) == [5]
+
+
+def test_cooldown_holds_back_other_rules_until_it_has_passed_in_event_time() -> None:
+    policy = make_policy(cooldown_s=3 * WINDOW_S)
+    drifting = [feature("age", psi=0.4)]
+
+    assert fired_windows(policy.on_window(window(0, 0.8))) == [0]
+    assert run(policy, [window(1, drift=drifting), window(2, drift=drifting)]) == []
+    (trigger,) = policy.on_window(window(3, drift=drifting))
+
+    assert trigger.window_start == start(3)
+    assert [(r.rule, r.metric, r.observed) for r in trigger.reasons] == [("psi_above", "psi:age", 0.4)]
+    assert trigger.severity == "warning"
+    assert policy.on_window(window(2, 0.5, revision=2, drift=drifting)) == []  # older than the last fire
+
+
+def test_a_metric_hovering_inside_the_hysteresis_band_fires_once() -> None:
+    policy = make_policy(cooldown_s=0)  # band: 0.85 <= accuracy < 0.87
+
+    triggers = run(policy, [window(k, accuracy) for k, accuracy in enumerate([0.84, 0.86, 0.84, 0.8699, 0.84, 0.849])])
+
+    assert fired_windows(triggers) == [0]
+
+
+def test_fires_again_after_recovery_and_a_new_breach() -> None:
+    policy = make_policy(cooldown_s=0)
+
+    triggers = run(policy, [window(k, accuracy) for k, accuracy in enumerate([0.84, 0.86, 0.87, 0.86, 0.83])])
+
+    assert fired_windows(triggers) == [0, 4]
+    assert triggers[0].trigger_id != triggers[1].trigger_id
+
+
+def test_re_emitted_revisions_of_a_window_never_give_a_second_trigger() -> None:
+    policy = make_policy()
+
+    assert fired_windows(policy.on_window(window(0, 0.8, labelled=200))) == [0]
+    assert policy.on_window(window(0, 0.6, labelled=400, revision=2, drift=[feature("age", psi=0.9)])) == []
+    assert policy.on_window(window(0, 0.6, labelled=400, revision=2)) == []
+
+
+def test_out_of_order_re_emission_counts_consecutive_windows_by_start() -> None:
+    policy = make_policy(cooldown_s=0, accuracy_below={"consecutive": 2})
+
+    assert policy.on_window(window(0, 0.70, labelled=50)) == []  # too few labels yet
+    assert policy.on_window(window(1, 0.80)) == []  # window 0 does not breach (yet)
+    triggers = policy.on_window(window(0, 0.75, labelled=500, revision=2))  # late labels: now it does
+
+    assert fired_windows(triggers) == [1]  # the run 0, 1 ends in window 1; nothing breached before window 0
+    assert [(r.observed, r.window_start) for r in triggers[0].reasons] == [(0.80, start(1))]
+
+
+def test_a_later_revision_replaces_a_windows_verdict() -> None:
+    policy = make_policy(cooldown_s=0, accuracy_below={"consecutive": 2})
+
+    assert policy.on_window(window(0, 0.80, labelled=100)) == []
+    assert policy.on_window(window(0, 0.90, labelled=900, revision=2)) == []  # more labels: it was fine
+    assert policy.on_window(window(1, 0.80)) == []
+
+
+SEQUENCE = [
+    window(0, 0.95),
+    window(1, 0.80, drift=[feature("age", psi=0.5), feature("income", psi=0.1)]),
+    window(1, 0.70, revision=2),
+    window(2, 0.90),
+    window(3, 0.91),
+    window(8, 0.95, drift=[feature("income", psi=0.3)]),
+    window(9, 0.60),
+]
+
+
+def test_same_inputs_give_the_same_triggers_and_ids() -> None:
+    first, second = run(make_policy(), SEQUENCE), run(make_policy(), SEQUENCE)
+
+    assert fired_windows(first) == [1, 8]
+    assert [t.model_dump() for t in first] == [t.model_dump() for t in second]
+    assert first[0].trigger_id == trigger_id("credit-risk", "1", start(1), ["psi_above", "accuracy_below"])
+    assert [r.metric for r in first[0].reasons] == ["accuracy", "psi:age"]
+
+
+def test_a_restart_from_the_pickled_state_never_decides_a_window_twice() -> None:
+    uninterrupted = run(make_policy(), SEQUENCE)
+    before = make_policy()
+    run(before, SEQUENCE[:3])
+
+    after = make_policy()
+    after.restore(pickle.loads(pickle.dumps(before.state())))
+
+    assert run(after, SEQUENCE) == uninterrupted[1:]  # the replay repeats the first three results
+
+
+def test_a_detector_alarm_fires_immediately_in_the_window_it_falls_in() -> None:
+    policy = make_policy()
+
+    trigger = policy.on_alarm(key(4), alarm(4, "adwin", observations=412, estimate=0.31))
+
+    assert trigger is not None
+    assert trigger.window_start == start(4) and trigger.created_at == start(5)
+    assert trigger.severity == "critical"
+    assert [(r.rule, r.metric, r.observed, r.threshold, r.sample_count) for r in trigger.reasons] == [
+        ("adwin", "adwin:error_rate", 0.31, 0.0, 412)
+    ]
+    assert trigger.trigger_id == trigger_id("credit-risk", "1", start(4), ["adwin"])
+    assert policy.on_window(window(4, 0.7, alarms=[alarm(4)])) == []  # the window already decided
+    assert policy.on_alarm(key(5), alarm(5, "page_hinkley")) is None  # cooldown
+
+
+def test_an_alarm_seen_only_in_a_window_result_fires_and_one_under_min_samples_does_not() -> None:
+    policy = make_policy(page_hinkley={"min_samples": 100})
+
+    assert policy.on_alarm(key(0), alarm(0, "page_hinkley", observations=99)) is None
+    (trigger,) = policy.on_window(window(1, alarms=[alarm(1, "page_hinkley", observations=100, estimate=0.62)]))
+
+    assert [(r.metric, r.observed) for r in trigger.reasons] == [("page_hinkley:score_mean", 0.62)]
+    assert trigger.severity == "warning"
+    assert trigger.evidence == [f"drift_windows/credit-risk/1/{start(1).isoformat()}/__score__"]
+
+
+def test_per_model_override_applies_to_its_model_and_inherits_the_rest(tmp_path: Path) -> None:
+    config = tmp_path / "driftline.toml"
+    config.write_text("[policy]\ncooldown_s = 0\n\n[policy.models.credit-risk.accuracy_below]\nthreshold = 0.9\n")
+    settings = load_settings(config).policy
+    policy = TriggerPolicy(settings, WINDOW_S)
+
+    assert settings.for_model("credit-risk").cooldown_s == 0
+    assert settings.for_model("credit-risk").accuracy_below.hysteresis == 0.02
+    assert fired_windows(policy.on_window(window(0, 0.88))) == [0]
+    assert policy.on_window(window(0, 0.88, model="churn")) == []
+    assert policy.on_window(window(1, 0.88, model="churn")) == []
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[policy.psi_above]\nthreshold = -1\n", r"policy\.psi_above\.threshold in .*=-1: .*greater than or equal"),
+        (
+            "[policy.models.credit-risk.accuracy_below]\nthreshold = 1.5\n",
+            r"policy\.models\.credit-risk\.accuracy_below\.threshold in .*=1\.5: .*less than or equal to 1",
+        ),
+        (
+            "[policy.accuracy_below]\nthreshold = 0.99\nhysteresis = 0.05\n",
+            r"policy\.accuracy_below in .*0\.99 \+ hysteresis 0\.05 = 1\.04.* could never re-arm",
+        ),
+        ("[policy.accuracy_below]\nthreshhold = 0.9\n", r"policy\.accuracy_below\.threshhold in .*Extra inputs"),
+        ("[policy]\ncooldown_s = -60\n", r"DRIFTLINE_POLICY_COOLDOWN_S \(or policy\.cooldown_s in .*\)=-60"),
+    ],
+)
+def test_a_bad_policy_raises_a_config_error_naming_the_field(tmp_path: Path, toml: str, expected: str) -> None:
+    config = tmp_path / "driftline.toml"
+    config.write_text(toml)
+
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(config)
+
+
+def test_ks_pvalue_rule_applies_holms_correction_over_the_features_tested() -> None:
+    policy = make_policy(ks_pvalue_below={"enabled": True})
+    drift = [
+        feature("a", ks_pvalue=0.0045),
+        feature("b", ks_pvalue=0.001),
+        feature("c", ks_pvalue=0.5),
+        feature("d", count=50, ks_pvalue=0.3),  # under min_samples: not tested, not in the family
+    ]
+
+    (trigger,) = policy.on_window(window(0, drift=drift))
+
+    # m = 3: b 3·0.001 = 0.003, a max(0.003, 2·0.0045) = 0.009 < 0.01. Bonferroni (3·0.0045 = 0.0135) or a family
+    # of 4 (3·0.0045) would not flag a; uncorrected, a would read 0.0045.
+    assert [(r.metric, round(r.observed, 10)) for r in trigger.reasons] == [
+        ("ks_pvalue:a", 0.009),
+        ("ks_pvalue:b", 0.003),
+    ]
+
+
+def test_ks_pvalues_under_the_threshold_before_correction_only_do_not_fire() -> None:
+    policy = make_policy(ks_pvalue_below={"enabled": True})
+    drift = [feature("a", ks_pvalue=0.006), feature("b", ks_pvalue=0.008), feature("c", ks_pvalue=0.5)]
+
+    assert policy.on_window(window(0, drift=drift)) == []  # Holm: 0.018, 0.018, 0.5
+
+
+def test_score_and_label_drift_are_read_only_when_named() -> None:
+    drift = [feature("__score__", psi=0.9), feature("__predicted_label__", psi=0.9)]
+
+    assert make_policy().on_window(window(0, drift=drift)) == []
+    (trigger,) = make_policy(psi_above={"features": ["__score__"]}).on_window(window(0, drift=drift))
+    assert [r.metric for r in trigger.reasons] == ["psi:__score__"]
+
+
+def test_a_feature_gone_all_null_fires_on_its_missing_rate_counted_over_every_prediction() -> None:
+    drift = [feature("income", count=0, missing_rate=1.0, missing_rate_increase=0.98)]
+
+    (trigger,) = make_policy().on_window(window(0, drift=drift))
+
+    assert [(r.metric, r.observed, r.sample_count) for r in trigger.reasons] == [
+        ("missing_rate_increase:income", 0.98, 1000)
+    ]
+
+
+def group(attribute: str, name: str, count: int, ratio: float, judged: bool = True) -> GroupFairness:
+    return GroupFairness(
+        attribute=attribute, group=name, count=count, below_min_count=not judged, demographic_parity_ratio=ratio
+    )
+
+
+def test_fairness_rules_judge_attributes_over_groups_above_the_minimum_count() -> None:
+    fairness = [
+        group("gender", "f", 200, 0.7),
+        group("gender", "m", 700, 0.7),
+        group("gender", "x", 5, 0.7, judged=False),
+        group("region", "north", 10, 0.2, judged=False),
+        group("region", "south", 12, 0.2, judged=False),
+    ]
+
+    (trigger,) = make_policy().on_window(window(0, fairness=fairness))
+
+    assert [(r.metric, r.observed, r.sample_count) for r in trigger.reasons] == [
+        ("demographic_parity_ratio:gender", 0.7, 200)
+    ]
+    assert trigger.evidence == [
+        f"fairness_windows/credit-risk/1/{start(0).isoformat()}/gender/f",
+        f"fairness_windows/credit-risk/1/{start(0).isoformat()}/gender/m",
+    ]
+    assert trigger.severity == "warning"
+
+
+def test_drift_and_fairness_together_are_critical() -> None:
+    result = window(0, drift=[feature("age", psi=0.3)], fairness=[group("g", "a", 300, 0.5), group("g", "b", 300, 0.5)])
+
+    (trigger,) = make_policy().on_window(result)
+
+    assert sorted({r.rule for r in trigger.reasons}) == ["demographic_parity_ratio_below", "psi_above"]
+    assert trigger.severity == "critical"
+
+
+def test_estimated_accuracy_is_read_only_while_labels_are_scarce() -> None:
+    policy = make_policy(cooldown_s=0)
+
+    assert policy.on_window(window(0, 0.9, labelled=500, estimated_accuracy=0.7)) == []  # coverage 0.5
+    (trigger,) = policy.on_window(window(1, None, labelled=0, estimated_accuracy=0.7))
+    assert [(r.metric, r.sample_count) for r in trigger.reasons] == [("estimated_accuracy", 1000)]
+
+
+def test_expiring_windows_keeps_the_recovery_they_held() -> None:
+    policy = make_policy(cooldown_s=0)
+    run(policy, [window(0, 0.8), window(1, 0.9)])
+
+    policy.expire(start(2))
+
+    assert fired_windows(policy.on_window(window(2, 0.8))) == [2]
+    policy.expire(start(10))
+    assert policy.state() == {"windows": {}, "disarmed": {}, "last_fired": {"credit-risk": start(2)}}
+
+
+def test_holm_adjustment_doctest() -> None:
+    assert doctest.testmod(policy_module).failed == 0
+
+
+def test_readme_policy_example_is_valid_and_means_what_it_says(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Retraining triggers: the policy", 1)[1].split("\n## ", 1)[0]
+    example = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert example is not None
+    config = tmp_path / "driftline.toml"
+    config.write_text(example.group(1))
+
+    policy = load_settings(config).policy
+
+    assert policy.cooldown_s == 7200
+    assert policy.psi_above.features == ["age", "income"]
+    assert policy.for_model("credit-risk").accuracy_below.threshold == 0.9
+    assert policy.for_model("credit-risk").psi_above.features == ["age", "income"]
+    assert policy.for_model("churn").accuracy_below.threshold == 0.85
