@@ -45,9 +45,9 @@ by rule then metric. Metrics: ``accuracy``, ``estimated_accuracy``, ``<drift met
 ``page_hinkley:score_mean``; for a detector, ``observed`` is its estimate of the watched mean when it fired,
 ``threshold`` is 0 (a detector has no threshold of the policy's) and ``sample_count`` its observations since
 it last fired. ``evidence`` holds the keys of the rows behind the reasons:
-``performance_windows/<model>/<version>/<window start ISO>`` (accuracy, estimated accuracy, ADWIN),
-``drift_windows/…/<feature>`` (drift, Page-Hinkley: ``__score__``) and ``fairness_windows/…/<attribute>/<group>``
-(each judged group).
+``performance_windows/<model>/<version>/<window start ISO>``, ``drift_windows/…/<feature>``,
+``fairness_windows/…/<attribute>/<group>`` (each judged group) and
+``detector_alarms/…/<detector>/<fired_at ISO>/<prediction id>``: each table's sort key.
 """
 
 from __future__ import annotations
@@ -242,11 +242,7 @@ def _alarm_verdict(policy: PolicyRules, window: WindowKey, alarm: DetectorAlarm)
     rule = policy.rules()[alarm.detector]
     if not rule.enabled or alarm.observations < rule.min_samples or alarm.estimate is None:
         return None
-    row = (
-        _evidence(window, "performance_windows")
-        if alarm.detector == "adwin"
-        else _evidence(window, "drift_windows", "__score__")
-    )
+    row = _evidence(window, "detector_alarms", alarm.detector, alarm.fired_at.isoformat(), alarm.prediction_id)
     return (alarm.detector, f"{alarm.detector}:{alarm.signal}"), ("breach", alarm.estimate, alarm.observations, (row,))
 
 

@@ -268,7 +268,8 @@ def test_an_alarm_seen_only_in_a_window_result_fires_and_one_under_min_samples_d
 
     assert [(r.metric, r.observed) for r in trigger.reasons] == [("page_hinkley:score_mean", 0.62)]
     assert trigger.severity == "warning"
-    assert trigger.evidence == [f"drift_windows/credit-risk/1/{start(1).isoformat()}/__score__"]
+    fired_at = (start(1) + STEP / 3).isoformat()
+    assert trigger.evidence == [f"detector_alarms/credit-risk/1/{start(1).isoformat()}/page_hinkley/{fired_at}/p-1"]
 
 
 def test_per_model_override_applies_to_its_model_and_inherits_the_rest(tmp_path: Path) -> None:
