@@ -15,13 +15,13 @@ from contextlib import contextmanager
 import faust
 
 from driftline.schemas.errors import DriftlineError
-from driftline.schemas.topics import FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, WINDOW_RESULTS
+from driftline.schemas.results import RetrainTrigger, WindowResult
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, RETRAIN_TRIGGERS, WINDOW_RESULTS
 from driftline.settings import Settings
 from driftline.streams.app import add_monitor_agent, create_app
 from driftline.streams.monitor import StreamMonitor
 from driftline.streams.profiles import ProfileStore
 from driftline.streams.publishing import KeyedPublisher
-from driftline.streams.windows import Emission
 
 
 @contextmanager
@@ -29,15 +29,21 @@ def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
     """The Faust app with its monitor restored from the last checkpoint; closes the profile store after."""
     profiles = ProfileStore(settings.kafka.bootstrap, settings.topic(REFERENCE_PROFILES.name))
     results = KeyedPublisher(settings.kafka.bootstrap, settings.topic(WINDOW_RESULTS.name))
+    triggers = KeyedPublisher(settings.kafka.bootstrap, settings.topic(RETRAIN_TRIGGERS.name))
 
-    def publish(emission: Emission) -> None:
-        results.send(list(emission.results))
+    def publish_results(windows: list[WindowResult]) -> None:
+        results.send(list(windows))
+
+    def publish_triggers(decisions: list[RetrainTrigger]) -> None:
+        triggers.send(list(decisions))
 
     monitor = StreamMonitor(
         settings.monitor,
         {"predictions": settings.topic(PREDICTIONS.name), "feedback": settings.topic(FEEDBACK.name)},
-        publish,
+        publish_results,
+        publish_triggers,
         settings.data_path / "worker" / f"{settings.worker.app_id}.checkpoint",
+        policy=settings.policy,
         profile_for=profiles.get,
         contracts=settings.models,
         max_message_bytes=settings.sink.max_message_bytes,

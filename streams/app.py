@@ -147,6 +147,7 @@ class _MonitorCollector:
             value=engine.detector_late,
         )
         yield CounterMetricFamily("driftline_alarms", "Streaming detector alarms raised", value=counts["alarms"])
+        yield CounterMetricFamily("driftline_triggers", "Retraining triggers published", value=counts["triggers"])
         yield self._lag()
         yield GaugeMetricFamily(
             "driftline_checkpoint_age_seconds",

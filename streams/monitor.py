@@ -3,10 +3,15 @@
 Contract (at-least-once input, exactly-once effect):
 - :meth:`StreamMonitor.handle` takes one Kafka message of ``predictions`` or ``feedback`` with its origin; a
   message at or below the offset already covered by the restored checkpoint is skipped (a replay);
-- :meth:`StreamMonitor.checkpoint` emits the windows that closed or changed (published and flushed through
-  ``publish``), then writes the engine's state together with the last offset included per partition, in one
-  atomic file replace (write, fsync, rename). Only after it returns may the caller acknowledge the messages
-  it covers, so committed offsets never run ahead of durable state;
+- :meth:`StreamMonitor.checkpoint` publishes the windows that closed or changed (``publish_results`` returns
+  once they are delivered; if it raises, nothing is marked emitted and the next checkpoint offers them again),
+  runs the trigger policy over them and over the detector alarms raised, and puts its decisions in an outbox;
+  then it writes the engine's state, the policy's state, the outbox and the last offset included per
+  partition in one atomic file replace (write, fsync, rename), and only then publishes the outbox
+  (``publish_triggers``). A crash before the file is replaced re-decides from the older state, having
+  published nothing; a crash after it republishes the same decisions, same ids, from the restored outbox: a
+  decision is never taken twice. Only after the checkpoint returns may the caller acknowledge the messages it
+  covers, so committed offsets never run ahead of durable state;
 - after a crash, :meth:`StreamMonitor.restore` loads the last checkpoint; messages after it are read again and give
   the same state, so the same results: their rows collapse in ClickHouse (same key and revision).
 
@@ -20,6 +25,7 @@ import pickle
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +33,10 @@ from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.model_contracts import ModelContract, contract_check
-from driftline.schemas.results import ReferenceProfile
+from driftline.schemas.policy import PolicySettings
+from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
+from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import Emission, WindowEngine
 
 CHECKPOINT_VERSION = 2
@@ -56,18 +64,23 @@ class StreamMonitor:
         self,
         settings: MonitorSettings,
         topics: Mapping[str, str],
-        publish: Callable[[Emission], None],
+        publish_results: Callable[[list[WindowResult]], None],
+        publish_triggers: Callable[[list[RetrainTrigger]], None],
         checkpoint_path: Path,
         *,
+        policy: PolicySettings | None = None,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         contracts: Mapping[str, ModelContract] | None = None,
         max_message_bytes: int = 1_048_576,
         partitions: int = 0,
     ) -> None:
         self.settings = settings
-        self.publish = publish
+        self.publish_results = publish_results
+        self.publish_triggers = publish_triggers
+        self.outbox: list[RetrainTrigger] = []
         self.checkpoint_path = checkpoint_path
         self.engine = WindowEngine(settings, profile_for, contracts, clock=time.monotonic, partitions=partitions)
+        self.policy = TriggerPolicy(policy or PolicySettings(), settings.window_s)
         check = contract_check(contracts or {})
         self.predictions_topic = topics["predictions"]
         self.decoders: dict[str, EventDecoder[Any]] = {
@@ -94,6 +107,8 @@ class StreamMonitor:
         for name in STATE_FIELDS:
             setattr(self.engine, name, saved["engine"][name])
         self.offsets = saved["offsets"]
+        self.policy.restore(saved["policy"])
+        self.outbox = saved["outbox"]
         self.engine.predictions_seen.resume(time.monotonic())
         self.engine.labels_seen.resume(time.monotonic())
         return True
@@ -118,14 +133,21 @@ class StreamMonitor:
         return True
 
     def checkpoint(self) -> Emission:
-        """Publish what closed or changed, then make state and offsets durable together."""
-        emission = self.engine.advance(self.publish)
+        """Publish what closed or changed, decide triggers, make state, offsets and decisions durable
+        together, then publish the decisions."""
+        emission = self.engine.advance(lambda emitted: self.publish_results(emitted.results))
         self.counts["windows_emitted"] += len(emission.results)
         self.counts["alarms"] += len(emission.alarms)
+        self.outbox.extend(t for key, alarm in emission.alarms if (t := self.policy.on_alarm(key, alarm)) is not None)
+        for result in emission.results:
+            self.outbox.extend(self.policy.on_window(result))
+        self.policy.expire(self.engine.watermark - timedelta(seconds=self.settings.horizon_s + self.settings.window_s))
         state = {
             "version": CHECKPOINT_VERSION,
             "engine": {name: getattr(self.engine, name) for name in STATE_FIELDS},
             "offsets": dict(self.offsets),
+            "policy": self.policy.state(),
+            "outbox": list(self.outbox),
         }
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.checkpoint_path.with_suffix(".tmp")
@@ -135,6 +157,10 @@ class StreamMonitor:
             os.fsync(handle.fileno())
         staging.replace(self.checkpoint_path)
         self.last_checkpoint = time.monotonic()
+        if self.outbox:
+            self.publish_triggers(self.outbox)  # at least once: the next checkpoint records the empty outbox
+            self.counts["triggers"] += len(self.outbox)
+            self.outbox = []
         return emission
 
     @property

@@ -167,7 +167,7 @@ class WindowEngine:
         key = (event.model_id, event.model_version, start)
         end = start + timedelta(seconds=self.settings.window_s)
         buffer = self.windows.get(key)
-        if self._watermark() >= end + timedelta(seconds=self.settings.grace_s):
+        if self.watermark >= end + timedelta(seconds=self.settings.grace_s):
             if buffer is not None:
                 buffer.late_predictions += 1
             return
@@ -203,7 +203,7 @@ class WindowEngine:
         ``publish`` receives them before any window is marked emitted: if it raises, nothing is marked emitted
         or dropped and the alarms stay unpublished, so the next call offers them again.
         """
-        watermark = self._watermark()
+        watermark = self.watermark
         grace = timedelta(seconds=self.settings.grace_s)
         horizon = timedelta(seconds=self.settings.horizon_s)
         size = timedelta(seconds=self.settings.window_s)
@@ -235,7 +235,9 @@ class WindowEngine:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _watermark(self) -> datetime:
+    @property
+    def watermark(self) -> datetime:
+        """The predictions' watermark: windows and lateness are judged against it."""
         return self.predictions_seen.current(self.clock())
 
     def _append(self, buffer: WindowBuffer, event: PredictionEvent) -> None:

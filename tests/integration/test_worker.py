@@ -4,14 +4,9 @@ and a SIGKILL mid-stream that changes nothing."""
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer, murmur2
+from confluent_kafka import murmur2
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.pipeline import run_in_process
@@ -29,11 +24,17 @@ from driftline.reference import publish_profile
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
-from driftline.sinks.sink import Sink
 from driftline.streams.monitors.profile import build_profile
 from driftline.streams.windows import WindowEngine
 from driftline.topics import create_topics
-from tests.conftest import free_port
+from tests.integration.running import (
+    published_windows,
+    sink_running,
+    start_worker,
+    wait_for,
+    worker_env,
+    worker_running,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -173,33 +174,6 @@ def expected_windows(
     return {key: result for key, result in final.items() if not key.startswith("clock/")}
 
 
-def published_windows(settings: Settings, timeout_s: float = 20.0) -> dict[str, WindowResult]:
-    """The latest revision of every window on the window-results topic."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": f"reader-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([settings.topic("window-results")])
-    latest: dict[str, WindowResult] = {}
-    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
-    try:
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < 3:
-            message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            quiet_since = time.monotonic()
-            result = WindowResult.model_validate_json(message.value())  # type: ignore[arg-type]
-            if result.key not in latest or result.revision >= latest[result.key].revision:
-                latest[result.key] = result
-    finally:
-        consumer.close()
-    return {key: result for key, result in latest.items() if not key.startswith("clock/")}
-
-
 def assert_same(actual: dict[str, WindowResult], expected: dict[str, WindowResult]) -> None:
     assert actual.keys() == expected.keys()
 
@@ -219,26 +193,6 @@ def assert_same(actual: dict[str, WindowResult], expected: dict[str, WindowResul
 
     for key, result in expected.items():
         close(actual[key].model_dump(), result.model_dump(), key)
-
-
-@contextmanager
-def sink_running(settings: Settings, client: Client) -> Iterator[Sink]:
-    stop = threading.Event()
-    sink = Sink(settings, client)
-    thread = threading.Thread(target=sink.run, args=(stop.is_set,))
-    thread.start()
-    try:
-        yield sink
-    finally:
-        stop.set()
-        thread.join()
-
-
-def wait_for(condition: Any, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_raise_the_revision(
@@ -324,39 +278,6 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
         "SELECT labelled, revision FROM performance_windows_latest WHERE model_id = 'model-0' ORDER BY window_start"
     ).result_rows[0]
     assert after == (before[2] + len(late), before[3] + len(late))
-
-
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``driftline worker`` in its own process, logging to ``worker.log`` in its data dir (a pipe nobody
-    reads would fill up and stall it)."""
-    with (Path(env["DRIFTLINE_DATA_DIR"]) / "worker.log").open("ab") as log:
-        return subprocess.Popen([DRIFTLINE, "worker", "-l", "info"], env=env, stdout=log, stderr=log)
-
-
-@contextmanager
-def worker_running(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    worker = start_worker(env)
-    try:
-        yield worker
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-
-
-def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DRIFTLINE_DATA_DIR": str(data_dir),
-        "DRIFTLINE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-        "DRIFTLINE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "DRIFTLINE_KAFKA_PARTITIONS": str(settings.kafka.partitions),
-        "DRIFTLINE_WORKER_APP_ID": settings.worker.app_id,
-        "DRIFTLINE_WORKER_WEB_PORT": str(free_port()),
-        "DRIFTLINE_MONITOR_WINDOW_S": str(WINDOW_S),
-        "DRIFTLINE_MONITOR_GRACE_S": str(settings.monitor.grace_s),
-        "DRIFTLINE_MONITOR_CHECKPOINT_S": "0.3",
-        "DRIFTLINE_MONITOR_IDLE_TIMEOUT_S": "1000000",
-    }
 
 
 def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterrupted_run(

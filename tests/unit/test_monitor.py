@@ -1,0 +1,126 @@
+"""The worker's core without Kafka: decisions go through an outbox in the checkpoint, so a crash before or
+after the checkpoint never takes a decision twice, and replayed messages are skipped."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from driftline.schemas.policy import PolicySettings
+from driftline.schemas.results import RetrainTrigger, WindowResult
+from driftline.settings import MonitorSettings
+from driftline.streams.monitor import StreamMonitor
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+TOPICS = {"predictions": "p", "feedback": "f"}
+SETTINGS = MonitorSettings(window_s=60, grace_s=1, horizon_s=600, idle_timeout_s=1e9)
+POLICY = PolicySettings.model_validate({"accuracy_below": {"threshold": 0.85, "min_samples": 10}})
+
+
+def envelope(events: list[dict[str, object]]) -> bytes:
+    return json.dumps(events).encode()
+
+
+def predictions(start_s: float, n: int, prefix: str) -> bytes:
+    return envelope(
+        [
+            {
+                "prediction_id": f"{prefix}{i}",
+                "model_id": "m",
+                "model_version": "1",
+                "timestamp": (T0 + timedelta(seconds=start_s + i)).isoformat(),
+                "prediction": {"label": 1, "score": 0.9},
+            }
+            for i in range(n)
+        ]
+    )
+
+
+def wrong_labels(start_s: float, n: int, prefix: str) -> bytes:
+    return envelope(
+        [
+            {
+                "prediction_id": f"{prefix}{i}",
+                "timestamp": (T0 + timedelta(seconds=start_s + i + 1)).isoformat(),
+                "label": 0,
+            }
+            for i in range(n)
+        ]
+    )
+
+
+class Recorder:
+    def __init__(self, crash_on_triggers: bool = False) -> None:
+        self.results: list[WindowResult] = []
+        self.triggers: list[RetrainTrigger] = []
+        self.crash_on_triggers = crash_on_triggers
+
+    def monitor(self, path: Path) -> StreamMonitor:
+        return StreamMonitor(SETTINGS, TOPICS, self.results.extend, self.publish_triggers, path, policy=POLICY)
+
+    def publish_triggers(self, triggers: list[RetrainTrigger]) -> None:
+        if self.crash_on_triggers:
+            raise RuntimeError("killed after the checkpoint, before the triggers were delivered")
+        self.triggers.extend(triggers)
+
+
+def feed_breaching_window(monitor: StreamMonitor) -> None:
+    monitor.handle("p", 0, 0, predictions(0, 40, "a"))
+    monitor.handle("f", 0, 0, wrong_labels(0, 40, "a"))
+    monitor.handle("p", 0, 1, predictions(70, 1, "b"))  # the watermark passes window 0's end + grace
+
+
+def test_a_decision_is_published_once_at_the_checkpoint_that_takes_it(tmp_path: Path) -> None:
+    recorder = Recorder()
+    monitor = recorder.monitor(tmp_path / "cp")
+    feed_breaching_window(monitor)
+
+    monitor.checkpoint()
+    monitor.checkpoint()
+
+    [trigger] = recorder.triggers
+    assert [r.rule for r in trigger.reasons] == ["accuracy_below"] and trigger.window_start == T0
+    assert monitor.counts["triggers"] == 1
+
+
+def test_a_crash_after_the_checkpoint_republishes_the_same_decision_from_the_outbox(tmp_path: Path) -> None:
+    crashed = Recorder(crash_on_triggers=True)
+    first = crashed.monitor(tmp_path / "cp")
+    feed_breaching_window(first)
+    with pytest.raises(RuntimeError):
+        first.checkpoint()
+
+    recorder = Recorder()
+    restarted = recorder.monitor(tmp_path / "cp")
+    assert restarted.restore()
+    feed_breaching_window(restarted)  # the same messages read again: skipped, already in the checkpoint
+    restarted.checkpoint()
+    restarted.checkpoint()
+
+    assert restarted.counts["replayed"] == 3
+    [trigger] = recorder.triggers
+    assert trigger.window_start == T0
+    assert crashed.triggers == []
+
+
+def test_a_crash_before_the_checkpoint_decides_again_from_the_older_state_with_the_same_id(tmp_path: Path) -> None:
+    baseline = Recorder()
+    uninterrupted = baseline.monitor(tmp_path / "a")
+    feed_breaching_window(uninterrupted)
+    uninterrupted.checkpoint()
+
+    lost = Recorder()
+    lost_monitor = lost.monitor(tmp_path / "b")
+    lost_monitor.checkpoint()  # an empty checkpoint; what follows dies with the process
+    feed_breaching_window(lost_monitor)
+    recorder = Recorder()
+    restarted = recorder.monitor(tmp_path / "b")
+    restarted.restore()
+    feed_breaching_window(restarted)
+    restarted.checkpoint()
+
+    assert [t.trigger_id for t in recorder.triggers] == [t.trigger_id for t in baseline.triggers]
+    assert len(recorder.triggers) == 1
