@@ -29,11 +29,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.decoding import Decoded, EventDecoder, Origin
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.fast_decoding import FastDecoder
 from driftline.schemas.model_contracts import ModelContract, contract_check
 from driftline.schemas.policy import PolicySettings
+from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
 from driftline.streams.policy import TriggerPolicy
@@ -48,7 +50,6 @@ STATE_FIELDS = (
     "labels_seen",
     "first_events",
     "own_profiles",
-    "seen_ids",
     "detectors",
     "detector_inputs",
     "detector_frontiers",
@@ -87,6 +88,7 @@ class StreamMonitor:
             topics["predictions"]: EventDecoder(PredictionEvent, "prediction", max_message_bytes, check),
             topics["feedback"]: EventDecoder(FeedbackEvent, "feedback", max_message_bytes, check),
         }
+        self.fast = FastDecoder(frozenset(contracts or {}), max_message_bytes)
         self.offsets: dict[tuple[str, int], int] = {}
         self.counts: Counter[str] = Counter()
         self.last_checkpoint = time.monotonic()
@@ -118,19 +120,29 @@ class StreamMonitor:
         if offset <= self.offsets.get((topic, partition), -1):
             self.counts["replayed"] += 1
             return False
-        result = self.decoders[topic].decode(value, Origin(topic, partition, offset))
         if topic == self.predictions_topic:
-            for decoded in result.events:
-                self.engine.add_prediction(decoded.event, partition)
-            self.counts["predictions"] += len(result.events)
+            predictions = self.fast.predictions(value)
+            if predictions is None:
+                predictions = [prediction_record(d.event) for d in self._decode_slowly(topic, partition, offset, value)]
+            for prediction in predictions:
+                self.engine.add_prediction(prediction, partition)
+            self.counts["predictions"] += len(predictions)
         else:
-            for decoded in result.events:
-                self.engine.add_feedback(decoded.event, partition)
-            self.counts["feedback"] += len(result.events)
-        for letter in result.dead_letters:
-            self.counts[f"dead_letter:{letter.reason.value}"] += 1
+            feedback = self.fast.feedback(value)
+            if feedback is None:
+                feedback = [feedback_record(d.event) for d in self._decode_slowly(topic, partition, offset, value)]
+            for label in feedback:
+                self.engine.add_feedback(label, partition)
+            self.counts["feedback"] += len(feedback)
         self.offsets[(topic, partition)] = offset
         return True
+
+    def _decode_slowly(self, topic: str, partition: int, offset: int, value: bytes | None) -> list[Decoded[Any]]:
+        """pydantic's verdict on a message the fast decoder left to it; invalid events are counted."""
+        result = self.decoders[topic].decode(value, Origin(topic, partition, offset))
+        for letter in result.dead_letters:
+            self.counts[f"dead_letter:{letter.reason.value}"] += 1
+        return result.events
 
     def checkpoint(self) -> Emission:
         """Publish what closed or changed, decide triggers, make state, offsets and decisions durable

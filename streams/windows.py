@@ -35,16 +35,16 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from driftline.schemas.events import (
-    BinaryPrediction,
     FeedbackEvent,
     PredictionEvent,
-    RegressionPrediction,
     Task,
     label_text,
 )
 from driftline.schemas.model_contracts import ModelContract
+from driftline.schemas.records import FeedbackRecord, PredictionRecord, feedback_record, prediction_record
 from driftline.schemas.results import (
     DetectorAlarm,
     FeatureDrift,
@@ -76,15 +76,22 @@ Signal = Literal["errors", "scores"]
 
 @dataclass
 class WindowBuffer:
-    """What one window holds: one entry per prediction, columns as lists (vectorised when it is emitted)."""
+    """What one window holds: one entry per prediction, in columns (vectorised when it is emitted).
+
+    The features and sensitive attributes of each prediction are kept as given until the window closes;
+    then its drift is computed once (it depends on predictions alone, and no prediction joins a closed
+    window), the groups become arrays, and the rows are dropped: a closed window waiting for late labels holds
+    a few numbers per prediction, not its features.
+    """
 
     task: Task
     ids: list[str] = field(default_factory=list)
     predicted: list[str | None] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
-    features: dict[str, list[object]] = field(default_factory=dict)
-    sensitive: dict[str, list[str]] = field(default_factory=dict)
+    feature_rows: list[Mapping[str, object]] = field(default_factory=list)
+    sensitive_rows: list[Mapping[str, str]] = field(default_factory=list)
+    sealed: Sealed | None = None
     truth: list[str | None] = field(default_factory=list)
     truth_values: list[float] = field(default_factory=list)
     labels: int = 0
@@ -98,6 +105,15 @@ class WindowBuffer:
         """Every event the window accounts for: predictions and labels, and late predictions, orphaned
         feedback and detector alarms it counts; only grows, so the latest revision is the most complete."""
         return len(self.ids) + self.labels + self.late_predictions + self.orphan_feedback + len(self.alarms)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What a window keeps of its predictions' inputs once it closed: drift and the groups per attribute."""
+
+    reference: Literal["provided", "first_events", "none"]
+    drift: list[FeatureDrift]
+    groups: dict[str, NDArray[np.str_]]
 
 
 @dataclass(frozen=True)
@@ -137,12 +153,11 @@ class WindowEngine:
         self.clock = clock
         self.windows: dict[WindowId, WindowBuffer] = {}
         self.pending: dict[str, tuple[WindowId, int]] = {}
-        self.early: dict[str, FeedbackEvent] = {}
+        self.early: dict[str, FeedbackRecord] = {}
         self.predictions_seen = Watermark(partitions, settings.idle_timeout_s, clock())
         self.labels_seen = Watermark(partitions, settings.idle_timeout_s, clock())
         self.first_events: dict[tuple[str, str], list[dict[str, object]]] = {}
         self.own_profiles: dict[tuple[str, str], ReferenceProfile] = {}
-        self.seen_ids: set[str] = set()
         self.detector_settings = DetectorSettings(
             adwin_delta=settings.adwin_delta,
             ph_delta=settings.page_hinkley_delta,
@@ -158,38 +173,52 @@ class WindowEngine:
 
     # -- input ---------------------------------------------------------------------------------------
 
-    def add_prediction(self, event: PredictionEvent, partition: int) -> None:
+    def add_prediction(self, event: PredictionRecord | PredictionEvent, partition: int) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""
-        self.predictions_seen.saw(partition, event.timestamp, self.clock())
-        if event.prediction_id in self.seen_ids:
+        if isinstance(event, PredictionEvent):
+            event = prediction_record(event)
+        stamp = event.timestamp
+        self.predictions_seen.saw(partition, stamp, self.clock())
+        if event.prediction_id in self.pending:
             return
-        start = window_start(event.timestamp, self.settings.window_s)
+        start = window_start(stamp, self.settings.window_s)
         key = (event.model_id, event.model_version, start)
-        end = start + timedelta(seconds=self.settings.window_s)
+        closes = start + timedelta(seconds=self.settings.window_s + self.settings.grace_s)
         buffer = self.windows.get(key)
-        if self.watermark >= end + timedelta(seconds=self.settings.grace_s):
+        # the watermark is at most this partition's own mark (it was just heard from): compute it only
+        # when the window could have closed
+        if closes <= self.predictions_seen.marks[partition] and self.watermark >= closes:
             if buffer is not None:
                 buffer.late_predictions += 1
             return
-        self.seen_ids.add(event.prediction_id)
         if buffer is None:
             buffer = self.windows[key] = WindowBuffer(task=event.task)
-        self._append(buffer, event)
-        self.pending[event.prediction_id] = (key, len(buffer.ids) - 1)
-        self._learn_reference(event)
-        if isinstance(event.prediction, BinaryPrediction):
-            self._detector_input("scores", key, event.timestamp, event.prediction_id, event.prediction.score)
+        row = len(buffer.ids)
+        buffer.ids.append(event.prediction_id)
+        buffer.predicted.append(event.predicted)
+        buffer.scores.append(event.score)
+        buffer.values.append(event.value)
+        buffer.truth.append(None)
+        buffer.truth_values.append(math.nan)
+        buffer.feature_rows.append(event.features)
+        buffer.sensitive_rows.append(event.sensitive)
+        self.pending[event.prediction_id] = (key, row)
+        if (event.model_id, event.model_version) in self.first_events or not self._has_reference(key):
+            self._learn_reference(event)
+        if event.task == "binary":
+            self._detector_input("scores", key, stamp, event.prediction_id, event.score)
         early = self.early.pop(event.prediction_id, None)
         if early is not None:
-            self._label(key, len(buffer.ids) - 1, early)
+            self._label(key, row, early)
 
-    def add_feedback(self, event: FeedbackEvent, partition: int) -> None:
+    def add_feedback(self, event: FeedbackRecord | FeedbackEvent, partition: int) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
+        if isinstance(event, FeedbackEvent):
+            event = feedback_record(event)
         self.labels_seen.saw(partition, event.timestamp, self.clock())
         slot = self.pending.get(event.prediction_id)
         if slot is None:
-            if event.prediction_id not in self.seen_ids:
-                self.early.setdefault(event.prediction_id, event)
+            self.early.setdefault(event.prediction_id, event)
             return
         key, row = slot
         self._label(key, row, event)
@@ -230,7 +259,6 @@ class WindowEngine:
             buffer = self.windows.pop(key)
             for prediction_id in buffer.ids:
                 self.pending.pop(prediction_id, None)
-            self.seen_ids.difference_update(buffer.ids)
         return emission
 
     # -- internals -----------------------------------------------------------------------------------
@@ -240,23 +268,7 @@ class WindowEngine:
         """The predictions' watermark: windows and lateness are judged against it."""
         return self.predictions_seen.current(self.clock())
 
-    def _append(self, buffer: WindowBuffer, event: PredictionEvent) -> None:
-        prediction = event.prediction
-        n = len(buffer.ids)
-        buffer.ids.append(event.prediction_id)
-        buffer.predicted.append(None if isinstance(prediction, RegressionPrediction) else label_text(prediction.label))
-        buffer.scores.append(prediction.score if isinstance(prediction, BinaryPrediction) else math.nan)
-        buffer.values.append(prediction.value if isinstance(prediction, RegressionPrediction) else math.nan)
-        buffer.truth.append(None)
-        buffer.truth_values.append(math.nan)
-        for name in event.features.keys() | buffer.features.keys():
-            column = buffer.features.setdefault(name, [None] * n)
-            column.append(event.features.get(name))
-        for attribute in event.sensitive.keys() | buffer.sensitive.keys():
-            groups = buffer.sensitive.setdefault(attribute, [MISSING_GROUP] * n)
-            groups.append(event.sensitive.get(attribute, MISSING_GROUP))
-
-    def _label(self, key: WindowId, row: int, event: FeedbackEvent) -> None:
+    def _label(self, key: WindowId, row: int, event: FeedbackRecord) -> None:
         buffer = self.windows[key]
         if buffer.truth[row] is not None or not math.isnan(buffer.truth_values[row]):
             return  # a second label for the same prediction counts once
@@ -264,8 +276,8 @@ class WindowEngine:
             buffer.truth_values[row] = event.value
             buffer.truth[row] = ""
         else:
-            buffer.truth[row] = label_text(event.label)
-            error = self._is_error(key[0], buffer.task, buffer.predicted[row], buffer.truth[row])
+            buffer.truth[row] = event.label
+            error = self._is_error(key[0], buffer.task, buffer.predicted[row], event.label)
             self._detector_input("errors", key, event.timestamp, event.prediction_id, float(error))
         buffer.labels += 1
 
@@ -346,17 +358,17 @@ class WindowEngine:
                     buffer.orphan_feedback += 1
                     break
 
-    def _learn_reference(self, event: PredictionEvent) -> None:
+    def _has_reference(self, key: WindowId) -> bool:
+        return (key[0], key[1]) in self.own_profiles or self.profile_for(key[0], key[1]) is not None
+
+    def _learn_reference(self, event: PredictionRecord) -> None:
         key = (event.model_id, event.model_version)
-        if key in self.own_profiles or self.profile_for(*key) is not None:
-            return
         rows = self.first_events.setdefault(key, [])
-        prediction = event.prediction
         rows.append(
             {
                 **event.features,
-                "score": prediction.score if isinstance(prediction, BinaryPrediction) else None,
-                "label": None if isinstance(prediction, RegressionPrediction) else label_text(prediction.label),
+                "score": event.score if event.task == "binary" else None,
+                "label": event.predicted,
             }
         )
         if len(rows) >= self.settings.reference_first_n:
@@ -367,6 +379,7 @@ class WindowEngine:
             del self.first_events[key]
 
     def _positive(self, model_id: str) -> set[str]:
+        """The texts of a model's positive label (default 1 / true, or its pinned ``positive_label``)."""
         contract = self.contracts.get(model_id)
         positive = contract.positive_label if contract else 1
         text = label_text(positive)
@@ -374,22 +387,36 @@ class WindowEngine:
 
     def _result(self, key: WindowId, buffer: WindowBuffer) -> WindowResult:
         model_id, version, start = key
-        profile = self.profile_for(model_id, version)
-        reference = "provided" if profile is not None else "none"
-        if profile is None and (own := self.own_profiles.get((model_id, version))) is not None:
-            profile, reference = own, "first_events"
+        sealed = buffer.sealed or self._seal(key, buffer)
         return WindowResult(
             model_id=model_id,
             model_version=version,
             window_start=start,
             window_end=start + timedelta(seconds=self.settings.window_s),
             revision=buffer.revision,
-            reference=reference,
+            reference=sealed.reference,
             performance=self._performance(model_id, buffer),
-            drift=self._drift(buffer, profile) if profile is not None else [],
-            fairness=self._fairness(model_id, buffer),
+            drift=sealed.drift,
+            fairness=self._fairness(model_id, buffer, sealed.groups),
             alarms=list(buffer.alarms),
         )
+
+    def _seal(self, key: WindowId, buffer: WindowBuffer) -> Sealed:
+        """Compute what depends on the predictions alone, once the window closed, and drop their inputs."""
+        model_id, version, _start = key
+        profile = self.profile_for(model_id, version)
+        reference: Literal["provided", "first_events", "none"] = "provided" if profile is not None else "none"
+        if profile is None and (own := self.own_profiles.get((model_id, version))) is not None:
+            profile, reference = own, "first_events"
+        attributes = sorted({attribute for row in buffer.sensitive_rows for attribute in row})
+        groups = {
+            attribute: np.array([row.get(attribute, MISSING_GROUP) for row in buffer.sensitive_rows], dtype=str)
+            for attribute in attributes
+        }
+        drift = self._drift(buffer, profile) if profile is not None else []
+        buffer.sealed = Sealed(reference, drift, groups)
+        buffer.feature_rows, buffer.sensitive_rows = [], []
+        return buffer.sealed
 
     def _performance(self, model_id: str, buffer: WindowBuffer) -> Performance:
         n = len(buffer.ids)
@@ -420,14 +447,14 @@ class WindowEngine:
         return Performance.model_validate({**base, **metrics})
 
     def _drift(self, buffer: WindowBuffer, profile: ReferenceProfile) -> list[FeatureDrift]:
-        columns: dict[str, list[object]] = {**buffer.features}
+        columns: dict[str, list[object]] = {}
         if SCORE in profile.features:
             columns[SCORE] = [None if math.isnan(s) else s for s in buffer.scores]
         if PREDICTED_LABEL in profile.features:
             columns[PREDICTED_LABEL] = list(buffer.predicted)
         rows = []
         for name, reference in sorted(profile.features.items()):
-            column = columns.get(name, [None] * len(buffer.ids))
+            column = columns.get(name) or [row.get(name) for row in buffer.feature_rows]
             present = [v for v in column if v is not None]
             missing = len(column) - len(present)
             if reference.kind == "numeric":
@@ -437,19 +464,21 @@ class WindowEngine:
                 rows.append(categorical_drift(name, np.array([str(v) for v in present], dtype=str), missing, reference))
         return rows
 
-    def _fairness(self, model_id: str, buffer: WindowBuffer) -> list[GroupFairness]:
-        if buffer.task != "binary" or not buffer.sensitive:
+    def _fairness(
+        self, model_id: str, buffer: WindowBuffer, groups_by_attribute: dict[str, NDArray[np.str_]]
+    ) -> list[GroupFairness]:
+        if buffer.task != "binary" or not groups_by_attribute:
             return []
         positive = self._positive(model_id)
         predicted = np.array([p in positive for p in buffer.predicted])
         truth = np.array([t in positive for t in buffer.truth])
         labelled = np.array([t is not None for t in buffer.truth])
         rows: list[GroupFairness] = []
-        for attribute, groups in sorted(buffer.sensitive.items()):
+        for attribute, groups in sorted(groups_by_attribute.items()):
             rows.extend(
                 attribute_fairness(
                     attribute,
-                    np.array(groups, dtype=str),
+                    groups,
                     predicted,
                     truth,
                     labelled,

@@ -148,7 +148,7 @@ def test_feedback_whose_prediction_never_comes_is_counted_orphan_after_the_horiz
     tick(engine, 360)  # past the window's end + horizon: its state is dropped
     results_of(engine)
     assert not any(key[0] == "m" for key in engine.windows)
-    assert "p1" not in engine.pending and "p1" not in engine.seen_ids
+    assert "p1" not in engine.pending
 
 
 def test_an_idle_partition_stops_holding_the_watermark_back() -> None:
