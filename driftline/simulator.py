@@ -391,10 +391,22 @@ class Simulation:
         speedup: float = 0.0,
         fast: bool = False,
         envelopes: bool = True,
+        max_batch: int = 500,
+        linger_s: float = 0.1,
         progress: ProgressCallback | None = None,
     ) -> SendReport:
         """Send the stream to Kafka and wait for delivery; see :func:`driftline.traffic.send`."""
-        return send(self, settings, rate=rate, speedup=speedup, fast=fast, envelopes=envelopes, progress=progress)
+        return send(
+            self,
+            settings,
+            rate=rate,
+            speedup=speedup,
+            fast=fast,
+            envelopes=envelopes,
+            max_batch=max_batch,
+            linger_s=linger_s,
+            progress=progress,
+        )
 
     # -- drawing ---------------------------------------------------------------------------------------
 
