@@ -120,7 +120,7 @@ def run_demo(
     """Run the demo in its own namespace; return the windows it produced, read back from ClickHouse."""
     scenario = scenario or Scenario()
     settings = demo_settings(settings, scenario)
-    if broker_answers(settings.kafka.bootstrap, timeout_s=3.0):
+    if broker_answers(settings.kafka, timeout_s=3.0):
         say(f"Using the Kafka broker that answers at {settings.kafka.bootstrap}")
     elif settings.kafka.bootstrap == LocalKafka(settings).bootstrap:
         LocalKafka(settings, log=say).start()

@@ -3,6 +3,9 @@
 The broker's jars are resolved once by Maven from Maven Central into ``broker.cache_dir/<version>/libs``
 (``local_kafka_pom.xml`` beside this module); its storage, config, log and pid file live in
 ``<data_dir>/kafka``. Nothing here needs Docker: Java 17 and Maven are enough.
+
+By default the broker's client listener is PLAINTEXT. Given a :class:`~driftline.secured_broker.SecuredListener`
+it is SASL_SSL instead (TLS with the listener's certificates, SASL/PLAIN logins for its users), on the same port.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from driftline.schemas.errors import BrokerError, ConfigError
-from driftline.settings import BrokerSettings, Settings
+from driftline.secured_broker import BROKER_USER, SecuredListener
+from driftline.settings import BrokerSettings, KafkaSettings, Settings
 from driftline.topics import broker_answers
 
 LOG_TAIL_LINES = 40
@@ -47,13 +51,21 @@ class BrokerStatus:
 class LocalKafka:
     """Start, stop and inspect the local broker described by ``settings``.
 
-    ``log`` receives progress lines meant for a person (the CLI prints them).
+    ``log`` receives progress lines meant for a person (the CLI prints them); with ``secured`` the client
+    listener is SASL_SSL (see the module's docstring). Stopped and started again, the broker keeps its ports
+    and its data.
     """
 
-    def __init__(self, settings: Settings, log: Callable[[str], None] = lambda _line: None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Callable[[str], None] = lambda _line: None,
+        secured: SecuredListener | None = None,
+    ) -> None:
         self.broker: BrokerSettings = settings.broker
         self.home = settings.data_path / "kafka"
         self.log = log
+        self.secured = secured
 
     @property
     def bootstrap(self) -> str:
@@ -233,15 +245,17 @@ class LocalKafka:
     def _write_config(self) -> Path:
         """Write server.properties and the log4j2 config for one node; rewritten at every start."""
         port, controller = self.broker.port, self.broker.controller_port
+        listener = "PLAINTEXT" if self.secured is None else "SASL_SSL"
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": f"{listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"{listener}://127.0.0.1:{port}",
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            **(self.secured.broker_properties() if self.secured is not None else {}),
             "log.dirs": str(self.home / "data"),
             # one node: nothing can be replicated, and a consumer group should not wait for peers
             "num.partitions": "1",
@@ -294,6 +308,12 @@ class LocalKafka:
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage in {self.home / 'data'} failed:\n{result.stderr}")
 
+    @property
+    def _own_client(self) -> KafkaSettings:
+        """How this launcher asks the broker whether it answers: as the broker's own user when secured."""
+        security = self.secured.kafka_settings(BROKER_USER) if self.secured is not None else {}
+        return KafkaSettings.model_validate({"bootstrap": self.bootstrap, **security})
+
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.broker.start_timeout_s
         while time.monotonic() < deadline:
@@ -303,7 +323,7 @@ class LocalKafka:
                     f"Kafka exited with code {process.returncode} during start; last lines of "
                     f"{self.log_file}:\n{self.log_tail()}"
                 )
-            if broker_answers(self.bootstrap, timeout_s=1.0):
+            if broker_answers(self._own_client, timeout_s=1.0):
                 return
             time.sleep(0.3)
         raise BrokerError(

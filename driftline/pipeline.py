@@ -22,14 +22,20 @@ from driftline.streams.app import add_monitor_agent, create_app
 from driftline.streams.monitor import StreamMonitor
 from driftline.streams.profiles import ProfileStore
 from driftline.streams.publishing import KeyedPublisher
+from driftline.topics import check_connection
 
 
 @contextmanager
 def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
-    """The Faust app with its monitor restored from the last checkpoint; closes the profile store after."""
-    profiles = ProfileStore(settings.kafka.bootstrap, settings.topic(REFERENCE_PROFILES.name))
-    results = KeyedPublisher(settings.kafka.bootstrap, settings.topic(WINDOW_RESULTS.name))
-    triggers = KeyedPublisher(settings.kafka.bootstrap, settings.topic(RETRAIN_TRIGGERS.name))
+    """The Faust app with its monitor restored from the last checkpoint; closes the profile store after.
+
+    Raises :class:`BrokerError` naming the bootstrap first when Kafka refuses the login or the TLS handshake,
+    or does not answer.
+    """
+    check_connection(settings.kafka)
+    profiles = ProfileStore(settings.kafka, settings.topic(REFERENCE_PROFILES.name))
+    results = KeyedPublisher(settings.kafka, settings.topic(WINDOW_RESULTS.name))
+    triggers = KeyedPublisher(settings.kafka, settings.topic(RETRAIN_TRIGGERS.name))
 
     def publish_results(windows: list[WindowResult]) -> None:
         results.send(list(windows))

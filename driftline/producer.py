@@ -5,6 +5,8 @@ the partition Java clients and Faust would choose (murmur2), so a prediction and
 same partition. By default events are grouped per partition into batch envelopes (JSON arrays), bounded by
 ``max_batch`` events and ``linger_s`` seconds, which amortises the per-message cost; ``envelopes=False``
 sends one event per message. Delivery errors reach ``on_error`` and make :meth:`Monitor.flush` raise.
+Security comes from ``[kafka]`` settings (SASL, TLS): a refused login or a failed TLS handshake raises
+:class:`BrokerError` from the next call instead of retrying forever.
 
     with Monitor("credit-risk", "1.0") as monitor:
         pid = monitor.log_prediction({"age": 41, "income": 52_000.0}, label=1, score=0.83)
@@ -32,6 +34,7 @@ from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings, load_settings
+from driftline.topics import cluster_metadata
 
 ErrorCallback = Callable[[str], None]
 
@@ -60,7 +63,7 @@ class Monitor:
         self.errors: list[str] = []
         self._producer = Producer(
             {
-                "bootstrap.servers": self.settings.kafka.bootstrap,
+                **self.settings.kafka.client_config(),
                 "enable.idempotence": True,
                 "compression.type": "lz4",
                 "linger.ms": 5,
@@ -250,8 +253,7 @@ class Monitor:
 
     def _partition_count(self, topic: str) -> int:
         if topic not in self._partitions:
-            metadata = self._producer.list_topics(topic, timeout=30)
-            info = metadata.topics.get(topic)
+            info = cluster_metadata(self._producer, self.settings.kafka, topic).topics.get(topic)
             if info is None or info.error is not None or not info.partitions:
                 raise BrokerError(
                     f"topic {topic} does not exist at {self.settings.kafka.bootstrap}; run `driftline topics create`"

@@ -17,7 +17,7 @@ from driftline.streams.publishing import KeyedPublisher
 
 def publish_profile(settings: Settings, profile: ReferenceProfile) -> None:
     """Send ``profile`` to the reference-profiles topic and wait for delivery."""
-    KeyedPublisher(settings.kafka.bootstrap, settings.topic(REFERENCE_PROFILES.name)).send([profile])
+    KeyedPublisher(settings.kafka, settings.topic(REFERENCE_PROFILES.name)).send([profile])
 
 
 def build_and_publish(

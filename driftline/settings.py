@@ -9,10 +9,11 @@ variable, the value and what is expected.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from driftline.schemas.errors import ConfigError
+from driftline.schemas.errors import BrokerError, ConfigError
 from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.policy import PolicySettings
 
@@ -28,6 +29,8 @@ ENV_PREFIX = "DRIFTLINE_"
 DEFAULT_CONFIG_FILE = Path("driftline.toml")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class _Section(BaseModel):
@@ -51,6 +54,108 @@ class KafkaSettings(_Section):
         4, ge=1, le=1024, description="Partitions of each data topic; predictions and feedback share it."
     )
     replication_factor: int = Field(1, ge=1, description="Replication factor of the topics driftline creates.")
+    security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How clients talk to Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (TLS + SASL login).",
+    )
+    sasl_mechanism: SaslMechanism = Field(
+        "PLAIN", description="SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    sasl_username: str | None = Field(None, description="SASL user; required with SASL_*.", validate_default=True)
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password; required with SASL_* (never logged).", validate_default=True
+    )
+    ssl_ca_location: FilePath | None = Field(
+        None,
+        description="PEM file of the CA that signed the brokers' certificates, with SSL and SASL_SSL "
+        "(default: the system's CAs).",
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="With SSL and SASL_SSL, require a broker's certificate to name the host it is reached at."
+    )
+
+    @field_validator("sasl_username", "sasl_password")
+    @classmethod
+    def _credentials_match_protocol(cls, value: object, info: ValidationInfo) -> object:
+        protocol = info.data.get("security_protocol")
+        if protocol is None:  # the protocol itself is invalid and reported
+            return value
+        if protocol.startswith("SASL_") and not value:
+            raise ValueError(f"required when security_protocol is {protocol}")
+        if not protocol.startswith("SASL_") and value:
+            raise ValueError(f"set, but security_protocol is {protocol}: it would not be used (set SASL_SSL?)")
+        return value
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True for SASL_PLAINTEXT and SASL_SSL."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        """True for SSL and SASL_SSL."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def client_config(self) -> dict[str, Any]:
+        """The librdkafka configuration every confluent-kafka client of driftline starts from.
+
+        It holds the bootstrap servers, the security settings and an ``error_cb`` that turns the failures
+        retrying cannot cure (authentication refused, TLS handshake failed) into a :class:`BrokerError`
+        naming the bootstrap and the cause, raised from the client's next ``poll``, ``consume`` or ``flush``
+        instead of a silent retry loop. Other connection errors are left to librdkafka, which logs them and
+        reconnects. Callers add their own keys (group id, idempotence, ...). The password is in the returned
+        dict only: never log it.
+        """
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol,
+            "error_cb": _RefusedConnection(self.bootstrap, self._who()),
+        }
+        if self.uses_sasl and self.sasl_password is not None:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.uses_tls:
+            if self.ssl_ca_location is not None:
+                config["ssl.ca.location"] = str(self.ssl_ca_location)
+            config["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_check_hostname else "none"
+        return config
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for Python Kafka clients (aiokafka, under Faust); None without TLS."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_ca_location) if self.ssl_ca_location is not None else None
+        )
+        context.check_hostname = self.ssl_check_hostname
+        return context
+
+    def _who(self) -> str:
+        if self.uses_sasl:
+            return f"{self.security_protocol} {self.sasl_mechanism} as user {self.sasl_username!r}"
+        return self.security_protocol
+
+
+class _RefusedConnection:
+    """librdkafka's ``error_cb``: raise :class:`BrokerError` for authentication and TLS failures."""
+
+    def __init__(self, bootstrap: str, who: str) -> None:
+        self.bootstrap = bootstrap
+        self.who = who
+
+    def __call__(self, error: Any) -> None:  # a confluent_kafka.KafkaError (not imported: settings stay light)
+        name = error.name()
+        if name == "_AUTHENTICATION":
+            raise BrokerError(
+                f"Kafka at {self.bootstrap} refused authentication ({self.who}): {error.str()}; check "
+                "DRIFTLINE_KAFKA_SASL_USERNAME, DRIFTLINE_KAFKA_SASL_PASSWORD and DRIFTLINE_KAFKA_SASL_MECHANISM"
+            )
+        if name == "_SSL":
+            raise BrokerError(
+                f"TLS handshake with Kafka at {self.bootstrap} failed ({self.who}): {error.str()}; check "
+                "DRIFTLINE_KAFKA_SSL_CA_LOCATION and DRIFTLINE_KAFKA_SECURITY_PROTOCOL"
+            )
 
 
 class BrokerSettings(_Section):
@@ -238,10 +343,37 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             where = env_var_name(error["loc"])
             if config_file is not None:
                 where += f" (or {'.'.join(map(str, error['loc']))} in {config_file})"
-            problems.append(f"{where}={error.get('input')!r}: {error['msg']}")
+            problems.append(f"{where}={_shown(error['loc'], error.get('input'))}: {error['msg']}")
         raise ConfigError("invalid setting: " + "; ".join(problems)) from None
     except ValueError as exc:  # pydantic-settings reports undecodable TOML and env values this way
         raise ConfigError(f"invalid settings{f' in {config_file}' if config_file else ''}: {exc}") from None
+
+
+def _secret_fields() -> frozenset[str]:
+    """Names of the settings that hold secrets (typed ``SecretStr``)."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names.update(name for name, sub in section.model_fields.items() if "SecretStr" in repr(sub.annotation))
+    return frozenset(names)
+
+
+SECRET_MASK = "****"
+
+
+def _shown(loc: tuple[str | int, ...], value: Any) -> str:
+    """A rejected value as an error message may show it: secrets masked, also inside a whole section."""
+    secrets = _secret_fields()
+
+    def masked(item: Any, name: str | int | None) -> Any:
+        if name in secrets and item is not None:
+            return SECRET_MASK
+        if isinstance(item, dict):
+            return {key: masked(sub, key) for key, sub in item.items()}
+        return item
+
+    return repr(masked(value, loc[-1] if loc else None))
 
 
 def reference_markdown() -> str:

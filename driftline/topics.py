@@ -7,22 +7,24 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from driftline.schemas.errors import BrokerError
 from driftline.schemas.topics import ALL_TOPICS, CO_PARTITIONED
-from driftline.settings import Settings
+from driftline.settings import KafkaSettings, Settings
 
 ADMIN_TIMEOUT_S = 30.0
+METADATA_ATTEMPT_S = 1.0
 
 
-def broker_answers(bootstrap: str, timeout_s: float) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request within ``timeout_s`` (quietly)."""
+def broker_answers(kafka: KafkaSettings, timeout_s: float) -> bool:
+    """True when the cluster of ``kafka`` answers a metadata request within ``timeout_s`` (quietly)."""
     quiet = logging.getLogger("driftline.topics.probe")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": quiet}
+    config: dict[str, Any] = {**kafka.client_config(), "logger": quiet}
     try:
         AdminClient(config).list_topics(timeout=timeout_s)
     except KafkaException:
@@ -30,9 +32,41 @@ def broker_answers(bootstrap: str, timeout_s: float) -> bool:
     return True
 
 
+def cluster_metadata(
+    client: Producer | AdminClient, kafka: KafkaSettings, topic: str | None = None, timeout_s: float = ADMIN_TIMEOUT_S
+) -> ClusterMetadata:
+    """``client.list_topics(topic)``, failing fast and saying why.
+
+    Asked in attempts of :data:`METADATA_ATTEMPT_S` until ``timeout_s``; before each attempt the client's queued
+    errors are served (``poll``), so a refused login or a failed TLS handshake raises the :class:`BrokerError`
+    of :meth:`KafkaSettings.client_config`'s error callback after about a second rather than a bare timeout
+    at the end. When nothing answers, raises :class:`BrokerError` naming the bootstrap. ``client`` must be
+    built from ``kafka.client_config()``.
+    """
+
+    def attempt() -> ClusterMetadata:
+        client.poll(0)
+        return client.list_topics(topic, timeout=METADATA_ATTEMPT_S)
+
+    retrying = Retrying(stop=stop_after_delay(timeout_s), retry=retry_if_exception_type(KafkaException), reraise=True)
+    try:
+        return retrying(attempt)
+    except KafkaException as exc:
+        raise BrokerError(
+            f"cannot reach Kafka at {kafka.bootstrap} (DRIFTLINE_KAFKA_BOOTSTRAP, {kafka.security_protocol}) "
+            f"within {timeout_s:.0f} s: {exc.args[0].str()}"
+        ) from None
+
+
+def check_connection(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> None:
+    """Return once the cluster answers with these settings; else raise :class:`BrokerError` naming the bootstrap
+    and the cause (authentication refused, TLS handshake failed, nothing answering) as :func:`cluster_metadata`."""
+    cluster_metadata(AdminClient(kafka.client_config()), kafka, timeout_s=timeout_s)
+
+
 def admin_client(settings: Settings) -> AdminClient:
     """An AdminClient for the configured cluster."""
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    return AdminClient(settings.kafka.client_config())
 
 
 def delete_topics(settings: Settings, timeout_s: float = ADMIN_TIMEOUT_S) -> list[str]:
@@ -112,10 +146,5 @@ def check_copartitioning(settings: Settings) -> CoPartitioning:
 
 
 def _partition_counts(admin: AdminClient, settings: Settings) -> dict[str, int]:
-    try:
-        metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
-    except KafkaException as exc:
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.kafka.bootstrap} (DRIFTLINE_KAFKA_BOOTSTRAP): {exc.args[0].str()}"
-        ) from None
+    metadata = cluster_metadata(admin, settings.kafka)
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

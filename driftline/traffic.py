@@ -107,7 +107,7 @@ class _Wire:
         self.errors: list[str] = []
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka.bootstrap,
+                **settings.kafka.client_config(),
                 "enable.idempotence": True,
                 "compression.type": "lz4",
                 "linger.ms": 5,

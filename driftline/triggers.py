@@ -19,6 +19,7 @@ from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query
+from driftline.topics import check_connection
 
 POLL_S = 0.5
 
@@ -33,9 +34,10 @@ def tail(
 ) -> int:
     """Call ``show`` once per new decision until ``should_stop()`` or ``timeout_s``; return how many."""
     topic = settings.topic(RETRAIN_TRIGGERS.name)
+    check_connection(settings.kafka)
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka.bootstrap,
+            **settings.kafka.client_config(),
             "group.id": f"driftline-tail-{uuid.uuid4().hex}",  # never commits: assign() below
             "enable.auto.commit": False,
         }

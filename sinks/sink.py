@@ -83,7 +83,7 @@ class Sink:
         self.settings = settings
         self.client = client
         self.stats = SinkStats()
-        kafka = settings.kafka.bootstrap
+        kafka = settings.kafka.client_config()
         self.topics = {spec.name: settings.topic(spec.name) for spec in ALL_TOPICS}
         limit = settings.sink.max_message_bytes
 
@@ -109,14 +109,14 @@ class Sink:
         }
         self.consumer = Consumer(
             {
-                "bootstrap.servers": kafka,
+                **kafka,
                 "group.id": settings.sink.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 600_000,
             }
         )
-        self.producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "linger.ms": 20})
+        self.producer = Producer({**kafka, "enable.idempotence": True, "linger.ms": 20})
         self._retrying = Retrying(
             wait=wait_exponential(multiplier=0.2, max=settings.sink.retry_max_seconds),
             retry=retry_if_exception_type(TRANSIENT_STORAGE_ERRORS),
@@ -240,12 +240,12 @@ def serve(
     ``on_open`` runs once the database is open (chDB installs signal handlers of its own when it opens, so
     a caller that wants its own handlers installs them then).
     """
-    from driftline.sinks.clickhouse import is_embedded, open_configured
+    from driftline.sinks.clickhouse import is_embedded, open_configured, redacted
     from driftline.sinks.sql_endpoint import SQLEndpoint
 
     client = open_configured(settings)
     endpoint = SQLEndpoint(client, settings.sink.sql_port) if is_embedded(settings.clickhouse_dsn) else None
-    say(f"Sink: {settings.kafka.bootstrap} -> {settings.clickhouse.database} at {settings.clickhouse_dsn}")
+    say(f"Sink: {settings.kafka.bootstrap} -> {settings.clickhouse.database} at {redacted(settings.clickhouse_dsn)}")
     if endpoint is not None:
         say(f"Serving read-only SQL for `driftline sql` on 127.0.0.1:{settings.sink.sql_port}")
     on_open()

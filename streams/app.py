@@ -25,12 +25,29 @@ from driftline.streams.monitor import StreamMonitor
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A Faust app configured from ``settings``: explicit partitions, fast rebalances, at-least-once."""
+    """A Faust app configured from ``settings``: explicit partitions, fast rebalances, at-least-once.
+
+    The aiokafka driver (``kafka://``) gets Kafka security as Faust credentials: SASL (with the TLS context
+    of :meth:`KafkaSettings.ssl_context` for SASL_SSL) or TLS alone, from the same ``[kafka]`` settings as
+    the confluent-kafka clients.
+    """
     datadir = settings.data_path / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
+    kafka = settings.kafka
+    credentials: faust.auth.Credentials | None = None
+    if kafka.uses_sasl and kafka.sasl_password is not None:
+        credentials = faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            ssl_context=kafka.ssl_context(),
+            mechanism=kafka.sasl_mechanism,
+        )
+    elif kafka.uses_tls:
+        credentials = faust.SSLCredentials(kafka.ssl_context())
     return faust.App(
         settings.worker.app_id,
-        broker=f"kafka://{settings.kafka.bootstrap}",
+        broker=f"kafka://{kafka.bootstrap}",
+        broker_credentials=credentials,
         store="memory://",
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,

@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pydantic import ValidationError
 
 from driftline.schemas.results import ReferenceProfile
+from driftline.settings import KafkaSettings
 
 POLL_S = 0.5
 
@@ -22,7 +23,7 @@ POLL_S = 0.5
 class ProfileStore:
     """Latest :class:`ReferenceProfile` per (model_id, model_version), kept current from the topic."""
 
-    def __init__(self, bootstrap: str, topic: str, catch_up_s: float = 30.0) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str, catch_up_s: float = 30.0) -> None:
         """Read every profile published so far (up to ``catch_up_s``) before returning, so the first windows
         already see them; later ones arrive in the background."""
         self.topic = topic
@@ -30,7 +31,7 @@ class ProfileStore:
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka.client_config(),
                 "group.id": f"driftline-profiles-{uuid.uuid4().hex}",  # never commits; assign() below
                 "enable.auto.commit": False,
             }

@@ -7,6 +7,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from pydantic import BaseModel
 
 from driftline.schemas.errors import BrokerError
+from driftline.settings import KafkaSettings
 
 FLUSH_TIMEOUT_S = 60.0
 
@@ -14,10 +15,10 @@ FLUSH_TIMEOUT_S = 60.0
 class KeyedPublisher:
     """Send contract models with a ``key`` to one topic; :meth:`send` returns once all are delivered."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.topic = topic
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "compression.type": "lz4", "linger.ms": 5}
+            {**kafka.client_config(), "enable.idempotence": True, "compression.type": "lz4", "linger.ms": 5}
         )
 
     def send(self, messages: list[BaseModel]) -> None:
