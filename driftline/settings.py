@@ -197,6 +197,11 @@ class ClickHouseSettings(_Section):
         ge=1,
         description="Delete raw predictions and feedback this many days after their event time (default: keep).",
     )
+    store_raw_features: bool = Field(
+        True,
+        description="Privacy: false stores raw predictions without their feature values (empty maps); window "
+        "results, computed by the worker from Kafka, keep every feature.",
+    )
 
 
 class SinkSettings(_Section):

@@ -21,13 +21,18 @@ from driftline.schemas.tables import DETECTOR_ALARMS, DRIFT_WINDOWS, FAIRNESS_WI
 Row = tuple[Any, ...]
 
 
-def prediction_row(decoded: Decoded[PredictionEvent]) -> Row:
-    """A ``predictions`` row: features split by type so analysts query them without parsing JSON."""
+def prediction_row(decoded: Decoded[PredictionEvent], features: bool = True) -> Row:
+    """A ``predictions`` row: features split by type so analysts query them without parsing JSON.
+
+    With ``features`` false (the privacy setting ``clickhouse.store_raw_features``) the row keeps no trace of
+    them: empty numeric and categorical maps and no missing names.
+    """
     event, prediction = decoded.event, decoded.event.prediction
     numeric: dict[str, float] = {}
     categorical: dict[str, str] = {}
     missing: list[str] = []
-    for name, value in event.features.items():
+    kept = event.features if features else {}
+    for name, value in kept.items():
         if value is None:
             missing.append(name)
         elif isinstance(value, str):

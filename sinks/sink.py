@@ -4,6 +4,7 @@ Contract:
 - reads predictions, feedback, window results, reference profiles, triggers and dead letters in batches
   bounded by ``sink.batch_rows`` and ``sink.batch_seconds``; decodes each message once
   (:mod:`driftline.schemas.decoding`);
+- with ``clickhouse.store_raw_features`` false, raw predictions are stored without their feature values;
 - a message that breaks its contract is published to the dead-letter topic (original bytes as the value,
   the reason in headers, key ``topic:partition:offset:index``) and stored from there; never dropped;
 - offsets are committed only after every row of the batch is in ClickHouse (and its dead letters are in
@@ -93,10 +94,11 @@ class Sink:
             return _Loader(EventDecoder(model, kind, limit, check), rows)
 
         pinned = contract_check(settings.models)
+        features = settings.clickhouse.store_raw_features
 
         self._loaders = {
             self.topics["predictions"]: loader(
-                PredictionEvent, "prediction", lambda d: {PREDICTIONS: [prediction_row(d)]}, pinned
+                PredictionEvent, "prediction", lambda d: {PREDICTIONS: [prediction_row(d, features)]}, pinned
             ),
             self.topics["feedback"]: loader(FeedbackEvent, "feedback", lambda d: {FEEDBACK: [feedback_row(d)]}, pinned),
             self.topics["window-results"]: loader(WindowResult, "window result", lambda d: window_rows(d.event)),

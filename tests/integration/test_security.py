@@ -17,10 +17,12 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from driftline.local_kafka import LocalKafka
+from driftline.pipeline import run_in_process
 from driftline.producer import Monitor
 from driftline.schemas.errors import BrokerError
 from driftline.secured_broker import SecuredListener
 from driftline.settings import KafkaSettings, Settings
+from driftline.sinks.clickhouse import drop_database, open_client
 from driftline.sinks.sink import Sink
 from driftline.topics import create_topics
 from tests.conftest import local_broker_settings
@@ -140,3 +142,46 @@ def test_a_wrong_password_fails_fast_naming_the_bootstrap_in_the_producer_the_si
     assert f"error: {refused}" in worker.stderr and worker_s < 60
     for text in (str(producer_error.value), str(sink_error.value), worker.stdout, worker.stderr):
         assert WRONG not in text and PASSWORD not in text
+
+
+def test_privacy_setting_stores_raw_predictions_without_features_and_the_same_window_aggregates(
+    settings: Settings, clickhouse: Client
+) -> None:
+    settings = windowed(settings, reference_first_n=50)  # drift against the first 50 predictions
+    create_topics(settings)
+    stream = Stream.make(windows=2, per_window=60, seed=3)
+    stream.send(settings)
+    run_in_process(settings, lambda monitor: monitor.counts["windows_emitted"] >= 2, timeout_s=90)
+    private_database = f"{settings.clickhouse.database}_private"
+    private = settings.model_copy(
+        update={
+            "clickhouse": settings.clickhouse.model_copy(
+                update={"database": private_database, "store_raw_features": False}
+            ),
+            "sink": settings.sink.model_copy(update={"group_id": f"{settings.sink.group_id}-private"}),
+        }
+    )
+    private_client = open_client(settings.clickhouse_dsn, private_database)
+    windows = f"SELECT count() FROM performance_windows_latest WHERE model_id = '{MODEL}'"
+    try:
+        for config, client in ((settings, clickhouse), (private, private_client)):
+            with sink_running(config, client):
+                wait_for(lambda c=client: stored(on_client(c)).events == stream.events and c.command(windows) == 2)
+
+        features = (
+            "SELECT countIf(length(features_numeric) > 0), countIf(length(features_categorical) > 0), "
+            f"countIf(length(features_missing) > 0), count() FROM predictions FINAL WHERE model_id = '{MODEL}'"
+        )
+        aggregates = (
+            "SELECT window_start, feature, count, psi, wasserstein, jensen_shannon, missing_rate "
+            f"FROM drift_windows_latest WHERE model_id = '{MODEL}' AND feature IN ('age', 'city') "
+            "ORDER BY window_start, feature"
+        )
+        assert clickhouse.query(features).result_rows == [(120, 120, 0, 120)]
+        assert private_client.query(features).result_rows == [(0, 0, 0, 120)]
+        kept = clickhouse.query(aggregates).result_rows
+        assert len(kept) == 4 and all(row[2] == 60 and row[3] is not None for row in kept)  # age, city; 2 windows
+        assert private_client.query(aggregates).result_rows == kept
+    finally:
+        drop_database(private_client, private_database)
+        private_client.close()
