@@ -33,7 +33,7 @@ def test_numeric_drift_equals_scipy_on_the_reference_sample_and_grows_with_the_s
 
     sample = np.asarray(reference.sample)
     assert moved.ks_statistic == pytest.approx(ks_2samp(shifted, sample).statistic)
-    assert moved.ks_pvalue == pytest.approx(ks_2samp(shifted, sample).pvalue)
+    assert moved.ks_pvalue == pytest.approx(ks_2samp(shifted, sample, method="asymp").pvalue)
     assert moved.wasserstein == pytest.approx(wasserstein_distance(shifted, sample) / np.std(sample))
     assert moved.wasserstein == pytest.approx(1.0, abs=0.15)  # a one-spread shift reads as about 1
     assert calm.psi is not None and moved.psi is not None
