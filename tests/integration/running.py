@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
@@ -25,30 +25,40 @@ from tests.conftest import free_port
 DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
 
 
-def published_windows(settings: Settings, timeout_s: float = 20.0) -> dict[str, WindowResult]:
-    """The latest revision of every window on the window-results topic."""
+def read_topic(settings: Settings, name: str, timeout_s: float = 60.0) -> list[bytes]:
+    """Every message value on topic ``name`` up to its end offsets at the time of the call (a snapshot:
+    complete however slowly the broker answers, or an error at the deadline)."""
+    topic = settings.topic(name)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": f"reader-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        {"bootstrap.servers": settings.kafka.bootstrap, "group.id": "reader", "enable.auto.commit": False}
     )
-    consumer.subscribe([settings.topic("window-results")])
-    latest: dict[str, WindowResult] = {}
-    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
     try:
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < 3:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions if ends[p] > 0])
+        remaining = {p for p, end in ends.items() if end > 0}
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout_s:.0f} s"
             message = consumer.poll(0.5)
             if message is None or message.error() is not None:
                 continue
-            quiet_since = time.monotonic()
-            result = WindowResult.model_validate_json(message.value())  # type: ignore[arg-type]
-            if result.key not in latest or result.revision >= latest[result.key].revision:
-                latest[result.key] = result
+            values.append(message.value() or b"")
+            if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
+                remaining.discard(message.partition() or 0)
+        return values
     finally:
         consumer.close()
+
+
+def published_windows(settings: Settings) -> dict[str, WindowResult]:
+    """The latest revision of every window on the window-results topic (the clock model's left out)."""
+    latest: dict[str, WindowResult] = {}
+    for value in read_topic(settings, "window-results"):
+        result = WindowResult.model_validate_json(value)
+        if result.key not in latest or result.revision >= latest[result.key].revision:
+            latest[result.key] = result
     return {key: result for key, result in latest.items() if not key.startswith("clock/")}
 
 

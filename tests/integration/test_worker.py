@@ -265,12 +265,7 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
     send(settings, late)
     # a second worker process restores the first one's checkpoint (Faust apps do not restart in one process)
     with worker_running(worker_env(settings, settings.data_path)):
-        wait_for(
-            lambda: (
-                published_windows(settings, timeout_s=5)["model-0/1/" + T0.isoformat()].revision
-                == rows[0][3] + len(late)
-            )
-        )
+        wait_for(lambda: published_windows(settings)["model-0/1/" + T0.isoformat()].revision == rows[0][3] + len(late))
     with sink_running(settings, clickhouse) as sink:
         wait_for(lambda: sink.stats.rows["performance_windows"] >= 1)
     before = rows[0]
@@ -311,7 +306,7 @@ def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterr
     with worker_running(env):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            actual = published_windows(settings, timeout_s=10)
+            actual = published_windows(settings)
             if actual.keys() == expected.keys() and all(actual[k].revision == expected[k].revision for k in expected):
                 break
     assert kills == 2
