@@ -3,10 +3,12 @@ and a SIGKILL mid-stream that changes nothing."""
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -195,6 +197,12 @@ def assert_same(actual: dict[str, WindowResult], expected: dict[str, WindowResul
         close(actual[key].model_dump(), result.model_dump(), key)
 
 
+def worker_metrics(port: int) -> dict[str, float]:
+    """The worker's Prometheus page as {name{labels}: value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
+
+
 def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_raise_the_revision(
     settings: Settings, clickhouse: Client
 ) -> None:
@@ -264,8 +272,18 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
     assert late
     send(settings, late)
     # a second worker process restores the first one's checkpoint (Faust apps do not restart in one process)
-    with worker_running(worker_env(settings, settings.data_path)):
+    env = worker_env(settings, settings.data_path)
+    with worker_running(env):
         wait_for(lambda: published_windows(settings)["model-0/1/" + T0.isoformat()].revision == rows[0][3] + len(late))
+        metrics = worker_metrics(int(env["DRIFTLINE_WORKER_WEB_PORT"]))
+        health = json.loads(
+            urllib.request.urlopen(f"http://127.0.0.1:{env['DRIFTLINE_WORKER_WEB_PORT']}/health").read()
+        )
+    # the restored process counts what it read after the checkpoint: the late labels
+    assert metrics['driftline_events_in_total{kind="feedback"}'] == len(late)
+    assert sum(v for k, v in metrics.items() if k.startswith("driftline_consumer_lag")) == 0
+    assert any(k.startswith('driftline_consumer_lag{partition="1"') for k in metrics)
+    assert health["status"] == "ok"
     with sink_running(settings, clickhouse) as sink:
         wait_for(lambda: sink.stats.rows["performance_windows"] >= 1)
     before = rows[0]
