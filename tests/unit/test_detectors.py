@@ -91,6 +91,19 @@ def stream(seed: int) -> list[PredictionEvent | FeedbackEvent]:
     return events
 
 
+def clock(at: datetime) -> PredictionEvent:
+    """A prediction of another model that moves the watermark to ``at``."""
+    return PredictionEvent.model_validate(
+        {
+            "prediction_id": "clock",
+            "model_id": "clock",
+            "model_version": "0",
+            "timestamp": at,
+            "prediction": {"value": 0.0},
+        }
+    )
+
+
 def run(events: list[PredictionEvent | FeedbackEvent], advance_every: int) -> list:
     engine = WindowEngine(SETTINGS)
     alarms = []
@@ -101,18 +114,7 @@ def run(events: list[PredictionEvent | FeedbackEvent], advance_every: int) -> li
             engine.add_feedback(event, 0)
         if n % advance_every == 0:
             alarms += engine.advance().alarms
-    engine.add_prediction(
-        PredictionEvent.model_validate(
-            {
-                "prediction_id": "clock",
-                "model_id": "clock",
-                "model_version": "0",
-                "timestamp": T0 + timedelta(hours=2),
-                "prediction": {"value": 0.0},
-            }
-        ),
-        0,
-    )
+    engine.add_prediction(clock(T0 + timedelta(hours=2)), 0)
     return alarms + engine.advance().alarms
 
 
@@ -141,18 +143,7 @@ def test_window_result_carries_its_alarms_and_their_count_raises_the_revision() 
             engine.add_prediction(event, 0)
         else:
             engine.add_feedback(event, 0)
-    engine.add_prediction(
-        PredictionEvent.model_validate(
-            {
-                "prediction_id": "c",
-                "model_id": "c",
-                "model_version": "0",
-                "timestamp": T0 + timedelta(hours=2),
-                "prediction": {"value": 0.0},
-            }
-        ),
-        0,
-    )
+    engine.add_prediction(clock(T0 + timedelta(hours=2)), 0)
 
     emission = engine.advance()
 
