@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 # Resolved versions that CI tested; `make lock` refreshes them.
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
+REPORT_STAMP := $(VENV)/.installed-report
 PYTEST_ARGS ?=
 
 .PHONY: help install test test-unit test-integration test-reliability demo check docs format lock clean
@@ -37,7 +38,11 @@ test-integration: $(STAMP) ## Run the integration tests only (real Kafka + embed
 test-reliability: $(STAMP) ## Run the long fault-injection tests (marked slow)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
-demo: $(STAMP) ## Run the demo: local Kafka, the pipeline, rows in ClickHouse
+$(REPORT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[report]' --config-settings editable_mode=lenient
+	@touch $@
+
+demo: $(REPORT_STAMP) ## Play a model's day in production through local Kafka, worker and sink; summary + HTML report
 	$(BIN)/driftline demo
 
 check: $(STAMP) ## Lint, format check and type check (ruff, mypy)
