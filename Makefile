@@ -10,9 +10,10 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 REPORT_STAMP := $(VENV)/.installed-report
+BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-unit test-integration test-reliability demo check docs format lock clean
+.PHONY: help install test test-unit test-integration test-reliability demo bench check docs format lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +45,15 @@ $(REPORT_STAMP): $(STAMP)
 
 demo: $(REPORT_STAMP) ## Play a model's day in production through local Kafka, worker and sink; summary + HTML report
 	$(BIN)/driftline demo
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[bench]' --config-settings editable_mode=lenient
+	@touch $@
+
+EVENTS ?= 1000000
+ENVELOPE ?= 500
+bench: $(BENCH_STAMP) ## Benchmark worker vs bare consumers into bench/history.jsonl (EVENTS=, ENVELOPE=, PROFILE=1, SWEEP=1)
+	$(BIN)/python -m bench --events $(EVENTS) --envelope $(ENVELOPE) $(if $(PROFILE),--profile) $(if $(SWEEP),--sweep)
 
 check: $(STAMP) ## Lint, format check and type check (ruff, mypy)
 	$(BIN)/ruff check .

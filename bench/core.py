@@ -1,0 +1,97 @@
+"""(c) The worker's monitor code without Faust: :class:`StreamMonitor` built as ``driftline.pipeline`` builds it
+(reference profiles from their topic, window results and triggers published to Kafka with the idempotent
+producer, checkpoints every ``monitor.checkpoint_s``), fed by a bare confluent-kafka consumer.
+
+Run by the harness as ``python -m bench.core SPEC``; SPEC (JSON) gives ``settings`` (load_settings overrides),
+``ends``, ``group`` and ``outputs`` (the topic prefix its results and triggers go to, so they do not mix with
+the worker's). Offsets are committed after each checkpoint, as the worker acknowledges them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from bench.bare_consumer import BATCH, partition_ends
+from bench.measure import Meter
+from driftline.schemas.results import RetrainTrigger, WindowResult
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, RETRAIN_TRIGGERS, WINDOW_RESULTS
+from driftline.settings import Settings, load_settings
+from driftline.streams.monitor import StreamMonitor
+from driftline.streams.profiles import ProfileStore
+from driftline.streams.publishing import KeyedPublisher
+
+
+def build_monitor(settings: Settings, outputs: str) -> StreamMonitor:
+    """The monitor as :func:`driftline.pipeline.assembled` builds it, publishing under the prefix ``outputs``."""
+    profiles = ProfileStore(settings.kafka, settings.topic(REFERENCE_PROFILES.name))
+    results = KeyedPublisher(settings.kafka, outputs + WINDOW_RESULTS.name)
+    triggers = KeyedPublisher(settings.kafka, outputs + RETRAIN_TRIGGERS.name)
+
+    def publish_results(windows: list[WindowResult]) -> None:
+        results.send(list(windows))
+
+    def publish_triggers(decisions: list[RetrainTrigger]) -> None:
+        triggers.send(list(decisions))
+
+    return StreamMonitor(
+        settings.monitor,
+        {"predictions": settings.topic(PREDICTIONS.name), "feedback": settings.topic(FEEDBACK.name)},
+        publish_results,
+        publish_triggers,
+        settings.data_path / "core" / f"{settings.worker.app_id}.checkpoint",
+        policy=settings.policy,
+        profile_for=profiles.get,
+        contracts=settings.models,
+        max_message_bytes=settings.sink.max_message_bytes,
+        partitions=settings.kafka.partitions,
+    )
+
+
+def run(spec: dict[str, Any]) -> None:
+    """Feed the whole stream to the monitor and report the measurement."""
+    settings = load_settings(**spec["settings"])
+    ends = partition_ends(spec["ends"])
+    monitor = build_monitor(settings, spec["outputs"])
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": spec["group"], "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for topic, p in ends])
+    meter, unfinished, messages = Meter(), set(ends), 0
+    while unfinished:
+        batch = consumer.consume(BATCH, timeout=1.0)
+        if batch and not meter.running:
+            meter.start()
+        for message in batch:
+            if message.error() is not None:
+                continue
+            topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+            monitor.handle(topic, partition, offset, message.value())
+            messages += 1
+            if offset + 1 >= ends[(topic, partition)]:
+                unfinished.discard((topic, partition))
+            if monitor.checkpoint_due:
+                monitor.checkpoint()
+                covered = [TopicPartition(t, p, o + 1) for (t, p), o in monitor.offsets.items()]
+                consumer.commit(offsets=covered, asynchronous=True)
+        meter.tick(monitor.counts["predictions"] + monitor.counts["feedback"])
+    counts = monitor.counts
+    meter.finish(
+        counts["predictions"] + counts["feedback"],
+        messages,
+        windows_emitted=counts["windows_emitted"],
+        triggers=counts["triggers"],
+        alarms=counts["alarms"],
+        pending=len(monitor.engine.pending),
+        open_windows=len(monitor.engine.windows),
+    )
+    consumer.close()
+
+
+def main() -> None:
+    run(json.loads(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""One benchmark run: a private broker, the stream in both shapes, programs (a)-(e) one after another from the
+same offsets (each in its own process, with its own consumer group), then the latency run.
+
+:class:`Session` holds what every mode shares (a temporary directory, the broker, the progress bar) and runs
+one program on one stream; :func:`benchmark` is the default run (``make bench``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.broker import free_port, private_broker
+from bench.config import BenchConfig, Names, Shape, environment, overrides
+from bench.latency import measure_latency
+from bench.measure import Measurement
+from bench.processes import RunError, measure, stop_all
+from bench.results import PROGRAMS, Results
+from bench.stream import Stream, end_offsets, produce
+from bench.worker import measure_worker
+from driftline.schemas.topics import ALL_TOPICS, DEAD_LETTERS
+from driftline.settings import load_settings
+from driftline.topics import create_topics
+
+RUN_ORDER: tuple[Shape, ...] = ("envelopes", "single")
+
+
+class Session:
+    """A temporary directory, a private broker and a progress bar; programs run against them."""
+
+    def __init__(self, home: Path, bootstrap: str, bar: Progress) -> None:
+        self.home, self.bootstrap, self.bar = home, bootstrap, bar
+        self.keep_logs = False
+        self._runs = 0
+
+    def names(self, prefix: str, program: str) -> Names:
+        """Where one run of ``program`` lives: topics under ``prefix``, and its own directory, app id (consumer
+        group, checkpoint) and ports, never shared with another run."""
+        self._runs += 1
+        tag = f"{prefix.strip('.').replace('.', '-')}-{program}-{self._runs}"
+        return Names(self.bootstrap, prefix, self.home / tag, tag, free_port(), free_port())
+
+    def produce(self, config: BenchConfig, shape: Shape, tag: str = "") -> Stream:
+        """Send the stream of ``config`` in ``shape`` under the prefix ``bench.<shape><tag>.``."""
+        names = self.names(f"bench.{shape}{tag}.", "producer")
+        task = self.bar.add_task(f"producing the stream ({shape}{tag})", total=config.events)
+        stream = produce(
+            load_settings(**overrides(config, names)), config, shape, lambda n: self.bar.update(task, completed=n)
+        )
+        self.bar.update(task, completed=config.events)
+        return stream
+
+    def run(self, program: str, config: BenchConfig, stream: Stream, profile_to: Path | None = None) -> Measurement:
+        """Run one program over the whole of ``stream``; raise :class:`RunError` if it fails or misses events.
+        ``profile_to``: run the worker (d) under py-spy, writing its profile there."""
+        shape = stream.shape
+        names = self.names(stream.prefix, program)
+        task = self.bar.add_task(f"({program}) {PROGRAMS[program]} ({shape})", total=stream.events)
+        settings = overrides(config, names)
+        spec: dict[str, Any]
+        log = self.home / f"{names.app_id}.log"
+
+        def progress(events: int) -> None:
+            self.bar.update(task, completed=min(events, stream.events))  # (a), (b) count malformed JSON too
+
+        if program == "a":
+            spec = {"bootstrap": self.bootstrap, "group": names.app_id, "ends": stream.ends}
+            measured = measure("bench.bare_consumer", spec, log, progress)
+        elif program == "b":
+            measured = measure("bench.bare_faust", {"settings": settings, "ends": stream.ends}, log, progress)
+        elif program == "c":
+            outputs = f"{names.prefix}{names.app_id}."
+            create_topics(load_settings(**{**settings, "kafka": {**settings["kafka"], "topic_prefix": outputs}}))
+            spec = {"settings": settings, "ends": stream.ends, "group": names.app_id, "outputs": outputs}
+            measured = measure("bench.core", spec, log, progress)
+        elif program == "d":
+            names.data_dir.mkdir(parents=True, exist_ok=True)
+            variables = environment(settings)
+            measured = measure_worker(
+                variables, names.data_dir, names.web_port, stream.events, progress, profile_to=profile_to
+            )
+        else:
+            read = [names.prefix + t.name for t in ALL_TOPICS if t is not DEAD_LETTERS]
+            spec = {
+                "settings": settings,
+                "ends": end_offsets(load_settings(**settings), read),
+                "dead_letters": stream.malformed,
+            }
+            measured = measure("bench.sink", spec, log, progress)
+        if program in "cde" and measured.events != stream.events:
+            raise RunError(f"({program}) on {shape} handled {measured.events} events of {stream.events}")
+        if program in "abce" and measured.messages < stream.messages:
+            raise RunError(f"({program}) on {shape} read {measured.messages} messages of {stream.messages}")
+        messages = measured.messages or stream.messages  # (d) reports no count: its lag was 0
+        return replace(
+            measured, events=stream.events, messages=messages, extra={**measured.extra, "counted": measured.events}
+        )
+
+
+@contextmanager
+def session(console: Console) -> Iterator[Session]:
+    """A session that cleans up after itself: its processes, the broker, and its directory unless a program
+    failed (then the logs stay, and their place is printed)."""
+    home = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    current: Session | None = None
+    try:
+        with ExitStack() as stack:
+            bar = stack.enter_context(Progress(*columns, console=console))
+            bootstrap = stack.enter_context(private_broker(home / "kafka", console.print))
+            stack.callback(stop_all)
+            current = Session(home, bootstrap, bar)
+            yield current
+    except Exception:
+        if current is not None:
+            current.keep_logs = True
+        raise
+    finally:
+        if current is not None and current.keep_logs:
+            shutil.rmtree(home / "kafka" / "kafka" / "data", ignore_errors=True)  # the stream itself: gigabytes
+            console.print(f"Logs kept in {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def benchmark(config: BenchConfig, latency_s: float, console: Console) -> Results:
+    """The default run: (a)-(d) on both shapes, (e) on envelopes, then the latency run."""
+    results = Results(config, latency_s)
+    with session(console) as run:
+        for shape in RUN_ORDER:
+            stream = results.streams[shape] = run.produce(config, shape)
+            for program in "abcd":
+                _attempt(results, run, program, config, stream)
+        _attempt(results, run, "e", config, results.streams["envelopes"])
+        worker = results.rate("d", "envelopes")
+        if worker is None:
+            results.failures.append("latency run skipped: the worker's rate on envelopes was not measured")
+        else:
+            task = run.bar.add_task("latency: driftline run at half the worker's rate", total=None)
+            try:
+                results.latency = measure_latency(
+                    config,
+                    run.names("bench.latency.", "run"),
+                    worker / 2,
+                    latency_s,
+                    lambda n: run.bar.update(task, completed=n),
+                )
+            except RunError as failure:
+                results.failures.append(f"latency run: {failure}")
+        run.keep_logs = bool(results.failures)
+    return results
+
+
+def _attempt(results: Results, run: Session, program: str, config: BenchConfig, stream: Stream) -> None:
+    try:
+        results.runs[(program, stream.shape)] = run.run(program, config, stream)
+    except RunError as failure:
+        results.failures.append(str(failure))
