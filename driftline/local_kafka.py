@@ -287,7 +287,9 @@ class LocalKafka:
     def _format_storage_once(self, java: str, libs: Path, config: Path) -> None:
         if (self.home / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the tool would read it as an option (Kafka's own ids avoid it too)
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
         result = subprocess.run(
             [
                 java,
