@@ -237,7 +237,12 @@ class MonitorSettings(_Section):
         1000, ge=10, description="Without a reference profile, build one from a version's first N predictions."
     )
     checkpoint_s: float = Field(
-        2.0, gt=0, description="Seconds between checkpoints (state + offsets) and result emission."
+        2.0,
+        gt=0,
+        description=(
+            "Seconds between checkpoints (state + offsets) and result emission; at least 10 times the last "
+            "checkpoint's duration."
+        ),
     )
     detector_slice_s: float = Field(
         60.0,

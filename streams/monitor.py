@@ -42,6 +42,7 @@ from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import Emission, WindowEngine
 
 CHECKPOINT_VERSION = 2
+CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next
 STATE_FIELDS = (
     "windows",
     "pending",
@@ -92,6 +93,7 @@ class StreamMonitor:
         self.offsets: dict[tuple[str, int], int] = {}
         self.counts: Counter[str] = Counter()
         self.last_checkpoint = time.monotonic()
+        self.last_checkpoint_s = 0.0
 
     def restore(self) -> bool:
         """Load the last checkpoint, if any; True when one was loaded."""
@@ -147,6 +149,7 @@ class StreamMonitor:
     def checkpoint(self) -> Emission:
         """Publish what closed or changed, decide triggers, make state, offsets and decisions durable
         together, then publish the decisions."""
+        started = time.monotonic()
         emission = self.engine.advance(lambda emitted: self.publish_results(emitted.results))
         self.counts["windows_emitted"] += len(emission.results)
         self.counts["alarms"] += len(emission.alarms)
@@ -169,6 +172,7 @@ class StreamMonitor:
             os.fsync(handle.fileno())
         staging.replace(self.checkpoint_path)
         self.last_checkpoint = time.monotonic()
+        self.last_checkpoint_s = self.last_checkpoint - started
         if self.outbox:
             self.publish_triggers(self.outbox)  # at least once: the next checkpoint records the empty outbox
             self.counts["triggers"] += len(self.outbox)
@@ -177,5 +181,8 @@ class StreamMonitor:
 
     @property
     def checkpoint_due(self) -> bool:
-        """True when ``monitor.checkpoint_s`` has passed since the last checkpoint."""
-        return time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_s
+        """True when ``monitor.checkpoint_s`` has passed since the last checkpoint, and at least
+        ``CHECKPOINT_SHARE`` times as long as that checkpoint took: a large state is checkpointed less often,
+        so checkpoints never take more than about a tenth of the worker's time."""
+        interval = max(self.settings.checkpoint_s, CHECKPOINT_SHARE * self.last_checkpoint_s)
+        return time.monotonic() - self.last_checkpoint >= interval

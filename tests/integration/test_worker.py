@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
+import random
 import signal
 import sys
 import time
@@ -17,11 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import murmur2
+from confluent_kafka import Producer, murmur2
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.pipeline import run_in_process
-from driftline.producer import Monitor
 from driftline.reference import publish_profile
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.results import WindowResult
@@ -113,27 +114,45 @@ def scripted_stream(seed: int, windows: int, per_window: int, models: int = 1) -
     return ordered
 
 
+def contract_event(event: dict[str, Any]) -> PredictionEvent | FeedbackEvent:
+    """The contract event of a scripted event."""
+    if event["kind"] == "prediction":
+        return PredictionEvent.model_validate(
+            {
+                "prediction_id": event["prediction_id"],
+                "model_id": event["model"],
+                "model_version": "1",
+                "timestamp": event["timestamp"],
+                "features": event["features"],
+                "prediction": {"label": event["label"], "score": event["score"]},
+                "sensitive": event["sensitive"],
+            }
+        )
+    return FeedbackEvent(
+        prediction_id=event["prediction_id"],
+        timestamp=event["timestamp"],
+        label=event["label"],
+        model_id=event["model"],
+    )
+
+
 def send(settings: Settings, events: list[dict[str, Any]]) -> None:
-    by_model: dict[str, Monitor] = {}
-    try:
-        for event in events:
-            monitor = by_model.get(event["model"])
-            if monitor is None:
-                monitor = by_model[event["model"]] = Monitor(event["model"], "1", settings=settings, max_batch=50)
-            if event["kind"] == "prediction":
-                monitor.log_prediction(
-                    event["features"],
-                    label=event["label"],
-                    score=event["score"],
-                    prediction_id=event["prediction_id"],
-                    timestamp=event["timestamp"],
-                    sensitive=event["sensitive"],
-                )
-            else:
-                monitor.log_feedback(event["prediction_id"], label=event["label"], timestamp=event["timestamp"])
-    finally:
-        for monitor in by_model.values():
-            monitor.close()
+    """Produce the events in their order through one producer, so each partition's log keeps that order
+    (several producers deliver independently, and one that connects late lands its events far behind the
+    others': further in event time than a test's grace)."""
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 20})
+    partitions = settings.kafka.partitions
+    for event in events:
+        key = event["prediction_id"].encode()
+        topic = settings.topic("predictions" if event["kind"] == "prediction" else "feedback")
+        payload = contract_event(event).model_dump_json(exclude_none=True).encode()
+        while True:
+            try:
+                producer.produce(topic, payload, key=key, partition=murmur2(key, partitions))
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
 
 
 def expected_windows(
@@ -146,31 +165,11 @@ def expected_windows(
     final: dict[str, WindowResult] = {}
     for event in events:
         partition = murmur2(event["prediction_id"].encode(), settings.kafka.partitions)
-        if event["kind"] == "prediction":
-            engine.add_prediction(
-                PredictionEvent.model_validate(
-                    {
-                        "prediction_id": event["prediction_id"],
-                        "model_id": event["model"],
-                        "model_version": "1",
-                        "timestamp": event["timestamp"],
-                        "features": event["features"],
-                        "prediction": {"label": event["label"], "score": event["score"]},
-                        "sensitive": event["sensitive"],
-                    }
-                ),
-                partition,
-            )
+        decoded = contract_event(event)
+        if isinstance(decoded, PredictionEvent):
+            engine.add_prediction(decoded, partition)
         else:
-            engine.add_feedback(
-                FeedbackEvent(
-                    prediction_id=event["prediction_id"],
-                    timestamp=event["timestamp"],
-                    label=event["label"],
-                    model_id=event["model"],
-                ),
-                partition,
-            )
+            engine.add_feedback(decoded, partition)
     for result in engine.advance().results:
         final[result.key] = result
     return {key: result for key, result in final.items() if not key.startswith("clock/")}
@@ -293,14 +292,23 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
     assert after == (before[2] + len(late), before[3] + len(late))
 
 
+def checkpointed_offsets(path: Path) -> dict[tuple[str, int], int]:
+    """The source offsets the worker's checkpoint covers (empty before its first checkpoint)."""
+    if not path.exists():
+        return {}
+    with path.open("rb") as handle:
+        offsets: dict[tuple[str, int], int] = pickle.load(handle)["offsets"]
+    return offsets
+
+
 def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterrupted_run(
     settings: Settings, tmp_path: Path
 ) -> None:
-    # each model's producer batches on its own, so a partition interleaves models up to a batch apart in
-    # event time: the grace covers that skew, so no prediction is late and the result is order-independent
+    # the stream is sent in event-time order through one producer and the grace is wide, so no prediction is
+    # late however the worker's reads of the partitions interleave: the result is order-independent
     settings = monitored(settings, grace_s=90.0)
     create_topics(settings)
-    events = scripted_stream(seed=2, windows=6, per_window=400, models=3)
+    events = scripted_stream(seed=2, windows=6, per_window=1500, models=3)  # ~50k events: seconds of work
     rng = np.random.default_rng(9)
     profiles = {
         f"model-{m}": build_profile(
@@ -313,13 +321,16 @@ def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterr
     send(settings, events)
     expected = expected_windows(settings, events, profiles)
     env = worker_env(settings, tmp_path)
-    kills = 0
-    for delay in (4.0, 3.0):  # SIGKILL twice, at different points of the stream
+    checkpoint = tmp_path / "worker" / f"{settings.worker.app_id}.checkpoint"
+    pause = random.Random(5)
+    kills: list[dict[tuple[str, int], int]] = []
+    for _ in range(3):  # SIGKILL three times, each at a random moment after the worker made progress
         worker = start_worker(env)
-        time.sleep(delay)
+        wait_for(lambda: checkpointed_offsets(checkpoint) != (kills[-1] if kills else {}), timeout_s=90)
+        time.sleep(pause.uniform(0.0, 0.5))
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
-        kills += 1
+        kills.append(checkpointed_offsets(checkpoint))
     actual: dict[str, WindowResult] = {}
     with worker_running(env):
         deadline = time.monotonic() + 120
@@ -327,8 +338,9 @@ def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterr
             actual = published_windows(settings)
             if actual.keys() == expected.keys() and all(actual[k].revision == expected[k].revision for k in expected):
                 break
-    assert kills == 2
+    assert len(kills) == 3
     assert len(expected) == 18  # 3 models x 6 windows
+    print(f"\ncheckpointed offsets at the kills: {kills}")
     log_tail = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
     try:
         assert_same(actual, expected)
