@@ -97,7 +97,7 @@ class FastDecoder:
             return None
         try:
             decoded = _PREDICTIONS.decode(value)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 too
             return None
         events = decoded if isinstance(decoded, list) else [decoded]
         records = []
@@ -114,7 +114,7 @@ class FastDecoder:
             return None
         try:
             decoded = _FEEDBACK.decode(value)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 too
             return None
         events = decoded if isinstance(decoded, list) else [decoded]
         records = []
