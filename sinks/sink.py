@@ -59,6 +59,7 @@ class SinkStats:
     dead_letters_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     batches: int = 0
     insert_retries: int = 0
+    commit_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class Sink:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 600_000,
+                # a sink killed without leaving the group holds its partitions until its session expires:
+                # 10 s rather than librdkafka's 45 s lets a restarted sink resume soon (heartbeats come from a
+                # background thread, so a long ClickHouse outage does not expire it)
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
             }
         )
         self.producer = Producer({**kafka, "enable.idempotence": True, "linger.ms": 20})
@@ -146,15 +152,30 @@ class Sink:
         for table, rows in batch.rows.items():
             self._insert(table, rows)
             self.stats.rows[table.name] += len(rows)
-        self.consumer.commit(
-            offsets=[
-                TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in batch.offsets.items()
-            ],
-            asynchronous=False,
-        )
+        self._commit(batch.offsets)
         self.stats.messages += batch.messages
         self.stats.batches += 1
         return batch.messages
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit the offsets after a stored batch. A failed commit (the broker restarting, the group
+        rebalancing) is counted and logged, not fatal: the rows are stored and idempotent, the next batch's
+        commit moves the offsets on, and a restart before that only re-reads rows that collapse."""
+        try:
+            self.consumer.commit(
+                offsets=[
+                    TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in offsets.items()
+                ],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise
+            self.stats.commit_failures += 1
+            log.warning(
+                "offsets not committed (%s); the stored rows are idempotent, a replay adds nothing", error.str()
+            )
 
     def _collect(self) -> _Batch:
         batch = _Batch()

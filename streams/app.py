@@ -60,6 +60,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=3,
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
+        # a group rebalanced while the broker restarts can see driftline's topics missing and assign nothing;
+        # aiokafka redoes it when fresh metadata shows them, so refresh every 10 s rather than Faust's 5 min
+        consumer_metadata_max_age_ms=10_000,
         datadir=str(datadir),
         # events are acked only at checkpoints: on stop, do not wait for the rest (they are read again and
         # skipped or re-applied from the checkpoint), or stopping would wait for acks that never come
