@@ -16,6 +16,8 @@ from driftline.local_kafka import LocalKafka
 from driftline.settings import Settings, load_settings
 from driftline.sinks.clickhouse import drop_database, open_client
 
+pytest_plugins = ["tests.reliability_report"]  # the `reliability` fixture and the suite's summary table
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""

@@ -3,6 +3,7 @@ sent through the producer client, and what ClickHouse holds of them afterwards."
 
 from __future__ import annotations
 
+import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -72,19 +73,30 @@ class Stream:
         """Predictions and labels of the model (the clock's not included)."""
         return len(self.predictions) + len(self.feedback)
 
-    def send(self, settings: Settings, start: int = 0, stop: int | None = None, clock: bool = True) -> None:
-        """Send predictions ``start:stop`` and their labels (each label after its prediction), then the clock."""
+    def send(
+        self,
+        settings: Settings,
+        chunks: int = 1,
+        between_chunks: Callable[[int], None] = lambda _chunk: None,
+        clock: bool = True,
+    ) -> None:
+        """Send the predictions and their labels (each label after its prediction) through one producer client,
+        in ``chunks`` parts with ``between_chunks(i)`` called after part ``i`` (pacing), then the clock."""
+        size = -(-len(self.predictions) // chunks)
         with Monitor(MODEL, "1", settings=settings, max_batch=200) as monitor:
-            for prediction, label in zip(self.predictions[start:stop], self.feedback[start:stop], strict=True):
-                monitor.log_prediction(
-                    prediction["features"],
-                    label=prediction["label"],
-                    score=prediction["score"],
-                    prediction_id=prediction["prediction_id"],
-                    timestamp=prediction["timestamp"],
-                    sensitive=prediction["sensitive"],
-                )
-                monitor.log_feedback(label["prediction_id"], label=label["label"], timestamp=label["timestamp"])
+            for chunk in range(chunks):
+                part = slice(chunk * size, (chunk + 1) * size)
+                for prediction, label in zip(self.predictions[part], self.feedback[part], strict=True):
+                    monitor.log_prediction(
+                        prediction["features"],
+                        label=prediction["label"],
+                        score=prediction["score"],
+                        prediction_id=prediction["prediction_id"],
+                        timestamp=prediction["timestamp"],
+                        sensitive=prediction["sensitive"],
+                    )
+                    monitor.log_feedback(label["prediction_id"], label=label["label"], timestamp=label["timestamp"])
+                between_chunks(chunk)
         if clock:
             with Monitor("clock", "1", settings=settings) as monitor:
                 for event in self.clock:
@@ -95,6 +107,18 @@ class Stream:
                         prediction_id=event["prediction_id"],
                         timestamp=event["timestamp"],
                     )
+
+    def expected_windows(self) -> list[tuple[datetime, int, int, float]]:
+        """Each window's start, predictions, labelled predictions and accuracy, computed from the stream."""
+        labels = {event["prediction_id"]: event["label"] for event in self.feedback}
+        rows = []
+        for window in range(self.windows):
+            start = T0 + timedelta(seconds=window * WINDOW_S)
+            inside = [p for p in self.predictions if start <= p["timestamp"] < start + timedelta(seconds=WINDOW_S)]
+            right = sum(p["label"] == labels[p["prediction_id"]] for p in inside if p["prediction_id"] in labels)
+            labelled = sum(p["prediction_id"] in labels for p in inside)
+            rows.append((start.replace(tzinfo=None), len(inside), labelled, right / labelled))
+        return rows
 
 
 @dataclass(frozen=True)
@@ -143,5 +167,13 @@ def on_client(client: Client) -> Callable[[str], int]:
 
 
 def through_endpoint(port: int) -> Callable[[str], int]:
-    """``ask`` for :func:`stored` through the SQL endpoint of a ``driftline sink`` on ``port``."""
-    return lambda sql: int(query_endpoint(port, sql).iloc[0, 0])
+    """``ask`` for :func:`stored` through the SQL endpoint of a ``driftline sink`` on ``port``; -1 while no
+    sink answers there (it is being restarted)."""
+
+    def ask(sql: str) -> int:
+        try:
+            return int(query_endpoint(port, sql).iloc[0, 0])
+        except urllib.error.URLError:
+            return -1
+
+    return ask
