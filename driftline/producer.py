@@ -75,6 +75,7 @@ class Monitor:
         self._oldest: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._refused: BrokerError | None = None  # a refused login or TLS handshake met by the linger thread
         self._lingerer = threading.Thread(target=self._linger_loop, name="driftline-linger", daemon=True)
         if envelopes:
             self._lingerer.start()
@@ -206,6 +207,8 @@ class Monitor:
         self.close()
 
     def _send(self, topic: str, key: str, payload: bytes) -> None:
+        if self._refused is not None:
+            raise self._refused
         partition = murmur2(key.encode(), self._partition_count(topic))
         if not self.envelopes:
             self._produce(topic, partition, key.encode(), payload)
@@ -262,8 +265,11 @@ class Monitor:
         return self._partitions[topic]
 
     def _linger_loop(self) -> None:
-        while not self._closed.wait(self.linger_s / 2):
-            self._send_due(force=False)
+        try:
+            while not self._closed.wait(self.linger_s / 2):
+                self._send_due(force=False)
+        except BrokerError as error:  # raised to the caller by the next log_* call
+            self._refused = error
 
 
 def _validated(model: type[PredictionEvent] | type[FeedbackEvent], data: dict[str, Any]) -> Any:

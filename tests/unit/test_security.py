@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from driftline.cli import app as cli
+from driftline.producer import Monitor
 from driftline.schemas.errors import BrokerError, ConfigError, StorageError
 from driftline.settings import KafkaSettings, load_settings
 from driftline.sinks.clickhouse import open_configured
@@ -233,3 +235,47 @@ def test_clickhouse_password_reaches_an_http_server_and_not_the_error(
     assert seen and seen[0] == "Basic " + base64.b64encode(f"analyst:{SECRET}".encode()).decode()
     assert f"127.0.0.1:{port}" in str(error.value)
     assert SECRET not in str(error.value)
+
+
+def test_the_readme_sasl_ssl_example_configures_every_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca_file: Path
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("## Security and reliability", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "secured.toml"
+    config.write_text(example.replace("/etc/driftline/kafka-ca.pem", str(ca_file)))
+    monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_PASSWORD", SECRET)
+    monkeypatch.setenv("DRIFTLINE_CLICKHOUSE_PASSWORD", "ch-" + SECRET)
+
+    settings = load_settings(config)
+
+    client = settings.kafka.client_config()
+    assert (client["security.protocol"], client["sasl.mechanism"], client["sasl.username"]) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "driftline",
+    )
+    assert client["sasl.password"] == SECRET and client["ssl.ca.location"] == str(ca_file)
+    assert (
+        settings.clickhouse.password is not None and settings.clickhouse.password.get_secret_value() == "ch-" + SECRET
+    )
+    assert settings.clickhouse.store_raw_features is False
+
+
+def test_a_refusal_met_by_the_linger_thread_is_raised_by_the_next_call(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monitor = Monitor("credit-risk", "1", settings=load_settings(data_dir=tmp_path), linger_s=0.02)
+    refusal = BrokerError("Kafka at 127.0.0.1:9092 refused authentication (SASL_SSL PLAIN as user 'alice')")
+
+    def refused(force: bool) -> None:
+        raise refusal
+
+    monkeypatch.setattr(monitor, "_send_due", refused)  # what librdkafka's error callback raises mid-run
+    deadline = time.monotonic() + 10
+    while monitor._refused is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    with pytest.raises(BrokerError) as error:
+        monitor.log_prediction({"age": 41}, label=1, score=0.8)
+    assert error.value is refusal
