@@ -7,9 +7,9 @@ every ~0.1 s). Its row counts as arrived half-way between the last query of Clic
 endpoint, every :data:`POLL_S`) that did not show it and the first that did. A trigger counts when a consumer
 of ``retrain-triggers`` receives it, and is measured from the close of the window it names; triggers of the
 streaming detectors (ADWIN, Page-Hinkley) are decided before their window closes and are counted, not timed.
-Windows still open when the producer stops (they close by the idle timeout) are left out. When ``driftline
-run`` cannot keep up with the rate, latencies include its backlog: the run reports how far behind it was when
-the producer stopped, and waits for it to catch up before it ends.
+Windows still open when the producer stops (they close by the idle timeout) are left out; every window that
+closed while it ran must reach ClickHouse, or the run fails. When ``driftline run`` cannot keep up with the
+rate, latencies include its backlog: the run reports how far behind the worker was when the producer stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import urllib.error
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -37,8 +38,8 @@ from driftline.sinks.sql_endpoint import query_endpoint
 from driftline.topics import create_topics
 
 POLL_S = 0.2
-CATCH_UP_S = 600.0  # longest wait, after the producer stops, for the worker to read everything
-SETTLE_S = 5.0  # after it has: time for the last windows (a checkpoint, a sink batch) and triggers to arrive
+ARRIVAL_TIMEOUT_S = 300.0  # longest wait, after the producer stops, for the windows that closed meanwhile
+SETTLE_S = 3.0  # then, for their triggers (published just after the windows, at the same checkpoint)
 READY_TIMEOUT_S = 120.0
 DETECTOR_RULES = frozenset({"adwin", "page_hinkley"})
 
@@ -51,7 +52,7 @@ class Latency:
     events: int
     seconds: float
     behind_events: int  # how far the worker was behind when the producer stopped
-    catch_up_s: float  # how long after that it had read everything
+    complete_after_s: float  # when, after that, the last window that closed during the run was in ClickHouse
     windows: int
     window_p50_s: float | None
     window_p99_s: float | None
@@ -59,6 +60,7 @@ class Latency:
     trigger_p50_s: float | None
     trigger_p99_s: float | None
     detector_triggers: int
+    trigger_rules: dict[str, int]  # timed triggers per rule that fired (a trigger may name several)
     peak_rss_bytes: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,7 +142,9 @@ class WindowRows:
 def measure_latency(
     config: BenchConfig, names: Names, rate: float, duration_s: float, progress: Callable[[int], None]
 ) -> Latency:
-    """Produce ``rate × duration_s`` events at ``rate`` into a fresh prefix while ``driftline run`` works on them."""
+    """Produce ``rate × duration_s`` events at ``rate`` into a fresh prefix while ``driftline run`` works on
+    them; wait until every window that closed meanwhile is in ClickHouse (at most :data:`ARRIVAL_TIMEOUT_S`
+    after the producer stopped), then for the triggers a little longer; measure."""
     stream = replace(config, events=max(1000, int(rate * duration_s)))
     variables = overrides(config, names)
     settings = load_settings(**variables)
@@ -155,24 +159,35 @@ def measure_latency(
         triggers = TriggerReader(settings)
         rows = WindowRows(names.sql_port, int(config.window_s * 1000))
         closes = Closes()
-        spec = {"settings": variables, "config": asdict(stream), "rate": rate}
-        producer = Program("bench.paced_producer", spec, names.data_dir / "producer.log")
+        producer = Program(
+            "bench.paced_producer",
+            {"settings": variables, "config": asdict(stream), "rate": rate},
+            names.data_dir / "producer.log",
+        )
         sent: dict[str, Any] | None = None
-        behind: int | None = None
-        caught_up: float | None = None
-        while caught_up is None or time.time() < caught_up + SETTLE_S:
+        behind = 0
+        complete: float | None = None
+        close_ms = int((config.window_s + config.grace_s) * 1000)
+        while complete is None or time.time() < complete + SETTLE_S:
             if run.poll() is not None:
                 raise RunError(f"driftline run exited with code {run.returncode} (log: {names.data_dir / 'run.log'})")
             rows.poll()
             if sent is None:
                 sent = _drain(producer, closes, progress)
-            elif caught_up is None and (seen := scrape(names.web_port)) is not None:
-                events, lag = seen
-                behind = sent["events"] - events if behind is None else behind
-                if events >= sent["events"] and lag == 0:
-                    caught_up = time.time()
-                elif time.time() > sent["wall"] + CATCH_UP_S:
-                    raise RunError(f"driftline run was still {lag} messages behind {CATCH_UP_S:.0f} s after the stream")
+                if sent is not None:
+                    seen = scrape(names.web_port)
+                    behind = sent["events"] - seen[0] if seen else 0
+            elif complete is None:
+                closed = [key for key in rows.first_seen if closes.wall_at(key[2] + close_ms) is not None]
+                expected = config.models * _windows_closed(config, closes)
+                if len(closed) >= expected:
+                    complete = time.time()
+                elif time.time() > sent["wall"] + ARRIVAL_TIMEOUT_S:
+                    raise RunError(
+                        f"{expected - len(closed)} of {expected} windows that closed during the latency run were "
+                        f"not in ClickHouse {ARRIVAL_TIMEOUT_S:.0f} s after the producer stopped "
+                        f"(log: {names.data_dir / 'run.log'})"
+                    )
             time.sleep(POLL_S)
         peak = ProcessMeter(run.pid).peak_rss_bytes()
     finally:
@@ -181,25 +196,24 @@ def measure_latency(
         if producer is not None:
             stop(producer.process)
         stop(run)
-    assert sent is not None and caught_up is not None
-    grace_ms = int((config.window_s + config.grace_s) * 1000)
+    assert sent is not None and complete is not None
     window_delays = [
         seen - close
         for (_m, _v, window_start), seen in rows.first_seen.items()
-        if (close := closes.wall_at(window_start + grace_ms)) is not None
+        if (close := closes.wall_at(window_start + close_ms)) is not None
     ]
     timed = [(at, t) for at, t in triggers.received if not DETECTOR_RULES & {r.rule for r in t.reasons}]
     trigger_delays = [
         at - close
         for at, trigger in timed
-        if (close := closes.wall_at(int(trigger.window_start.timestamp() * 1000) + grace_ms)) is not None
+        if (close := closes.wall_at(int(trigger.window_start.timestamp() * 1000) + close_ms)) is not None
     ]
     return Latency(
         rate=rate,
         events=sent["events"],
         seconds=sent["seconds"],
-        behind_events=behind or 0,
-        catch_up_s=round(max(0.0, caught_up - sent["wall"]), 1),
+        behind_events=behind,
+        complete_after_s=round(complete - sent["wall"], 1),
         windows=len(window_delays),
         window_p50_s=_percentile(window_delays, 50),
         window_p99_s=_percentile(window_delays, 99),
@@ -207,8 +221,18 @@ def measure_latency(
         trigger_p50_s=_percentile(trigger_delays, 50),
         trigger_p99_s=_percentile(trigger_delays, 99),
         detector_triggers=len(triggers.received) - len(timed),
+        trigger_rules=dict(Counter(rule for _at, t in timed for rule in sorted({r.rule for r in t.reasons}))),
         peak_rss_bytes=peak,
     )
+
+
+def _windows_closed(config: BenchConfig, closes: Closes) -> int:
+    """How many windows (per model) the stream closed while it was produced."""
+    if not closes.times:
+        return 0
+    first = config.simulation().start.timestamp() * 1000  # a window boundary: midnight
+    reached = closes.times[-1] - first - (config.window_s + config.grace_s) * 1000
+    return max(0, int(reached // (config.window_s * 1000)) + 1)
 
 
 def _wait_ready(run: Any, names: Names) -> None:
@@ -239,7 +263,8 @@ def _drain(producer: Program, closes: Closes, progress: Callable[[int], None]) -
             raise RunError(f"the paced producer exited with code {producer.process.wait()} (log: {producer.log})")
         if "done" in line:
             return line
-        closes.add(line["wall"], line["time_ms"])
+        if line["time_ms"] is not None:
+            closes.add(line["wall"], line["time_ms"])
         progress(line["progress"])
 
 

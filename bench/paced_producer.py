@@ -1,5 +1,5 @@
 """The latency run's producer: the benchmark stream sent in envelopes at a steady rate, reporting as it goes
-which event time it has reached at which wall time, so the harness knows when each window closed.
+which event time its predictions have reached at which wall time, so the harness knows when each window closed.
 
 Run by the harness as ``python -m bench.paced_producer SPEC``; SPEC (JSON) gives ``settings`` (load_settings
 overrides), ``config`` (a :class:`BenchConfig` as a dict) and ``rate`` (events per second).
@@ -23,7 +23,10 @@ def main() -> None:
     config = BenchConfig(**spec["config"])
 
     def sent(progress: Progress) -> None:
-        report(progress=progress.events, wall=time.time(), time_ms=progress.time_ms)
+        # windows close on prediction time: once the last prediction is out, the labels still due follow with
+        # their own later times, which close nothing
+        closing = progress.predictions < config.predictions
+        report(progress=progress.events, wall=time.time(), time_ms=progress.time_ms if closing else None)
 
     sending = Simulation(config.simulation()).produce(
         load_settings(**spec["settings"]),

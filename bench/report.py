@@ -64,8 +64,8 @@ def targets(results: Results) -> Table:
     if latency is not None:
         table.add_row(f"producer rate (half the worker's), {latency.events:,} events", f"{latency.rate:,.0f}/s", "", "")
         table.add_row(
-            "worker behind when the producer stopped; caught up after",
-            f"{latency.behind_events:,} events; {latency.catch_up_s:.1f} s",
+            "worker's backlog when the producer stopped; last closed window stored after",
+            f"{latency.behind_events:,} events; {latency.complete_after_s:.1f} s",
         )
         table.add_row(
             f"window close -> ClickHouse row, p50 / p99 ({latency.windows} rows)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -48,61 +48,76 @@ class Session:
         tag = f"{prefix.strip('.').replace('.', '-')}-{program}-{self._runs}"
         return Names(self.bootstrap, prefix, self.home / tag, tag, free_port(), free_port())
 
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A line of the progress bar for the block, marked failed if the block raises; yields its update."""
+        task = self.bar.add_task(description, total=total)
+        try:
+            yield lambda done: self.bar.update(task, completed=min(done, total) if total else done)
+        except BaseException:
+            self.bar.update(task, description=f"{description} [red]failed[/red]")
+            raise
+        finally:
+            self.bar.stop_task(task)
+
     def produce(self, config: BenchConfig, shape: Shape, tag: str = "") -> Stream:
         """Send the stream of ``config`` in ``shape`` under the prefix ``bench.<shape><tag>.``."""
         names = self.names(f"bench.{shape}{tag}.", "producer")
-        task = self.bar.add_task(f"producing the stream ({shape}{tag})", total=config.events)
-        stream = produce(
-            load_settings(**overrides(config, names)), config, shape, lambda n: self.bar.update(task, completed=n)
-        )
-        self.bar.update(task, completed=config.events)
+        with self.task(f"producing the stream ({shape}{tag})", config.events) as progress:
+            stream = produce(load_settings(**overrides(config, names)), config, shape, progress)
+            progress(config.events)
         return stream
 
     def run(self, program: str, config: BenchConfig, stream: Stream, profile_to: Path | None = None) -> Measurement:
         """Run one program over the whole of ``stream``; raise :class:`RunError` if it fails or misses events.
         ``profile_to``: run the worker (d) under py-spy, writing its profile there."""
-        shape = stream.shape
-        names = self.names(stream.prefix, program)
-        task = self.bar.add_task(f"({program}) {PROGRAMS[program]} ({shape})", total=stream.events)
-        settings = overrides(config, names)
-        spec: dict[str, Any]
-        log = self.home / f"{names.app_id}.log"
-
-        def progress(events: int) -> None:
-            self.bar.update(task, completed=min(events, stream.events))  # (a), (b) count malformed JSON too
-
-        if program == "a":
-            spec = {"bootstrap": self.bootstrap, "group": names.app_id, "ends": stream.ends}
-            measured = measure("bench.bare_consumer", spec, log, progress)
-        elif program == "b":
-            measured = measure("bench.bare_faust", {"settings": settings, "ends": stream.ends}, log, progress)
-        elif program == "c":
-            outputs = f"{names.prefix}{names.app_id}."
-            create_topics(load_settings(**{**settings, "kafka": {**settings["kafka"], "topic_prefix": outputs}}))
-            spec = {"settings": settings, "ends": stream.ends, "group": names.app_id, "outputs": outputs}
-            measured = measure("bench.core", spec, log, progress)
-        elif program == "d":
-            names.data_dir.mkdir(parents=True, exist_ok=True)
-            variables = environment(settings)
-            measured = measure_worker(
-                variables, names.data_dir, names.web_port, stream.events, progress, profile_to=profile_to
-            )
-        else:
-            read = [names.prefix + t.name for t in ALL_TOPICS if t is not DEAD_LETTERS]
-            spec = {
-                "settings": settings,
-                "ends": end_offsets(load_settings(**settings), read),
-                "dead_letters": stream.malformed,
-            }
-            measured = measure("bench.sink", spec, log, progress)
+        with self.task(f"({program}) {PROGRAMS[program]} ({stream.shape})", stream.events) as progress:
+            measured = self._run(program, config, stream, progress, profile_to)
         if program in "cde" and measured.events != stream.events:
-            raise RunError(f"({program}) on {shape} handled {measured.events} events of {stream.events}")
+            raise RunError(f"({program}) on {stream.shape} handled {measured.events} events of {stream.events}")
         if program in "abce" and measured.messages < stream.messages:
-            raise RunError(f"({program}) on {shape} read {measured.messages} messages of {stream.messages}")
+            raise RunError(f"({program}) on {stream.shape} read {measured.messages} messages of {stream.messages}")
         messages = measured.messages or stream.messages  # (d) reports no count: its lag was 0
         return replace(
             measured, events=stream.events, messages=messages, extra={**measured.extra, "counted": measured.events}
         )
+
+    def _run(
+        self,
+        program: str,
+        config: BenchConfig,
+        stream: Stream,
+        progress: Callable[[int], None],
+        profile_to: Path | None,
+    ) -> Measurement:
+        """Start ``program`` in its own place and return what it measured."""
+        names = self.names(stream.prefix, program)
+        settings = overrides(config, names)
+        spec: dict[str, Any]
+        log = self.home / f"{names.app_id}.log"
+        if program == "a":
+            spec = {"bootstrap": self.bootstrap, "group": names.app_id, "ends": stream.ends}
+            return measure("bench.bare_consumer", spec, log, progress)
+        if program == "b":
+            return measure("bench.bare_faust", {"settings": settings, "ends": stream.ends}, log, progress)
+        if program == "c":
+            outputs = f"{names.prefix}{names.app_id}."
+            create_topics(load_settings(**{**settings, "kafka": {**settings["kafka"], "topic_prefix": outputs}}))
+            spec = {"settings": settings, "ends": stream.ends, "group": names.app_id, "outputs": outputs}
+            return measure("bench.core", spec, log, progress)
+        if program == "d":
+            names.data_dir.mkdir(parents=True, exist_ok=True)
+            variables = environment(settings)
+            return measure_worker(
+                variables, names.data_dir, names.web_port, stream.events, progress, profile_to=profile_to
+            )
+        read = [names.prefix + t.name for t in ALL_TOPICS if t is not DEAD_LETTERS]
+        spec = {
+            "settings": settings,
+            "ends": end_offsets(load_settings(**settings), read),
+            "dead_letters": stream.malformed,
+        }
+        return measure("bench.sink", spec, log, progress)
 
 
 @contextmanager
@@ -144,15 +159,11 @@ def benchmark(config: BenchConfig, latency_s: float, console: Console) -> Result
         if worker is None:
             results.failures.append("latency run skipped: the worker's rate on envelopes was not measured")
         else:
-            task = run.bar.add_task("latency: driftline run at half the worker's rate", total=None)
             try:
-                results.latency = measure_latency(
-                    config,
-                    run.names("bench.latency.", "run"),
-                    worker / 2,
-                    latency_s,
-                    lambda n: run.bar.update(task, completed=n),
-                )
+                with run.task("latency: driftline run at half the worker's rate", None) as progress:
+                    results.latency = measure_latency(
+                        config, run.names("bench.latency.", "run"), worker / 2, latency_s, progress
+                    )
             except RunError as failure:
                 results.failures.append(f"latency run: {failure}")
         run.keep_logs = bool(results.failures)
