@@ -4,7 +4,8 @@ producer, checkpoints every ``monitor.checkpoint_s``), fed by a bare confluent-k
 
 Run by the harness as ``python -m bench.core SPEC``; SPEC (JSON) gives ``settings`` (load_settings overrides),
 ``ends``, ``group`` and ``outputs`` (the topic prefix its results and triggers go to, so they do not mix with
-the worker's). Offsets are committed after each checkpoint, as the worker acknowledges them.
+the worker's). Offsets are committed after each checkpoint, as the worker acknowledges them. After the last
+message it checkpoints once more, within the time measured: the windows the stream closed are published.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def run(spec: dict[str, Any]) -> None:
                 covered = [TopicPartition(t, p, o + 1) for (t, p), o in monitor.offsets.items()]
                 consumer.commit(offsets=covered, asynchronous=True)
         meter.tick(monitor.counts["predictions"] + monitor.counts["feedback"])
+    monitor.checkpoint()  # what the stream closed is published before the clock stops, as for the worker
     counts = monitor.counts
     meter.finish(
         counts["predictions"] + counts["feedback"],

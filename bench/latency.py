@@ -7,14 +7,17 @@ every ~0.1 s). Its row counts as arrived half-way between the last query of Clic
 endpoint, every :data:`POLL_S`) that did not show it and the first that did. A trigger counts when a consumer
 of ``retrain-triggers`` receives it, and is measured from the close of the window it names; triggers of the
 streaming detectors (ADWIN, Page-Hinkley) are decided before their window closes and are counted, not timed.
-Windows still open when the producer stops (they close by the idle timeout) are left out; every window that
-closed while it ran must reach ClickHouse, or the run fails. When ``driftline run`` cannot keep up with the
-rate, latencies include its backlog: the run reports how far behind the worker was when the producer stopped.
+Windows still open when the producer stops (they close by the idle timeout) are left out; the run waits for
+every window that closed while it ran, up to :data:`ARRIVAL_TIMEOUT_S` after the producer stopped, and counts
+those still missing as later than all others (a percentile that falls on one is reported as unknown, None).
+When ``driftline run`` cannot keep up with the rate, latencies include its backlog: the run reports how far
+behind the worker was when the producer stopped.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import queue
 import threading
 import time
@@ -24,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.config import BenchConfig, Names, environment, overrides
@@ -38,7 +40,7 @@ from driftline.sinks.sql_endpoint import query_endpoint
 from driftline.topics import create_topics
 
 POLL_S = 0.2
-ARRIVAL_TIMEOUT_S = 300.0  # longest wait, after the producer stops, for the windows that closed meanwhile
+ARRIVAL_TIMEOUT_S = 120.0  # longest wait, after the producer stops, for the windows that closed meanwhile
 SETTLE_S = 3.0  # then, for their triggers (published just after the windows, at the same checkpoint)
 READY_TIMEOUT_S = 120.0
 DETECTOR_RULES = frozenset({"adwin", "page_hinkley"})
@@ -53,7 +55,8 @@ class Latency:
     seconds: float
     behind_events: int  # how far the worker was behind when the producer stopped
     complete_after_s: float  # when, after that, the last window that closed during the run was in ClickHouse
-    windows: int
+    windows: int  # (model, window) rows timed
+    windows_missing: int  # closed during the run, not in ClickHouse ARRIVAL_TIMEOUT_S after it (counted as later)
     window_p50_s: float | None
     window_p99_s: float | None
     triggers: int
@@ -165,7 +168,7 @@ def measure_latency(
             names.data_dir / "producer.log",
         )
         sent: dict[str, Any] | None = None
-        behind = 0
+        behind = missing = 0
         complete: float | None = None
         close_ms = int((config.window_s + config.grace_s) * 1000)
         while complete is None or time.time() < complete + SETTLE_S:
@@ -180,14 +183,9 @@ def measure_latency(
             elif complete is None:
                 closed = [key for key in rows.first_seen if closes.wall_at(key[2] + close_ms) is not None]
                 expected = config.models * _windows_closed(config, closes)
-                if len(closed) >= expected:
+                missing = expected - len(closed)
+                if missing <= 0 or time.time() > sent["wall"] + ARRIVAL_TIMEOUT_S:
                     complete = time.time()
-                elif time.time() > sent["wall"] + ARRIVAL_TIMEOUT_S:
-                    raise RunError(
-                        f"{expected - len(closed)} of {expected} windows that closed during the latency run were "
-                        f"not in ClickHouse {ARRIVAL_TIMEOUT_S:.0f} s after the producer stopped "
-                        f"(log: {names.data_dir / 'run.log'})"
-                    )
             time.sleep(POLL_S)
         peak = ProcessMeter(run.pid).peak_rss_bytes()
     finally:
@@ -201,7 +199,7 @@ def measure_latency(
         seen - close
         for (_m, _v, window_start), seen in rows.first_seen.items()
         if (close := closes.wall_at(window_start + close_ms)) is not None
-    ]
+    ] + [math.inf] * max(missing, 0)  # not stored in time: later than any that were
     timed = [(at, t) for at, t in triggers.received if not DETECTOR_RULES & {r.rule for r in t.reasons}]
     trigger_delays = [
         at - close
@@ -214,7 +212,8 @@ def measure_latency(
         seconds=sent["seconds"],
         behind_events=behind,
         complete_after_s=round(complete - sent["wall"], 1),
-        windows=len(window_delays),
+        windows=len(window_delays) - max(missing, 0),
+        windows_missing=max(missing, 0),
         window_p50_s=_percentile(window_delays, 50),
         window_p99_s=_percentile(window_delays, 99),
         triggers=len(trigger_delays),
@@ -242,7 +241,7 @@ def _wait_ready(run: Any, names: Names) -> None:
         if run.poll() is not None:
             raise RunError(f"driftline run exited with code {run.returncode} (log: {names.data_dir / 'run.log'})")
         seen = scrape(names.web_port)
-        if seen is not None and seen[1] is not None:
+        if seen is not None and seen[1] is not None:  # partitions assigned
             try:
                 query_endpoint(names.sql_port, "SELECT 1")
                 return
@@ -269,4 +268,9 @@ def _drain(producer: Program, closes: Closes, progress: Callable[[int], None]) -
 
 
 def _percentile(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 3) if values else None
+    """The nearest-rank percentile; None without values, or when it falls on a value that never came (inf)."""
+    if not values:
+        return None
+    ranked = sorted(values)
+    value = ranked[max(0, math.ceil(q / 100 * len(ranked)) - 1)]
+    return round(value, 3) if math.isfinite(value) else None

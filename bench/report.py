@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
 from bench.config import SHAPES
+from bench.latency import ARRIVAL_TIMEOUT_S, Latency
 from bench.results import PROGRAMS, Results
 
 MIB = 2**20
@@ -67,10 +70,13 @@ def targets(results: Results) -> Table:
             "worker's backlog when the producer stopped; last closed window stored after",
             f"{latency.behind_events:,} events; {latency.complete_after_s:.1f} s",
         )
-        table.add_row(
-            f"window close -> ClickHouse row, p50 / p99 ({latency.windows} rows)",
-            f"{_seconds(latency.window_p50_s)} / {_seconds(latency.window_p99_s)}",
+        late = (
+            f", {latency.windows_missing} not stored within {ARRIVAL_TIMEOUT_S:.0f} s"
+            if latency.windows_missing
+            else ""
         )
+        p50, p99 = (_seconds(_censored(p, latency)) for p in (latency.window_p50_s, latency.window_p99_s))
+        table.add_row(f"window close -> ClickHouse row, p50 / p99 ({latency.windows} rows{late})", f"{p50} / {p99}")
         table.add_row(
             f"window close -> trigger on the topic, p50 / p99 ({latency.triggers} triggers)",
             f"{_seconds(latency.trigger_p50_s)} / {_seconds(latency.trigger_p99_s)}",
@@ -82,12 +88,19 @@ def targets(results: Results) -> Table:
     return table
 
 
+def _censored(value: float | None, latency: Latency) -> float | None:
+    """A percentile that fell on a window never stored in time is later than the wait: infinite."""
+    return math.inf if value is None and latency.windows_missing else value
+
+
 def _ratio(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else "-"
 
 
 def _seconds(value: float | None) -> str:
-    return f"{value:.2f} s" if value is not None else "-"
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if math.isfinite(value) else f"> {ARRIVAL_TIMEOUT_S:.0f} s"
 
 
 def _value(value: float | None, goal: str) -> str:
@@ -96,7 +109,7 @@ def _value(value: float | None, goal: str) -> str:
     if "events/s" in goal:
         return f"{value:,.0f}"
     if goal.endswith(" s"):
-        return f"{value:.2f} s"
+        return _seconds(value)
     if "GiB" in goal:
         return f"{value:.2f} GiB"
     return f"{value:.2f}"

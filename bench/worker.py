@@ -1,5 +1,6 @@
 """(d) ``driftline worker``, every monitor on, measured from outside: its ``/metrics`` endpoint says how far it
-is (``driftline_events_in`` and ``driftline_consumer_lag``), psutil and /proc say what it costs.
+is (``driftline_events_in``, ``driftline_consumer_lag``, ``driftline_checkpoint_age_seconds``), psutil and /proc
+say what it costs.
 
 The worker is not changed for the benchmark. Its first and last message are placed half-way between the
 scrape that saw them and the one before (scrapes every :data:`SCRAPE_S`), and its CPU time is read at those
@@ -25,33 +26,38 @@ from bench.measure import Measurement, ProcessMeter
 from bench.processes import STOP_TIMEOUT_S, RunError, start, stop
 
 SCRAPE_S = 0.2
+CHECKPOINT_WAIT_S = 600.0  # checkpoints are spaced by ten times their own duration: minutes for a large state
 BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
 class Scrape:
-    """What one look at ``/metrics`` showed."""
+    """What one look at ``/metrics`` showed, and the worker's CPU time then."""
 
     at: float
     cpu_s: float
     events: int
     lag: int | None  # None until partitions are assigned
+    checkpoint_age_s: float
 
 
-def scrape(port: int) -> tuple[int, int | None] | None:
-    """Events in and the total consumer lag from the worker's ``/metrics``; None while it does not answer."""
+def scrape(port: int) -> tuple[int, int | None, float] | None:
+    """Events in, total consumer lag and checkpoint age from the worker's ``/metrics``; None while it does not
+    answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
-    events, lag = 0, None
+    events, lag, age = 0, None, float("inf")
     for family in text_string_to_metric_families(text):
         if family.name == "driftline_events_in":
             events = sum(int(sample.value) for sample in family.samples if sample.name.endswith("_total"))
         elif family.name == "driftline_consumer_lag" and family.samples:
             lag = sum(int(sample.value) for sample in family.samples)
-    return events, lag
+        elif family.name == "driftline_checkpoint_age_seconds":
+            age = family.samples[0].value
+    return events, lag, age
 
 
 def measure_worker(
@@ -64,10 +70,14 @@ def measure_worker(
     profile_to: Path | None = None,
     stall_s: float = 120.0,
 ) -> Measurement:
-    """Run ``driftline worker`` until it has read ``events`` events and its lag is 0; stop it; measure.
+    """Run ``driftline worker`` until it has read ``events`` events (lag 0) and checkpointed them; stop it.
 
-    With ``profile_to``, py-spy samples it (speedscope format) from start to stop. Raises :class:`RunError`
-    when it exits early or makes no progress for ``stall_s`` seconds.
+    Its time runs from its first message to its last, plus its last checkpoint, whose CPU time stands for its
+    duration: the wait before it (checkpoints are spaced by ``monitor.checkpoint_s`` and by their own cost) is
+    left out, as (c) checkpoints at once. That checkpoint emits the windows the stream closed and the worker
+    had not emitted yet, so their cost counts. With ``profile_to``, py-spy samples the worker (speedscope
+    format) from start to stop. Raises :class:`RunError` when it exits early or makes no progress for
+    ``stall_s`` seconds (nor checkpoints within :data:`CHECKPOINT_WAIT_S` after reading everything).
     """
     worker = [str(BIN / "driftline"), "worker", "--loglevel", "warn"]
     profiler = [str(BIN / "py-spy"), "record", "--format", "speedscope", "--rate", "100", "-o", str(profile_to), "--"]
@@ -77,6 +87,7 @@ def measure_worker(
         meter = ProcessMeter(_worker_pid(process) if profile_to else process.pid)
         previous: Scrape | None = None
         first: tuple[float, float] | None = None  # (time, CPU s) of the first message
+        read: tuple[float, Scrape] | None = None  # (time of the last message, the scrape that saw it)
         progressed = time.monotonic()
         while True:
             if process.poll() is not None:
@@ -90,17 +101,24 @@ def measure_worker(
             since = (previous.at + now.at) / 2 if previous else now.at
             if first is None and now.events > 0:
                 first = (since, now.cpu_s)
-            if now.events >= events and now.lag == 0 and first is not None:
+            if read is None and first is not None and now.events >= events and now.lag == 0:
+                read = (since, now)
+            if read is not None and first is not None and now.checkpoint_age_s < now.at - read[1].at:
+                # a scrape is served between agent steps, never during a checkpoint: this one began after
+                # everything was read
                 return Measurement(
                     events=now.events,
                     messages=0,
-                    seconds=since - first[0],
+                    seconds=read[0] - first[0] + (now.cpu_s - read[1].cpu_s),
                     cpu_s=now.cpu_s - first[1],
                     peak_rss_bytes=meter.peak_rss_bytes(),
+                    extra={"final_checkpoint_wait_s": round(now.at - read[1].at, 1)},
                 )
             if previous is None or now.events > previous.events:
                 progressed = time.monotonic()
-            elif time.monotonic() - progressed > stall_s:
+            elif read is not None and now.at - read[1].at > CHECKPOINT_WAIT_S:
+                raise RunError(f"driftline worker did not checkpoint in {CHECKPOINT_WAIT_S:.0f} s (log: {log})")
+            elif read is None and time.monotonic() - progressed > stall_s:
                 raise RunError(f"driftline worker made no progress for {stall_s:.0f} s (log: {log})")
             previous = now
     finally:
@@ -110,9 +128,7 @@ def measure_worker(
                     child.terminate()  # the worker stops; py-spy then writes the profile and exits
             with suppress(subprocess.TimeoutExpired):
                 process.wait(STOP_TIMEOUT_S)
-            stop(process)
-        else:
-            stop(process)
+        stop(process)
 
 
 def _worker_pid(profiler: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
