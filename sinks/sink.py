@@ -118,9 +118,9 @@ class Sink:
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 600_000,
                 # a sink killed without leaving the group holds its partitions until its session expires:
-                # 10 s rather than librdkafka's 45 s lets a restarted sink resume soon (heartbeats come from a
-                # background thread, so a long ClickHouse outage does not expire it)
-                "session.timeout.ms": 10_000,
+                # 6 s (as the worker's) rather than librdkafka's 45 s lets a restarted sink resume soon
+                # (heartbeats come from a background thread, so a long ClickHouse outage does not expire it)
+                "session.timeout.ms": 6_000,
                 "heartbeat.interval.ms": 1_000,
             }
         )

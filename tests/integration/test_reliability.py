@@ -377,6 +377,7 @@ def run_broker_restarts(
     *,
     per_window: int,
     restarts: int,
+    chunks: int,
     pause_s: float,
 ) -> None:
     stream = Stream.make(windows=3, per_window=per_window, seed=11)
@@ -391,7 +392,7 @@ def run_broker_restarts(
         downtimes, recoveries = [], []
         with worker_running(env) as worker, sink_running(settings, clickhouse) as sink:
             wait_until(lambda: worker_metrics(port).get("partitions_read", 0) > 0, 120, lambda: worker_metrics(port))
-            producing = Producing(settings, stream, chunks=40, pause_s=pause_s)  # still sending at the last restart
+            producing = Producing(settings, stream, chunks=chunks, pause_s=pause_s)  # sending through the restarts
             for restart in range(1, restarts + 1):
                 share = restart * len(stream.predictions) // (restarts + 2)
 
@@ -439,14 +440,16 @@ def run_broker_restarts(
 def test_broker_restart_mid_stream_loses_nothing(
     settings: Settings, clickhouse: Client, tmp_path: Path, reliability: Record
 ) -> None:
-    run_broker_restarts(settings, clickhouse, tmp_path, reliability, per_window=200, restarts=1, pause_s=0.3)
+    run_broker_restarts(settings, clickhouse, tmp_path, reliability, per_window=200, restarts=1, chunks=20, pause_s=0.3)
 
 
 @pytest.mark.slow
 def test_broker_restarted_three_times_mid_stream_loses_nothing(
     settings: Settings, clickhouse: Client, tmp_path: Path, reliability: Record
 ) -> None:
-    run_broker_restarts(settings, clickhouse, tmp_path, reliability, per_window=3000, restarts=3, pause_s=1.5)
+    run_broker_restarts(
+        settings, clickhouse, tmp_path, reliability, per_window=3000, restarts=3, chunks=40, pause_s=1.5
+    )
 
 
 # -- malformed input at volume --------------------------------------------------------------------------------
