@@ -40,7 +40,7 @@ from driftline.sinks.sql_endpoint import query_endpoint
 from driftline.topics import create_topics
 
 POLL_S = 0.2
-ARRIVAL_TIMEOUT_S = 120.0  # longest wait, after the producer stops, for the windows that closed meanwhile
+ARRIVAL_TIMEOUT_S = 60.0  # longest wait, after the producer stops, for the windows that closed meanwhile
 SETTLE_S = 3.0  # then, for their triggers (published just after the windows, at the same checkpoint)
 READY_TIMEOUT_S = 120.0
 DETECTOR_RULES = frozenset({"adwin", "page_hinkley"})

@@ -85,12 +85,12 @@ class Meter:
             self.last_report = now
             report(progress=events)
 
-    def finish(self, events: int, messages: int, **extra: Any) -> Measurement:
-        """Mark the last message and report the measurement."""
+    def finish(self, events: int, messages: int, seconds: float | None = None, **extra: Any) -> Measurement:
+        """Mark the end (or take ``seconds`` as the time measured) and report the measurement."""
         measurement = Measurement(
             events=events,
             messages=messages,
-            seconds=time.perf_counter() - self.started_at,
+            seconds=time.perf_counter() - self.started_at if seconds is None else seconds,
             cpu_s=time.process_time() - self.cpu_at_start,
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             extra=extra,
