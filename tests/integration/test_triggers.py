@@ -139,12 +139,13 @@ def test_accuracy_drop_gives_one_trigger_on_the_topic_in_clickhouse_and_at_the_s
     subscriber = Subscriber(settings, tmp_path / "seen")
     try:
         worker = start_worker(env)
-        for window in range(5):  # one window per second of wall time, as a live service would send them
+        for window in range(4):  # one window per second of wall time, as a live service would send them
             send(settings, window_events(window, accuracy[window], rng))
             time.sleep(1.0)
         closing_sent = time.monotonic()
         clock(settings, T0 + timedelta(seconds=4 * WINDOW_S + 3))  # closes window 3, the first breaching one
         wait_for(lambda: len(subscriber.received) >= 1, timeout_s=60)
+        send(settings, window_events(4, accuracy[4], rng))
         latency = subscriber.received[0][0] - closing_sent
         worker.send_signal(signal.SIGKILL)  # mid-stream: later windows breach too, inside the cooldown
         worker.wait(30)
