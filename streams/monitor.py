@@ -42,7 +42,8 @@ from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import Emission, WindowEngine
 
 CHECKPOINT_VERSION = 2
-CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next
+CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
+CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
 STATE_FIELDS = (
     "windows",
     "pending",
@@ -183,6 +184,9 @@ class StreamMonitor:
     def checkpoint_due(self) -> bool:
         """True when ``monitor.checkpoint_s`` has passed since the last checkpoint, and at least
         ``CHECKPOINT_SHARE`` times as long as that checkpoint took: a large state is checkpointed less often,
-        so checkpoints never take more than about a tenth of the worker's time."""
-        interval = max(self.settings.checkpoint_s, CHECKPOINT_SHARE * self.last_checkpoint_s)
+        so checkpoints take about a tenth of the worker's time at most; but never more than
+        ``CHECKPOINT_STRETCH_MAX_S`` (or ``checkpoint_s`` if longer), since windows close and old state is
+        dropped only at checkpoints."""
+        stretched = min(CHECKPOINT_SHARE * self.last_checkpoint_s, CHECKPOINT_STRETCH_MAX_S)
+        interval = max(self.settings.checkpoint_s, stretched)
         return time.monotonic() - self.last_checkpoint >= interval
