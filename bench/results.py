@@ -36,6 +36,14 @@ GIB = 2**30
 
 
 @dataclass(frozen=True)
+class Start:
+    """What a run started from: the commit checked out and the load on the machine."""
+
+    commit: str = field(default_factory=lambda: _git("rev-parse", "HEAD"))
+    load: tuple[float, ...] = field(default_factory=os.getloadavg)
+
+
+@dataclass(frozen=True)
 class Target:
     """One target of DESIGN.md §8 and where this run stands."""
 
@@ -55,7 +63,7 @@ class Results:
     runs: dict[tuple[str, Shape], Measurement] = field(default_factory=dict)
     latency: Latency | None = None
     failures: list[str] = field(default_factory=list)
-    load_start: tuple[float, ...] = field(default_factory=os.getloadavg)
+    start: Start = field(default_factory=Start)
 
     def rate(self, program: str, shape: Shape) -> float | None:
         """Events per second of a program on a shape (None when it did not run)."""
@@ -98,7 +106,7 @@ class Results:
     def history_line(self) -> dict[str, Any]:
         """The JSON line appended to bench/history.jsonl."""
         return {
-            **provenance(self.load_start),
+            **provenance(self.start),
             "parameters": {**self.config.as_dict(), "latency_s": self.latency_s},
             "streams": {
                 shape: {"events": s.events, "messages": s.messages, "malformed": s.malformed}
@@ -115,14 +123,17 @@ class Results:
         }
 
 
-def provenance(load_start: tuple[float, ...]) -> dict[str, Any]:
-    """Date, commit, machine and load average (other engineers share the cores): what a figure is read with."""
+def provenance(start: Start) -> dict[str, Any]:
+    """Date, commit, machine and load average (other engineers share the cores): what a figure is read with.
+    ``commit_at_end`` appears when the branch moved while the run went on."""
+    head = _git("rev-parse", "HEAD")
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "HEAD"),
+        "commit": start.commit,
+        **({"commit_at_end": head} if head != start.commit else {}),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "machine": machine(),
-        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "load_average": {"start": start.load, "end": os.getloadavg()},
     }
 
 

@@ -9,7 +9,6 @@ appends nothing by itself: the sweep appends one history line with ``"mode": "sw
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +18,7 @@ from rich.table import Table
 from bench.config import BenchConfig
 from bench.measure import Measurement
 from bench.processes import RunError
-from bench.results import HISTORY, append, provenance
+from bench.results import HISTORY, Start, append, provenance
 from bench.run import session
 
 MODELS = (10, 100, 1000)
@@ -29,7 +28,7 @@ REFERENCE_FIRST_N = 200
 
 def sweep(config: BenchConfig, console: Console) -> int:
     """Run the sweep, print its table, append its history line; return 1 if a point failed."""
-    load_start = os.getloadavg()
+    start = Start()
     base = replace(config, reference_first_n=REFERENCE_FIRST_N)
     points = [replace(base, models=m) for m in MODELS] + [replace(base, horizon_s=h) for h in HORIZONS_S]
     measured: list[tuple[BenchConfig, Measurement | None]] = []
@@ -46,7 +45,7 @@ def sweep(config: BenchConfig, console: Console) -> int:
     console.print(_table(config, measured))
     for line in failures:
         console.print(f"[red]failed:[/red] {line}")
-    append(_history_line(base, measured, failures, load_start))
+    append(_history_line(base, measured, failures, start))
     console.print(f"Appended to {HISTORY}")
     return 1 if failures else 0
 
@@ -77,11 +76,11 @@ def _history_line(
     base: BenchConfig,
     measured: list[tuple[BenchConfig, Measurement | None]],
     failures: list[str],
-    load_start: tuple[float, ...],
+    start: Start,
 ) -> dict[str, Any]:
     return {
         "mode": "sweep",
-        **provenance(load_start),
+        **provenance(start),
         "parameters": base.as_dict(),
         "points": [
             {"models": p.models, "horizon_s": p.horizon_s, **(run.as_dict() if run else {"failed": True})}
