@@ -94,6 +94,8 @@ def run(spec: dict[str, Any]) -> None:
         windows_emitted=counts["windows_emitted"],
         triggers=counts["triggers"],
         alarms=counts["alarms"],
+        replayed=counts["replayed"],
+        dead_letters=sum(n for name, n in counts.items() if name.startswith("dead_letter:")),
         pending=len(monitor.engine.pending),
         open_windows=len(monitor.engine.windows),
     )
