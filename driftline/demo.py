@@ -64,6 +64,7 @@ MODEL_ID = "credit-risk"
 DEMO_PREFIX = "driftline-demo."
 DEMO_DATABASE = "driftline_demo"
 STORE_TIMEOUT_S = 120.0
+WORKER_TIMEOUT_S = 600.0  # beyond the play time
 DETECTORS = frozenset({"adwin", "page_hinkley"})
 REFRESH_PER_S = 4
 
@@ -242,8 +243,8 @@ class ResultsWatcher:
         self.on_trigger = on_trigger
         self.results: dict[str, WindowResult] = {}
         self.triggers: dict[str, RetrainTrigger] = {}
-        self.messages = 0
         self.changes = 0
+        self.closed_until_ms = DEFAULT_START.timestamp() * 1000  # end of the latest window seen closed
         self._lock = threading.Lock()  # the live view reads while the thread writes
         self._topics = {settings.topic(WINDOW_RESULTS.name): "result", settings.topic(RETRAIN_TRIGGERS.name): "trigger"}
         self._consumer = Consumer(
@@ -291,11 +292,11 @@ class ResultsWatcher:
 
     def _take_result(self, result: WindowResult) -> None:
         with self._lock:
-            self.messages += 1
             known = self.results.get(result.key)
             if known is None or result.revision > known.revision:
                 self.results[result.key] = result
                 self.changes += 1
+            self.closed_until_ms = max(self.closed_until_ms, result.window_end.timestamp() * 1000)
 
     def _take_trigger(self, trigger: RetrainTrigger) -> None:
         with self._lock:
@@ -430,10 +431,10 @@ def run_demo(settings: Settings, story: Story, console: Console) -> Outcome:
 
             watcher = ResultsWatcher(settings, announce)
             view.watcher = watcher
-            sent = _play(settings, story, simulation, view, console=live.console, failures=failures)
+            sent = _play(settings, story, simulation, view, watcher=watcher, console=live.console, failures=failures)
         if not console.is_terminal:
             console.line()  # Live ends its last line itself only on a terminal
-        _wait_until_stored(sink, watcher, sent, failures)
+        _wait_until_stored(sink, sent, view.worker, failures)
         rows = _stored_rows(client)
         dead_letters = client.query_df(
             "SELECT reason, count() AS letters FROM dead_letters FINAL GROUP BY reason ORDER BY letters DESC, reason"
@@ -505,14 +506,25 @@ def _play(
     simulation: Simulation,
     view: LiveTable,
     *,
+    watcher: ResultsWatcher,
     console: Console,
     failures: list[BaseException],
 ) -> SendReport:
-    """Run the worker until it has processed and checkpointed everything the producer sent; the producer starts
-    once the worker runs, in a thread, paced at the story's speed-up. Returns what was sent."""
+    """Run the worker until it has processed and checkpointed everything the producer sent; return what was sent.
+
+    The producer starts once the worker runs, in a thread, paced at the story's speed-up, and waits whenever
+    its event time is more than one and a half windows past the end of the latest window the worker has
+    closed (as the watcher saw it): on a busy machine the story plays slower rather than reaching the worker
+    in large catch-up batches, so each checkpoint closes a window or two, and the policy decides them in the
+    order a live deployment would. (A worker that stretches its checkpoints closes many windows at once,
+    and then decides a later window's detector alarm before the earlier windows' results.)
+    """
     sent: list[SendReport] = []
     producer: threading.Thread | None = None
     caught_up_at: list[float] = []
+    halt = threading.Event()
+    max_lead_ms = story.window_s * 1000 * 1.5
+    to_send = simulation.config.predictions
 
     def produce() -> None:
         last_phase = ""
@@ -523,6 +535,10 @@ def _play(
             if step.phase != last_phase:
                 last_phase = step.phase
                 console.print(f"▶ phase {step.phase} (event time {view.event_time})", highlight=False)
+            # windows close on predictions: the labels after the last one are never held back
+            while step.predictions < to_send and step.time_ms - watcher.closed_until_ms > max_lead_ms:
+                if halt.wait(0.05):
+                    return
 
         sent.append(simulation.produce(settings, speedup=story.speedup, progress=progress))
 
@@ -543,20 +559,24 @@ def _play(
             return False
         return monitor.last_checkpoint > caught_up_at[0]  # the windows and triggers of the last events are out
 
-    monitor = run_in_process(settings, done, timeout_s=3 * story.play_s + 180)
+    try:
+        monitor = run_in_process(settings, done, timeout_s=WORKER_TIMEOUT_S + 3 * story.play_s)
+    finally:
+        halt.set()
     view.worker = monitor.counts.copy()
     return sent[0]
 
 
 def _wait_until_stored(
     sink: Sink,
-    watcher: ResultsWatcher,
     sent: SendReport,
+    published: Counter[str],
     failures: list[BaseException],
     timeout_s: float = STORE_TIMEOUT_S,
 ) -> None:
-    """Wait until the sink has stored every event sent, every dead letter and every window result and trigger
-    the watcher saw (which saw all the worker published); raise :class:`DriftlineError` after ``timeout_s``."""
+    """Wait until the sink has stored every event sent, a dead letter per malformed message, and every window
+    result and trigger the worker published (its final ``counts``); raise :class:`DriftlineError` after
+    ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         if failures:
@@ -565,8 +585,8 @@ def _wait_until_stored(
         wanted = {
             "predictions": sent.predictions,
             "feedback": sent.feedback,
-            "performance_windows": watcher.messages,
-            "retrain_triggers": len(watcher.triggers),
+            "performance_windows": published["windows_emitted"],
+            "retrain_triggers": published["triggers"],
         }
         if all(rows[table] >= count for table, count in wanted.items()) and letters >= sent.malformed:
             return

@@ -28,7 +28,7 @@ def test_shortened_demo_detects_every_injected_problem_and_its_queries_run(setti
     outcome = run_demo(settings, SHORT, Console(file=progress, width=200))
 
     verdict = outcome.verdict
-    assert verdict.passed, verdict.failures
+    assert verdict.passed, f"{verdict.failures}\n{progress.getvalue()}"
     phases = {phase.name: phase for phase in verdict.phases}
     assert list(phases) == ["stable", "covariate-drift", "fairness-gap", "concept-drift", "new-version"]
     assert phases["stable"].triggers.empty
