@@ -74,7 +74,9 @@ class Session:
         with self.task(f"({program}) {PROGRAMS[program]} ({stream.shape})", stream.events) as progress:
             measured = self._run(program, config, stream, progress, profile_to)
         if program in "cde" and measured.events != stream.events:
-            raise RunError(f"({program}) on {stream.shape} handled {measured.events} events of {stream.events}")
+            raise RunError(
+                f"({program}) on {stream.shape} handled {measured.events} events of {stream.events} ({measured.extra})"
+            )
         if program in "abce" and measured.messages < stream.messages:
             raise RunError(f"({program}) on {stream.shape} read {measured.messages} messages of {stream.messages}")
         messages = measured.messages or stream.messages  # (d) reports no count: its lag was 0
