@@ -185,9 +185,11 @@ class WindowEngine:
         key = (event.model_id, event.model_version, start)
         closes = start + timedelta(seconds=self.settings.window_s + self.settings.grace_s)
         buffer = self.windows.get(key)
-        # the watermark is at most this partition's own mark (it was just heard from): compute it only
-        # when the window could have closed
-        if closes <= self.predictions_seen.marks[partition] and self.watermark >= closes:
+        # the watermark is at most this partition's own mark (it was just heard from) or where it already
+        # reached: compute it only when the window could have closed
+        seen = self.predictions_seen
+        sealed = buffer is not None and buffer.sealed is not None  # emitted: closed for good
+        if sealed or (closes <= max(seen.marks[partition], seen.reached) and self.watermark >= closes):
             if buffer is not None:
                 buffer.late_predictions += 1
             return

@@ -182,3 +182,22 @@ def test_drift_uses_the_provided_profile_or_else_one_built_from_the_first_events
     assert with_own.reference == "first_events"
     assert {d.feature for d in with_own.drift} >= {"x", "city", "__score__", "__predicted_label__"}
     assert all(d.psi is not None and d.psi < 0.1 for d in with_own.drift if d.feature == "x")
+
+
+def test_a_partition_back_from_idleness_finds_its_windows_closed_not_reopened() -> None:
+    now = [0.0]
+    engine = WindowEngine(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    tick(engine, 10, partition=1)
+    now[0] = 11.0  # partition 1 idles out: partition 0 alone moves the watermark past the first window
+    tick(engine, 100, partition=0)
+    [closed] = results_of(engine)
+    assert engine.watermark == T0 + timedelta(seconds=100)
+
+    tick(engine, 20, partition=1)  # back, far behind: the watermark does not go back with it
+    engine.add_prediction(prediction(2, 30, 1, 0.9), 1)  # for the window already emitted
+    [again] = results_of(engine)
+
+    assert engine.watermark == T0 + timedelta(seconds=100)
+    assert (again.performance.predictions, again.performance.late_predictions) == (1, 1)
+    assert again.revision == closed.revision + 1
