@@ -4,8 +4,9 @@ Each partition's mark is the latest event time seen on it. The watermark is the 
 heard from within ``idle_timeout_s`` of processing time, so one quiet partition does not hold everything back
 forever; when every partition is idle it is the maximum. It never goes back: a partition that returns from
 idleness behind it finds its windows closed (its events are late), never reopened. Partitions not heard from
-yet sit at the epoch, so a partition that is read late cannot find the others' windows closed. Processing time enters only here, to tell
-idle partitions; the numbers computed behind the watermark depend on event time alone.
+yet sit at the epoch, so a partition that is read late cannot find the others' windows closed. Processing
+time enters only here, to tell idle partitions; the numbers computed behind the watermark depend on event time
+alone.
 """
 
 from __future__ import annotations
