@@ -16,9 +16,9 @@ worker app id and sink group, so it can run again and again beside a real deploy
    from ClickHouse, judges them (:mod:`driftline.detection`) and writes the HTML report
    (:mod:`driftline.report`, with the ``report`` extra).
 
-:class:`Story` holds the sizes: by default 5 phases of 5 one-hour windows of 10,000 predictions each, played
-in about 75 s; the policy's cooldown (2 windows) is shorter than the spacing of the phases, so each phase
-can raise its own trigger. :func:`print_summary` tells what was found.
+:class:`Story` holds the sizes: by default 5 phases of 5 one-hour windows of 6,000 predictions each, played
+in about 75 s when the worker keeps up; the policy's cooldown (2 windows) is shorter than the spacing of the
+phases, so each phase can raise its own trigger. :func:`print_summary` tells what was found.
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ class Story:
 
     seed: int = 7
     windows_per_phase: int = 5
-    predictions_per_window: int = 10_000
+    predictions_per_window: int = 6_000
     window_s: float = 3600.0
     label_delay_s: float = 900.0
-    horizon_windows: int = 4
+    horizon_windows: int = 2
     cooldown_windows: int = 2
     page_hinkley_threshold: float = 200.0
     play_s: float = 75.0

@@ -19,8 +19,8 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
-SHORT = Story(seed=7, windows_per_phase=3, predictions_per_window=6_000, cooldown_windows=1, play_s=20.0)
-"""Three one-hour windows per phase (cooldown one window), 6,000 predictions each, played in 20 s."""
+SHORT = Story(seed=7, windows_per_phase=2, cooldown_windows=1, play_s=15.0)
+"""Two one-hour windows per phase (a problem's own window and the next; cooldown one window), played in 15 s."""
 
 
 def test_shortened_demo_detects_every_injected_problem_and_its_queries_run(settings: Settings) -> None:
