@@ -157,7 +157,9 @@ class _MonitorCollector:
         orphans = sum(buffer.orphan_feedback for buffer in engine.windows.values())
         yield GaugeMetricFamily("driftline_open_windows", "Windows held in state", value=len(engine.windows))
         yield GaugeMetricFamily(
-            "driftline_pending_predictions", "Predictions awaiting labels", value=len(engine.pending)
+            "driftline_pending_predictions",
+            "Predictions awaiting labels",
+            value=sum(len(join.pending) for join in self.monitor.joins.values()),
         )
         yield GaugeMetricFamily("driftline_late_predictions", "Late predictions in held windows", value=late)
         yield GaugeMetricFamily("driftline_orphan_feedback", "Orphaned feedback in held windows", value=orphans)

@@ -38,16 +38,16 @@ from driftline.schemas.policy import PolicySettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
+from driftline.streams.joining import PartitionJoin
 from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import Emission, WindowEngine
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
 STATE_FIELDS = (
     "windows",
-    "pending",
-    "early",
+    "orphans",
     "predictions_seen",
     "labels_seen",
     "first_events",
@@ -56,6 +56,7 @@ STATE_FIELDS = (
     "detector_inputs",
     "detector_frontiers",
     "detector_late",
+    "after_horizon",
     "unpublished_alarms",
 )
 
@@ -82,7 +83,9 @@ class StreamMonitor:
         self.publish_triggers = publish_triggers
         self.outbox: list[RetrainTrigger] = []
         self.checkpoint_path = checkpoint_path
-        self.engine = WindowEngine(settings, profile_for, contracts, clock=time.monotonic, partitions=partitions)
+        self.engine = WindowEngine(settings, profile_for, contracts, partitions=partitions)
+        now = time.monotonic()
+        self.joins = {partition: PartitionJoin(settings, partition, now) for partition in range(partitions)}
         self.policy = TriggerPolicy(policy or PolicySettings(), settings.window_s)
         check = contract_check(contracts or {})
         self.predictions_topic = topics["predictions"]
@@ -111,11 +114,13 @@ class StreamMonitor:
             )
         for name in STATE_FIELDS:
             setattr(self.engine, name, saved["engine"][name])
+        self.joins = saved["joins"]
         self.offsets = saved["offsets"]
         self.policy.restore(saved["policy"])
         self.outbox = saved["outbox"]
-        self.engine.predictions_seen.resume(time.monotonic())
-        self.engine.labels_seen.resume(time.monotonic())
+        now = time.monotonic()
+        for join in self.joins.values():
+            join.resume(now)
         return True
 
     def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
@@ -123,19 +128,23 @@ class StreamMonitor:
         if offset <= self.offsets.get((topic, partition), -1):
             self.counts["replayed"] += 1
             return False
+        join = self.joins.get(partition)
+        now = time.monotonic()
+        if join is None:
+            join = self.joins[partition] = PartitionJoin(self.settings, partition, now)
         if topic == self.predictions_topic:
             predictions = self.fast.predictions(value)
             if predictions is None:
                 predictions = [prediction_record(d.event) for d in self._decode_slowly(topic, partition, offset, value)]
             for prediction in predictions:
-                self.engine.add_prediction(prediction, partition)
+                join.add_prediction(prediction, now)
             self.counts["predictions"] += len(predictions)
         else:
             feedback = self.fast.feedback(value)
             if feedback is None:
                 feedback = [feedback_record(d.event) for d in self._decode_slowly(topic, partition, offset, value)]
             for label in feedback:
-                self.engine.add_feedback(label, partition)
+                join.add_feedback(label, now)
             self.counts["feedback"] += len(feedback)
         self.offsets[(topic, partition)] = offset
         return True
@@ -151,6 +160,10 @@ class StreamMonitor:
         """Publish what closed or changed, decide triggers, make state, offsets and decisions durable
         together, then publish the decisions."""
         started = time.monotonic()
+        for join in self.joins.values():
+            for delta in join.deltas(started):
+                self.engine.apply(delta)
+            join.sent()
         emission = self.engine.advance(lambda emitted: self.publish_results(emitted.results))
         self.counts["windows_emitted"] += len(emission.results)
         self.counts["alarms"] += len(emission.alarms)
@@ -161,6 +174,7 @@ class StreamMonitor:
         state = {
             "version": CHECKPOINT_VERSION,
             "engine": {name: getattr(self.engine, name) for name in STATE_FIELDS},
+            "joins": self.joins,
             "offsets": dict(self.offsets),
             "policy": self.policy.state(),
             "outbox": list(self.outbox),

@@ -1,25 +1,31 @@
-"""Event-time windows of one worker: the join of predictions with their feedback, and the window results.
+"""The second stage of the worker: windows per model version, merged from the deltas of every source partition,
+and their results.
 
-Plain Python over the monitors; no Faust, no Kafka, no wall clock in the numbers. Semantics:
+Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The deltas come from
+:class:`~driftline.streams.joining.PartitionJoin` (one per source partition; contract in
+:mod:`driftline.streams.deltas`). Semantics:
 
-- A prediction belongs to the tumbling window ``[start, start + window)`` of its own timestamp, per
-  (model_id, model_version). Its feedback joins it by ``prediction_id``, in whichever order they arrive;
-  feedback that comes first waits (up to the label horizon). A prediction id seen before counts once, and so
-  does a second label for the same prediction.
-- Watermark: per source partition, the latest prediction time seen (windows are on prediction time, and a
-  label's own time says nothing about which predictions are complete); the engine's watermark is the minimum
-  over partitions that are not idle (no prediction for ``idle_timeout_s`` of processing time), so one quiet
-  partition does not hold every window open forever.
-- A window closes when the watermark passes ``end + grace``: it is emitted then, and re-emitted each time late
-  labels change it, until the watermark passes ``end + horizon``, when its state is dropped. A prediction
-  for a closed window is counted in ``late_predictions`` and left out of the numbers; feedback whose
-  prediction never came within the horizon is counted in ``orphan_feedback`` of its model's window.
+- A window ``[start, start + window)`` of a model version holds one *share* per source partition: the rows
+  (predictions) of that partition, numbered as the partition numbered them, with the labels joined to them.
+  A replayed delta changes nothing (rows already held are skipped, labels are assignments). Results are computed
+  over the shares in partition order, so they do not depend on which worker read which partition, or when.
+- Watermark (:class:`~driftline.streams.watermarks.Watermark`): the minimum over source partitions that are not
+  idle of their latest prediction time. A window closes when the watermark passes ``end + grace``: its drift
+  is computed once then (it depends on predictions alone) and its rows' inputs dropped, it is emitted, and it is
+  re-emitted each time late labels change it, until the watermark passes ``end + horizon``, when its state is
+  dropped. Rows that reach a closed window (from a partition that was idle, or read behind) count in
+  ``late_predictions`` with those the partition itself found late, and are left out of the numbers; feedback
+  orphaned on a partition counts in ``orphan_feedback`` of its model's window of that start (the first version,
+  by name, when several have one).
+- Without a provided reference profile, a model version's profile is built from its first
+  ``reference_first_n`` predictions in window order (then partition, then row), as its windows close.
 - Streaming detectors (:mod:`driftline.streams.monitors.detectors`) are fed per model version in event-time
   slices of ``detector_slice_s``: once the watermark passes a slice's end plus the grace period, its labelled
   predictions go to ADWIN (error indicator, ordered by feedback time, then prediction id) and its scores to
-  Page-Hinkley (ordered by prediction time, then prediction id). An alarm lands in the window of the
-  prediction that raised it and is published at once. A label or score whose slice was already fed is left
-  out of the detectors (counted in ``detector_late``) but still counts in its window's numbers.
+  Page-Hinkley (ordered by prediction time, then prediction id). Errors also wait for the feedback marks of the
+  partitions. An alarm lands in the window of the prediction that raised it and is published at once. A label
+  or score whose slice was already fed is left out of the detectors (counted in ``detector_late``) but still
+  counts in its window's numbers.
 - ``revision`` = predictions + labels included, plus the late predictions, orphaned feedback and detector
   alarms it counts. It only grows and is a function of the data, so the latest revision after a replay
   equals the one before.
@@ -37,14 +43,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from driftline.schemas.events import (
-    FeedbackEvent,
-    PredictionEvent,
-    Task,
-    label_text,
-)
+from driftline.schemas.errors import DriftlineError
+from driftline.schemas.events import Task, label_text
 from driftline.schemas.model_contracts import ModelContract
-from driftline.schemas.records import FeedbackRecord, PredictionRecord, feedback_record, prediction_record
 from driftline.schemas.results import (
     DetectorAlarm,
     FeatureDrift,
@@ -55,6 +56,8 @@ from driftline.schemas.results import (
     WindowResult,
 )
 from driftline.settings import MonitorSettings
+from driftline.streams.deltas import Delta, OrphanCount, Progress, WindowDelta
+from driftline.streams.joining import WindowId, window_start
 from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelDetectors
 from driftline.streams.monitors.drift import categorical_drift, numeric_drift
 from driftline.streams.monitors.fairness import attribute_fairness
@@ -68,15 +71,32 @@ from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_pro
 from driftline.streams.watermarks import EPOCH, Watermark
 
 MISSING_GROUP = "__missing__"
-WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
 ModelKey = tuple[str, str]  # model_id, model_version
 DetectorInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
 Signal = Literal["errors", "scores"]
 
 
 @dataclass
+class Share:
+    """One source partition's rows of a window, in columns. Rows reaching the window after it closed are only
+    counted (``received`` minus the rows held)."""
+
+    ids: list[str] = field(default_factory=list)
+    predicted: list[str | None] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    truth: list[str | None] = field(default_factory=list)
+    truth_values: list[float] = field(default_factory=list)
+    feature_rows: list[Mapping[str, object]] = field(default_factory=list)
+    sensitive_rows: list[Mapping[str, str]] = field(default_factory=list)
+    received: int = 0
+    labels: int = 0
+    late_at_source: int = 0
+
+
+@dataclass
 class WindowBuffer:
-    """What one window holds: one entry per prediction, in columns (vectorised when it is emitted).
+    """What one window holds: a :class:`Share` per source partition (vectorised when it is emitted).
 
     The features and sensitive attributes of each prediction are kept as given until the window closes;
     then its drift is computed once (it depends on predictions alone, and no prediction joins a closed
@@ -85,26 +105,33 @@ class WindowBuffer:
     """
 
     task: Task
-    ids: list[str] = field(default_factory=list)
-    predicted: list[str | None] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    feature_rows: list[Mapping[str, object]] = field(default_factory=list)
-    sensitive_rows: list[Mapping[str, str]] = field(default_factory=list)
+    shares: dict[int, Share] = field(default_factory=dict)
     sealed: Sealed | None = None
-    truth: list[str | None] = field(default_factory=list)
-    truth_values: list[float] = field(default_factory=list)
-    labels: int = 0
-    late_predictions: int = 0
     orphan_feedback: int = 0
     alarms: list[DetectorAlarm] = field(default_factory=list)
     emitted_revision: int = -1
+
+    def column(self, name: str) -> list[Any]:
+        """One column of the rows held, over the shares in partition order."""
+        return [value for _p, share in sorted(self.shares.items()) for value in getattr(share, name)]
+
+    @property
+    def predictions(self) -> int:
+        return sum(len(share.ids) for share in self.shares.values())
+
+    @property
+    def labels(self) -> int:
+        return sum(share.labels for share in self.shares.values())
+
+    @property
+    def late_predictions(self) -> int:
+        return sum(share.late_at_source + share.received - len(share.ids) for share in self.shares.values())
 
     @property
     def revision(self) -> int:
         """Every event the window accounts for: predictions and labels, and late predictions, orphaned
         feedback and detector alarms it counts; only grows, so the latest revision is the most complete."""
-        return len(self.ids) + self.labels + self.late_predictions + self.orphan_feedback + len(self.alarms)
+        return self.predictions + self.labels + self.late_predictions + self.orphan_feedback + len(self.alarms)
 
 
 @dataclass(frozen=True)
@@ -125,18 +152,12 @@ class Emission:
     alarms: list[tuple[WindowKey, DetectorAlarm]]
 
 
-def window_start(stamp: datetime, window_s: float) -> datetime:
-    """Start of the tumbling window holding ``stamp`` (aligned to the Unix epoch)."""
-    seconds = (stamp - EPOCH).total_seconds()
-    return EPOCH + timedelta(seconds=math.floor(seconds / window_s) * window_s)
-
-
 class WindowEngine:
-    """Joins and windows the events of the partitions one worker owns; emits :class:`WindowResult` rows.
+    """Merges the deltas of the source partitions into windows; emits :class:`WindowResult` rows.
 
     ``profile_for(model_id, model_version)`` returns the reference profile when one was published.
-    ``clock`` is processing time in seconds, used only to tell idle partitions. ``partitions`` is how many
-    source partitions feed the engine: each holds the watermark back until it is heard from or idles out.
+    ``partitions`` is how many source partitions feed the engine: each holds the watermark back until it
+    reports progress or reports itself idle.
     """
 
     def __init__(
@@ -144,20 +165,17 @@ class WindowEngine:
         settings: MonitorSettings,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         contracts: Mapping[str, ModelContract] | None = None,
-        clock: Callable[[], float] = lambda: 0.0,
         partitions: int = 0,
     ) -> None:
         self.settings = settings
         self.profile_for = profile_for
         self.contracts = dict(contracts or {})
-        self.clock = clock
         self.windows: dict[WindowId, WindowBuffer] = {}
-        self.pending: dict[str, tuple[WindowId, int]] = {}
-        self.early: dict[str, FeedbackRecord] = {}
-        self.predictions_seen = Watermark(partitions, settings.idle_timeout_s, clock())
-        self.labels_seen = Watermark(partitions, settings.idle_timeout_s, clock())
-        self.first_events: dict[tuple[str, str], list[dict[str, object]]] = {}
-        self.own_profiles: dict[tuple[str, str], ReferenceProfile] = {}
+        self.orphans: dict[tuple[int, str, datetime], int] = {}
+        self.predictions_seen = Watermark(partitions)
+        self.labels_seen = Watermark(partitions)
+        self.first_events: dict[ModelKey, list[dict[str, object]]] = {}
+        self.own_profiles: dict[ModelKey, ReferenceProfile] = {}
         self.detector_settings = DetectorSettings(
             adwin_delta=settings.adwin_delta,
             ph_delta=settings.page_hinkley_delta,
@@ -169,61 +187,63 @@ class WindowEngine:
         self.detector_inputs: dict[Signal, dict[ModelKey, list[DetectorInput]]] = {"errors": {}, "scores": {}}
         self.detector_frontiers: dict[Signal, datetime] = {"errors": EPOCH, "scores": EPOCH}
         self.detector_late = 0
+        self.after_horizon = 0
         self.unpublished_alarms: list[tuple[WindowKey, DetectorAlarm]] = []
 
     # -- input ---------------------------------------------------------------------------------------
 
-    def add_prediction(self, event: PredictionRecord | PredictionEvent, partition: int) -> None:
-        """Include a prediction (or count it late, or ignore a duplicate id)."""
-        if isinstance(event, PredictionEvent):
-            event = prediction_record(event)
-        stamp = event.timestamp
-        self.predictions_seen.saw(partition, stamp, self.clock())
-        if event.prediction_id in self.pending:
-            return
-        start = window_start(stamp, self.settings.window_s)
-        key = (event.model_id, event.model_version, start)
-        closes = start + timedelta(seconds=self.settings.window_s + self.settings.grace_s)
-        buffer = self.windows.get(key)
-        # the watermark is at most this partition's own mark (it was just heard from) or where it already
-        # reached: compute it only when the window could have closed
-        seen = self.predictions_seen
-        sealed = buffer is not None and buffer.sealed is not None  # emitted: closed for good
-        if sealed or (closes <= max(seen.marks[partition], seen.reached) and self.watermark >= closes):
-            if buffer is not None:
-                buffer.late_predictions += 1
-            return
-        if buffer is None:
-            buffer = self.windows[key] = WindowBuffer(task=event.task)
-        row = len(buffer.ids)
-        buffer.ids.append(event.prediction_id)
-        buffer.predicted.append(event.predicted)
-        buffer.scores.append(event.score)
-        buffer.values.append(event.value)
-        buffer.truth.append(None)
-        buffer.truth_values.append(math.nan)
-        buffer.feature_rows.append(event.features)
-        buffer.sensitive_rows.append(event.sensitive)
-        self.pending[event.prediction_id] = (key, row)
-        if (event.model_id, event.model_version) in self.first_events or not self._has_reference(key):
-            self._learn_reference(event)
-        if event.task == "binary":
-            self._detector_input("scores", key, stamp, event.prediction_id, event.score)
-        early = self.early.pop(event.prediction_id, None)
-        if early is not None:
-            self._label(key, row, early)
+    def apply(self, delta: Delta) -> None:
+        """Take one delta of a source partition (idempotent: a replayed delta changes nothing)."""
+        if isinstance(delta, Progress):
+            self.predictions_seen.report(delta.partition, delta.predictions_mark, delta.predictions_idle)
+            self.labels_seen.report(delta.partition, delta.labels_mark, delta.labels_idle)
+        elif isinstance(delta, OrphanCount):
+            slot = (delta.partition, delta.model_id, delta.window_start)
+            self.orphans[slot] = max(delta.count, self.orphans.get(slot, 0))
+        else:
+            self._merge(delta)
 
-    def add_feedback(self, event: FeedbackRecord | FeedbackEvent, partition: int) -> None:
-        """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
-        if isinstance(event, FeedbackEvent):
-            event = feedback_record(event)
-        self.labels_seen.saw(partition, event.timestamp, self.clock())
-        slot = self.pending.get(event.prediction_id)
-        if slot is None:
-            self.early.setdefault(event.prediction_id, event)
-            return
-        key, row = slot
-        self._label(key, row, event)
+    def _merge(self, delta: WindowDelta) -> None:
+        key = (delta.model_id, delta.model_version, delta.window_start)
+        buffer = self.windows.get(key)
+        if buffer is None:
+            horizon = timedelta(seconds=self.settings.window_s + self.settings.horizon_s)
+            if delta.window_start + horizon <= self.predictions_seen.reached:  # its state was dropped already
+                self.after_horizon += len(delta.ids) + len(delta.labels)
+                return
+            buffer = self.windows[key] = WindowBuffer(task=delta.task)
+        share = buffer.shares.setdefault(delta.partition, Share())
+        share.late_at_source = max(share.late_at_source, delta.late_predictions)
+        skip = share.received - delta.first_row
+        if skip < 0:
+            raise DriftlineError(
+                f"rows {share.received}..{delta.first_row - 1} of partition {delta.partition} in window {key} never "
+                "arrived: the window-parts topic lost messages (retention shorter than the horizon?)"
+            )
+        share.received = max(share.received, delta.first_row + len(delta.ids))
+        if buffer.sealed is None:
+            for i in range(skip, len(delta.ids)):
+                share.ids.append(delta.ids[i])
+                share.predicted.append(delta.predicted[i])
+                share.scores.append(delta.scores[i])
+                share.values.append(delta.values[i])
+                share.truth.append(None)
+                share.truth_values.append(math.nan)
+                share.feature_rows.append(delta.features[i])
+                share.sensitive_rows.append(delta.sensitive[i])
+                if delta.task == "binary":
+                    self._detector_input("scores", key, delta.times[i], delta.ids[i], delta.scores[i])
+        for row, label, value, stamp in delta.labels:
+            if row >= len(share.ids) or share.truth[row] is not None:
+                continue  # a row that came after the window closed, or a label already applied
+            if value is not None:
+                share.truth_values[row] = value
+                share.truth[row] = ""
+            else:
+                share.truth[row] = label
+                error = self._is_error(key[0], buffer.task, share.predicted[row], label)
+                self._detector_input("errors", key, stamp, share.ids[row], float(error))
+            share.labels += 1
 
     # -- output --------------------------------------------------------------------------------------
 
@@ -238,7 +258,7 @@ class WindowEngine:
         grace = timedelta(seconds=self.settings.grace_s)
         horizon = timedelta(seconds=self.settings.horizon_s)
         size = timedelta(seconds=self.settings.window_s)
-        self._expire_early_feedback(watermark - horizon)  # counted in windows below; safe to repeat
+        self._attribute_orphans()
         self._feed_detectors(watermark)
         results, emitted, expired = [], [], []
         for key in sorted(self.windows, key=lambda k: (k[2], k[0], k[1])):
@@ -258,9 +278,9 @@ class WindowEngine:
         for buffer in emitted:
             buffer.emitted_revision = buffer.revision
         for key in expired:
-            buffer = self.windows.pop(key)
-            for prediction_id in buffer.ids:
-                self.pending.pop(prediction_id, None)
+            del self.windows[key]
+        for slot in [slot for slot in self.orphans if watermark >= slot[2] + size + horizon]:
+            del self.orphans[slot]
         return emission
 
     # -- internals -----------------------------------------------------------------------------------
@@ -268,20 +288,20 @@ class WindowEngine:
     @property
     def watermark(self) -> datetime:
         """The predictions' watermark: windows and lateness are judged against it."""
-        return self.predictions_seen.current(self.clock())
+        return self.predictions_seen.current()
 
-    def _label(self, key: WindowId, row: int, event: FeedbackRecord) -> None:
-        buffer = self.windows[key]
-        if buffer.truth[row] is not None or not math.isnan(buffer.truth_values[row]):
-            return  # a second label for the same prediction counts once
-        if event.value is not None:
-            buffer.truth_values[row] = event.value
-            buffer.truth[row] = ""
-        else:
-            buffer.truth[row] = event.label
-            error = self._is_error(key[0], buffer.task, buffer.predicted[row], event.label)
-            self._detector_input("errors", key, event.timestamp, event.prediction_id, float(error))
-        buffer.labels += 1
+    def _attribute_orphans(self) -> None:
+        """Each window's orphaned feedback: the partitions' counts for its model and start, given to the first
+        version (by name) that has a window there."""
+        counts: dict[tuple[str, datetime], int] = {}
+        for (_partition, model_id, start), count in self.orphans.items():
+            counts[(model_id, start)] = counts.get((model_id, start), 0) + count
+        taken: set[tuple[str, datetime]] = set()
+        for model_id, version, start in sorted(self.windows):
+            buffer = self.windows[(model_id, version, start)]
+            first = (model_id, start) not in taken
+            taken.add((model_id, start))
+            buffer.orphan_feedback = counts.get((model_id, start), 0) if first else 0
 
     def _is_error(self, model_id: str, task: Task, predicted: str | None, truth: str | None) -> bool:
         if task == "binary":
@@ -303,7 +323,7 @@ class WindowEngine:
         grace = timedelta(seconds=self.settings.grace_s)
         marks: dict[Signal, datetime] = {
             "scores": watermark,
-            "errors": min(watermark, self.labels_seen.current(self.clock())),
+            "errors": min(watermark, self.labels_seen.current()),
         }
         feeds: tuple[tuple[Signal, Callable[..., list[Fired[Any]]]], ...] = (
             ("errors", ModelDetectors.feed_errors),
@@ -348,37 +368,24 @@ class WindowEngine:
         )
         self.unpublished_alarms.append((key, alarm))
 
-    def _expire_early_feedback(self, oldest: datetime) -> None:
-        size = self.settings.window_s
-        for prediction_id, feedback in list(self.early.items()):
-            if feedback.timestamp >= oldest:
-                continue
-            del self.early[prediction_id]
-            start = window_start(feedback.timestamp, size)
-            for (model_id, _version, window), buffer in self.windows.items():
-                if window == start and model_id == feedback.model_id:
-                    buffer.orphan_feedback += 1
-                    break
-
-    def _has_reference(self, key: WindowId) -> bool:
-        return (key[0], key[1]) in self.own_profiles or self.profile_for(key[0], key[1]) is not None
-
-    def _learn_reference(self, event: PredictionRecord) -> None:
-        key = (event.model_id, event.model_version)
-        rows = self.first_events.setdefault(key, [])
-        rows.append(
-            {
-                **event.features,
-                "score": event.score if event.task == "binary" else None,
-                "label": event.predicted,
-            }
-        )
-        if len(rows) >= self.settings.reference_first_n:
-            frame = pd.DataFrame(rows)
-            self.own_profiles[key] = build_profile(
-                frame.dropna(axis=1, how="all"), *key, source="first_events", created_at=event.timestamp
-            )
-            del self.first_events[key]
+    def _learn_reference(self, key: WindowId, buffer: WindowBuffer) -> None:
+        """Add a closing window's predictions to its version's first events; build the profile at N (dated at
+        the end of the window that completed it)."""
+        model = (key[0], key[1])
+        if self.profile_for(*model) is not None or model in self.own_profiles:
+            return
+        rows = self.first_events.setdefault(model, [])
+        binary = buffer.task == "binary"
+        for features, score, predicted in zip(
+            buffer.column("feature_rows"), buffer.column("scores"), buffer.column("predicted"), strict=True
+        ):
+            rows.append({**features, "score": score if binary else None, "label": predicted})
+            if len(rows) >= self.settings.reference_first_n:
+                frame = pd.DataFrame(rows).dropna(axis=1, how="all")
+                end = key[2] + timedelta(seconds=self.settings.window_s)
+                self.own_profiles[model] = build_profile(frame, *model, source="first_events", created_at=end)
+                del self.first_events[model]
+                return
 
     def _positive(self, model_id: str) -> set[str]:
         """The texts of a model's positive label (default 1 / true, or its pinned ``positive_label``)."""
@@ -406,24 +413,27 @@ class WindowEngine:
     def _seal(self, key: WindowId, buffer: WindowBuffer) -> Sealed:
         """Compute what depends on the predictions alone, once the window closed, and drop their inputs."""
         model_id, version, _start = key
+        self._learn_reference(key, buffer)
         profile = self.profile_for(model_id, version)
         reference: Literal["provided", "first_events", "none"] = "provided" if profile is not None else "none"
         if profile is None and (own := self.own_profiles.get((model_id, version))) is not None:
             profile, reference = own, "first_events"
-        attributes = sorted({attribute for row in buffer.sensitive_rows for attribute in row})
+        sensitive_rows = buffer.column("sensitive_rows")
+        attributes = sorted({attribute for row in sensitive_rows for attribute in row})
         groups = {
-            attribute: np.array([row.get(attribute, MISSING_GROUP) for row in buffer.sensitive_rows], dtype=str)
+            attribute: np.array([row.get(attribute, MISSING_GROUP) for row in sensitive_rows], dtype=str)
             for attribute in attributes
         }
         drift = self._drift(buffer, profile) if profile is not None else []
         buffer.sealed = Sealed(reference, drift, groups)
-        buffer.feature_rows, buffer.sensitive_rows = [], []
+        for share in buffer.shares.values():
+            share.feature_rows, share.sensitive_rows = [], []
         return buffer.sealed
 
     def _performance(self, model_id: str, buffer: WindowBuffer) -> Performance:
-        n = len(buffer.ids)
-        truth = np.array(buffer.truth, dtype=object)
-        labelled = np.array([t is not None for t in buffer.truth])
+        n = buffer.predictions
+        truth = np.array(buffer.column("truth"), dtype=object)
+        labelled = np.array([t is not None for t in truth], dtype=bool)
         base: dict[str, object] = {
             "task": buffer.task,
             "predictions": n,
@@ -433,17 +443,17 @@ class WindowEngine:
             "orphan_feedback": buffer.orphan_feedback,
         }
         if buffer.task == "regression":
-            values = np.array(buffer.values)
-            metrics = regression_performance(np.array(buffer.truth_values)[labelled], values[labelled])
+            values = np.array(buffer.column("values"))
+            metrics = regression_performance(np.array(buffer.column("truth_values"))[labelled], values[labelled])
         elif buffer.task == "binary":
             positive = self._positive(model_id)
-            predicted = np.array([p in positive for p in buffer.predicted])
-            scores = np.array(buffer.scores)
-            is_true = np.array([t in positive for t in truth])
+            predicted = np.array([p in positive for p in buffer.column("predicted")], dtype=bool)
+            scores = np.array(buffer.column("scores"))
+            is_true = np.array([t in positive for t in truth], dtype=bool)
             metrics = binary_performance(is_true[labelled], predicted[labelled], scores[labelled])
             metrics["estimated_accuracy"] = estimated_accuracy(predicted, scores)
         else:
-            predicted_text = np.array([p or "" for p in buffer.predicted], dtype=str)
+            predicted_text = np.array([p or "" for p in buffer.column("predicted")], dtype=str)
             truth_text = np.array([t or "" for t in truth], dtype=str)
             metrics = multiclass_performance(truth_text[labelled], predicted_text[labelled])
         return Performance.model_validate({**base, **metrics})
@@ -451,12 +461,13 @@ class WindowEngine:
     def _drift(self, buffer: WindowBuffer, profile: ReferenceProfile) -> list[FeatureDrift]:
         columns: dict[str, list[object]] = {}
         if SCORE in profile.features:
-            columns[SCORE] = [None if math.isnan(s) else s for s in buffer.scores]
+            columns[SCORE] = [None if math.isnan(s) else s for s in buffer.column("scores")]
         if PREDICTED_LABEL in profile.features:
-            columns[PREDICTED_LABEL] = list(buffer.predicted)
+            columns[PREDICTED_LABEL] = list(buffer.column("predicted"))
+        feature_rows = buffer.column("feature_rows")
         rows = []
         for name, reference in sorted(profile.features.items()):
-            column = columns.get(name) or [row.get(name) for row in buffer.feature_rows]
+            column = columns.get(name) or [row.get(name) for row in feature_rows]
             present = [v for v in column if v is not None]
             missing = len(column) - len(present)
             if reference.kind == "numeric":
@@ -472,9 +483,10 @@ class WindowEngine:
         if buffer.task != "binary" or not groups_by_attribute:
             return []
         positive = self._positive(model_id)
-        predicted = np.array([p in positive for p in buffer.predicted])
-        truth = np.array([t in positive for t in buffer.truth])
-        labelled = np.array([t is not None for t in buffer.truth])
+        truth_column = buffer.column("truth")
+        predicted = np.array([p in positive for p in buffer.column("predicted")], dtype=bool)
+        truth = np.array([t in positive for t in truth_column], dtype=bool)
+        labelled = np.array([t is not None for t in truth_column], dtype=bool)
         rows: list[GroupFairness] = []
         for attribute, groups in sorted(groups_by_attribute.items()):
             rows.extend(

@@ -28,7 +28,6 @@ from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.streams.monitors.profile import build_profile
-from driftline.streams.windows import WindowEngine
 from driftline.topics import create_topics
 from tests.integration.running import (
     published_windows,
@@ -38,6 +37,7 @@ from tests.integration.running import (
     worker_env,
     worker_running,
 )
+from tests.two_stage import TwoStages
 
 pytestmark = pytest.mark.integration
 
@@ -159,9 +159,7 @@ def expected_windows(
     settings: Settings, events: list[dict[str, Any]], profiles: dict[str, Any]
 ) -> dict[str, WindowResult]:
     """The final result of every window, from the engine fed the same events without Kafka."""
-    engine = WindowEngine(
-        settings.monitor, profile_for=lambda m, v: profiles.get(m), partitions=settings.kafka.partitions
-    )
+    engine = TwoStages(settings.monitor, profile_for=lambda m, v: profiles.get(m), partitions=settings.kafka.partitions)
     final: dict[str, WindowResult] = {}
     for event in events:
         partition = murmur2(event["prediction_id"].encode(), settings.kafka.partitions)

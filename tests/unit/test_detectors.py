@@ -12,7 +12,7 @@ from river.drift import ADWIN, PageHinkley
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import MonitorSettings
 from driftline.streams.monitors.detectors import DetectorSettings, ModelDetectors
-from driftline.streams.windows import WindowEngine
+from tests.two_stage import TwoStages
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 # the grace covers the reordering below (up to 20 s of event time): within it, arrival order does not matter
@@ -105,7 +105,7 @@ def clock(at: datetime) -> PredictionEvent:
 
 
 def run(events: list[PredictionEvent | FeedbackEvent], advance_every: int) -> list:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     alarms = []
     for n, event in enumerate(events):
         if isinstance(event, PredictionEvent):
@@ -137,7 +137,7 @@ def test_adwin_fires_in_the_window_of_the_change_at_the_same_event_whatever_the_
 
 
 def test_window_result_carries_its_alarms_and_their_count_raises_the_revision() -> None:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     for event in stream(seed=12):
         if isinstance(event, PredictionEvent):
             engine.add_prediction(event, 0)
@@ -154,7 +154,7 @@ def test_window_result_carries_its_alarms_and_their_count_raises_the_revision() 
 
 
 def test_a_label_behind_the_detector_frontier_is_counted_late_but_still_joins_its_window() -> None:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     engine.add_prediction(
         PredictionEvent.model_validate(
             {
@@ -183,6 +183,7 @@ def test_a_label_behind_the_detector_frontier_is_counted_late_but_still_joins_it
     engine.advance()  # both watermarks are at 100 s: the first slices are fed
 
     engine.add_feedback(FeedbackEvent(prediction_id="p", timestamp=T0 + timedelta(seconds=1), label=0), 0)
+    engine.advance()
 
-    assert engine.detector_late == 1
-    assert engine.windows[("m", "1", T0)].labels == 2  # p and q: both count in their window
+    assert engine.engine.detector_late == 1
+    assert engine.engine.windows[("m", "1", T0)].labels == 2  # p and q: both count in their window

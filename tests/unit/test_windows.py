@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import MonitorSettings
 from driftline.streams.monitors.profile import build_profile
-from driftline.streams.windows import WindowEngine
+from tests.two_stage import TwoStages
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SETTINGS = MonitorSettings(window_s=60, grace_s=5, horizon_s=300, idle_timeout_s=1e9, min_group_count=2)
@@ -37,7 +37,7 @@ def feedback(i: int, second: float, label: int) -> FeedbackEvent:
     return FeedbackEvent(prediction_id=f"p{i}", timestamp=T0 + timedelta(seconds=second), label=label, model_id="m")
 
 
-def tick(engine: WindowEngine, second: float, partition: int = 0) -> None:
+def tick(engine: TwoStages, second: float, partition: int = 0) -> None:
     """Move the watermark of ``partition`` by an event of another model."""
     engine.add_prediction(
         PredictionEvent.model_validate(
@@ -53,13 +53,13 @@ def tick(engine: WindowEngine, second: float, partition: int = 0) -> None:
     )
 
 
-def results_of(engine: WindowEngine, model: str = "m") -> list:
+def results_of(engine: TwoStages, model: str = "m") -> list:
     return [r for r in engine.advance().results if r.model_id == model]
 
 
 def test_a_scripted_stream_yields_exact_windows_with_metrics_equal_to_scikit_learn() -> None:
     rng = np.random.default_rng(1)
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     truth: dict[int, list[tuple[int, int, float]]] = {0: [], 1: []}
     for i in range(80):
         second = i * 1.5  # window 0: i < 40, window 1: i >= 40
@@ -84,7 +84,7 @@ def test_a_scripted_stream_yields_exact_windows_with_metrics_equal_to_scikit_lea
 
 
 def test_window_stays_open_until_watermark_passes_end_plus_grace() -> None:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
     tick(engine, 64)
     assert results_of(engine) == []
@@ -93,7 +93,7 @@ def test_window_stays_open_until_watermark_passes_end_plus_grace() -> None:
 
 
 def test_late_label_raises_the_revision_and_re_emits_the_window() -> None:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
     engine.add_prediction(prediction(2, 20, 0, 0.2), 0)
     engine.add_feedback(feedback(1, 30, 1), 0)
@@ -109,7 +109,7 @@ def test_late_label_raises_the_revision_and_re_emits_the_window() -> None:
 
 
 def test_feedback_before_its_prediction_joins_and_duplicates_count_once() -> None:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     engine.add_feedback(feedback(1, 5, 0), 0)
     engine.add_prediction(prediction(1, 1, 1, 0.8), 0)
     engine.add_prediction(prediction(1, 1, 1, 0.8), 0)  # a duplicate prediction id
@@ -123,7 +123,7 @@ def test_feedback_before_its_prediction_joins_and_duplicates_count_once() -> Non
 
 
 def test_prediction_after_grace_is_counted_late_and_left_out() -> None:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
     tick(engine, 70)
     results_of(engine)
@@ -135,7 +135,7 @@ def test_prediction_after_grace_is_counted_late_and_left_out() -> None:
 
 
 def test_feedback_whose_prediction_never_comes_is_counted_orphan_after_the_horizon() -> None:
-    engine = WindowEngine(SETTINGS)
+    engine = TwoStages(SETTINGS)
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
     engine.add_feedback(feedback(99, 20, 1), 0)
     tick(engine, 70)
@@ -144,16 +144,16 @@ def test_feedback_whose_prediction_never_comes_is_counted_orphan_after_the_horiz
 
     [result] = results_of(engine)
 
-    assert result.performance.orphan_feedback == 1 and engine.early == {}
+    assert result.performance.orphan_feedback == 1 and engine.joins[0].early == {}
     tick(engine, 360)  # past the window's end + horizon: its state is dropped
     results_of(engine)
-    assert not any(key[0] == "m" for key in engine.windows)
-    assert "p1" not in engine.pending
+    assert not any(key[0] == "m" for key in engine.engine.windows)
+    assert "p1" not in engine.joins[0].pending
 
 
 def test_an_idle_partition_stops_holding_the_watermark_back() -> None:
     now = [0.0]
-    engine = WindowEngine(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
+    engine = TwoStages(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
     tick(engine, 0, partition=1)  # partition 1 lags behind
     tick(engine, 100, partition=0)
@@ -167,8 +167,8 @@ def test_an_idle_partition_stops_holding_the_watermark_back() -> None:
 
 def test_drift_uses_the_provided_profile_or_else_one_built_from_the_first_events() -> None:
     reference = build_profile(pd.DataFrame({"x": np.arange(100.0) % 7, "city": [*"abc" * 33, "a"]}), "m", "1")
-    provided = WindowEngine(SETTINGS, profile_for=lambda m, v: reference if (m, v) == ("m", "1") else None)
-    learned = WindowEngine(MonitorSettings(window_s=60, grace_s=5, reference_first_n=10))
+    provided = TwoStages(SETTINGS, profile_for=lambda m, v: reference if (m, v) == ("m", "1") else None)
+    learned = TwoStages(MonitorSettings(window_s=60, grace_s=5, reference_first_n=10))
     for engine in (provided, learned):
         for i in range(30):
             engine.add_prediction(prediction(i, i, 1, 0.7), 0)
@@ -186,7 +186,7 @@ def test_drift_uses_the_provided_profile_or_else_one_built_from_the_first_events
 
 def test_a_partition_back_from_idleness_finds_its_windows_closed_not_reopened() -> None:
     now = [0.0]
-    engine = WindowEngine(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
+    engine = TwoStages(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
     tick(engine, 10, partition=1)
     now[0] = 11.0  # partition 1 idles out: partition 0 alone moves the watermark past the first window

@@ -1,0 +1,55 @@
+"""Both stages of the worker in one object, fed events directly (no Kafka, no bytes): the reference the tests
+compare the real worker with, and the driver of the window engine's unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.model_contracts import ModelContract
+from driftline.schemas.records import feedback_record, prediction_record
+from driftline.schemas.results import ReferenceProfile
+from driftline.settings import MonitorSettings
+from driftline.streams.joining import PartitionJoin
+from driftline.streams.windows import Emission, WindowEngine
+
+
+class TwoStages:
+    """One :class:`PartitionJoin` per partition and the :class:`WindowEngine` merging them; ``advance`` hands
+    every join's deltas to the engine (as a checkpoint does), then advances it. ``clock`` is processing time."""
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
+        contracts: Mapping[str, ModelContract] | None = None,
+        clock: Callable[[], float] = lambda: 0.0,
+        partitions: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.engine = WindowEngine(settings, profile_for, contracts, partitions=partitions)
+        self.joins = {partition: PartitionJoin(settings, partition, clock()) for partition in range(partitions)}
+
+    def join(self, partition: int) -> PartitionJoin:
+        if partition not in self.joins:
+            self.joins[partition] = PartitionJoin(self.settings, partition, self.clock())
+        return self.joins[partition]
+
+    def add_prediction(self, event: PredictionEvent, partition: int = 0) -> None:
+        self.join(partition).add_prediction(prediction_record(event), self.clock())
+
+    def add_feedback(self, event: FeedbackEvent, partition: int = 0) -> None:
+        self.join(partition).add_feedback(feedback_record(event), self.clock())
+
+    def advance(self) -> Emission:
+        for join in self.joins.values():
+            for delta in join.deltas(self.clock()):
+                self.engine.apply(delta)
+            join.sent()
+        return self.engine.advance()
+
+    @property
+    def watermark(self) -> datetime:
+        return self.engine.watermark
