@@ -15,11 +15,26 @@ takes the same keys for one model; what it does not set comes from ``[policy]``:
 A threshold rule reads one metric per window (per feature for drift, per sensitive attribute for fairness):
 
 - it **breaches** when the metric is past ``threshold`` (``*_below``: metric < threshold; ``*_above``:
-  metric > threshold) on at least ``min_samples`` samples; under ``min_samples`` it says nothing;
+  metric > threshold) on at least ``min_samples`` samples; under ``min_samples`` it says nothing. A rate
+  counted over samples (``accuracy_below`` and the fairness rules) breaches only when its whole confidence
+  interval is past the threshold (``*_below``: upper bound < threshold; ``*_above``: lower bound >
+  threshold), so sampling noise in a small window or group does not fire: see ``confidence`` below;
 - it **qualifies** when it has breached in ``consecutive`` adjacent windows (by window start);
-- having fired it is **disarmed** until a later window (by start) shows the metric back past its recovery
-  threshold, ``threshold + hysteresis`` for ``*_below`` rules and ``threshold − hysteresis`` for ``*_above``
-  rules (reaching it counts), so a metric hovering at the threshold does not fire again and again.
+- having fired it is **disarmed** until a later window (by start) shows the metric's point estimate back past
+  its recovery threshold, ``threshold + hysteresis`` for ``*_below`` rules and ``threshold − hysteresis`` for
+  ``*_above`` rules (reaching it counts), so a metric hovering at the threshold does not fire again and again.
+
+``confidence`` (0.95 by default) is the level of the intervals. The interval of ``accuracy`` is Wilson's
+score interval of round(accuracy · labelled) successes in ``labelled`` trials; the fairness rules bound their
+attribute-wide metric by the groups' Wilson intervals (:class:`FairnessRule`). ``confidence = 0`` judges
+every rule on its point estimate (driftline's behaviour before intervals); no other level is offered,
+because the fairness rows carry 95% intervals. Other rules have no count-based interval and are judged on
+their value: drift effect sizes and the Holm-adjusted KS p-value (itself a test), and ``estimated_accuracy``,
+a mean of model confidences whose error is the model's calibration, not a binomial count.
+Recovery stays on the point estimate: re-arming commits to nothing (the next trigger still needs an interval
+past the threshold), while an interval-based recovery would leave a rule over small groups disarmed for good
+(two groups of 500 at the same selection rate of 0.3 give a lowest consistent parity ratio of 0.77, short
+of the 0.85 recovery threshold).
 
 A detector rule (``adwin``, ``page_hinkley``) qualifies when its River detector fires after at least
 ``min_samples`` observations; the detector restarts after firing, which is its own hysteresis.
@@ -36,9 +51,11 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Kind = Literal["performance", "drift", "fairness"]
+CONFIDENCE_LEVELS = (0.95, 0.0)
+"""The values ``confidence`` takes: the level of the fairness rows' Wilson intervals, or 0 (point estimates)."""
 
 
 class _Config(BaseModel):
@@ -74,9 +91,11 @@ class ThresholdRule(Rule):
         """The recovery threshold: ``threshold + hysteresis`` for ``*_below``, ``threshold − hysteresis`` else."""
         return self.threshold + self.hysteresis if self.below else self.threshold - self.hysteresis
 
-    def breaches(self, value: float) -> bool:
-        """``value < threshold`` for ``*_below`` rules, ``value > threshold`` for ``*_above`` rules."""
-        return value < self.threshold if self.below else value > self.threshold
+    def breaches(self, low: float, high: float | None = None) -> bool:
+        """Whether the interval [``low``, ``high``] lies past the threshold: ``high < threshold`` for ``*_below``
+        rules, ``low > threshold`` for ``*_above`` rules. A point estimate is judged as ``breaches(value)``."""
+        high = low if high is None else high
+        return high < self.threshold if self.below else low > self.threshold
 
     def recovers(self, value: float) -> bool:
         """``value ≥ recovery`` for ``*_below`` rules, ``value ≤ recovery`` for ``*_above`` rules."""
@@ -107,13 +126,21 @@ class PerformanceBelow(ThresholdRule):
 
 
 class AccuracyBelow(PerformanceBelow):
-    """``performance.accuracy < threshold``; samples: the labelled predictions."""
+    """``performance.accuracy < threshold``; samples: the labelled predictions.
+
+    Judged on the Wilson score interval of round(accuracy · labelled) right predictions out of ``labelled``
+    (``confidence``): at 0.80, 100 labels give [0.71, 0.87], which does not breach a threshold of 0.85, and
+    1,000 labels give [0.77, 0.82], which does.
+    """
 
     metric = "accuracy"
 
 
 class EstimatedAccuracyBelow(PerformanceBelow):
-    """``performance.estimated_accuracy < threshold`` while labels are scarce; samples: the predictions."""
+    """``performance.estimated_accuracy < threshold`` while labels are scarce; samples: the predictions.
+
+    Judged on its value: it is a mean of the model's confidences, whose error is the calibration's, not a count.
+    """
 
     metric = "estimated_accuracy"
 
@@ -200,11 +227,24 @@ class KsPvalueBelow(DriftAbove):
 class FairnessRule(ThresholdRule):
     """An attribute-wide fairness metric over the groups judged (not under the minimum group count).
 
-    Samples: the predictions of the attribute's smallest judged group.
+    Samples: the predictions of the attribute's smallest judged group. The metric combines per-group ``rates``
+    (fields of :class:`~driftline.schemas.results.GroupFairness`, each with its Wilson interval ``<rate>_ci``)
+    as a ``ratio`` (min / max over the groups) or a ``spread`` (max − min, the largest over ``rates``). Its
+    interval holds every value those per-group intervals allow, with [l_g, u_g] the interval of group g:
+
+    - ratio: [min l_g / max u_g, min(1, min u_g / max l_g)] (1 when the intervals share a point);
+    - spread: [max(0, max l_g − min u_g), max u_g − min l_g], and for several rates the largest of each bound.
+
+    A ``*_below`` ratio rule so breaches only when even the most favourable rates inside the intervals give a
+    ratio under the threshold, i.e. when some group's upper bound is under ``threshold`` times another's lower
+    bound; an ``*_above`` spread rule when two groups' intervals are further apart than the threshold. This is
+    conservative: two groups of equal size and rate have disjoint 95% intervals about 0.6% of the time.
     """
 
     kind = "fairness"
     metric_range = (0.0, 1.0)
+    rates: ClassVar[tuple[str, ...]]
+    combine: ClassVar[Literal["ratio", "spread"]]
 
 
 class DemographicParityRatioBelow(FairnessRule):
@@ -212,6 +252,8 @@ class DemographicParityRatioBelow(FairnessRule):
 
     metric = "demographic_parity_ratio"
     below = True
+    rates = ("selection_rate",)
+    combine = "ratio"
 
     threshold: float = Field(0.8, ge=0, le=1, description="Fires below this (0.8: the four-fifths rule).")
     hysteresis: float = Field(0.05, ge=0, le=1, description="Re-arms at threshold + hysteresis or above.")
@@ -222,6 +264,8 @@ class EqualizedOddsDifferenceAbove(FairnessRule):
 
     metric = "equalized_odds_difference"
     below = False
+    rates = ("tpr", "fpr")
+    combine = "spread"
 
     threshold: float = Field(0.1, ge=0, le=1, description="Fires above this.")
     hysteresis: float = Field(0.05, ge=0, le=1, description="Re-arms at threshold − hysteresis or below.")
@@ -257,6 +301,13 @@ class PolicyRules(_Config):
             "fired window's start, or before it, do not fire."
         ),
     )
+    confidence: float = Field(
+        0.95,
+        description=(
+            "Level of the confidence intervals on which accuracy_below and the fairness rules are judged (a breach "
+            "needs the whole interval past the threshold); 0: judge their point estimates. 0.95 or 0."
+        ),
+    )
     accuracy_below: AccuracyBelow = Field(
         AccuracyBelow(), description="Accuracy below the threshold; samples: labelled predictions."
     )
@@ -290,6 +341,16 @@ class PolicyRules(_Config):
     page_hinkley: PageHinkleyFired = Field(
         PageHinkleyFired(), description="Page-Hinkley fired on the score mean (fires mid-window)."
     )
+
+    @field_validator("confidence")
+    @classmethod
+    def _a_level_the_results_carry(cls, value: float) -> float:
+        if value not in CONFIDENCE_LEVELS:
+            raise ValueError(
+                "expected 0.95 (judge on 95% confidence intervals) or 0 (judge on point estimates); no other level, "
+                "because the fairness rows carry 95% Wilson intervals"
+            )
+        return value
 
     def rules(self) -> dict[str, Rule]:
         """Every rule by name."""

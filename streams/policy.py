@@ -19,7 +19,21 @@ How it decides
 --------------
 Each rule's verdict on each of its metrics (``psi:age``) is kept per window start, from the window's latest
 revision: *breach*, *recovered* (past the recovery threshold) or nothing (inside the hysteresis band, under
-``min_samples`` or undefined). A rule-metric *qualifies* in window w when
+``min_samples``, undefined, or a point estimate past the threshold whose interval is not). With
+``confidence`` 0.95 (the default), a metric counted over samples breaches only when its 95% interval lies
+entirely past the threshold (``*_below``: upper bound < threshold; ``*_above``: lower bound > threshold):
+
+- ``accuracy``: Wilson's score interval (:func:`~driftline.streams.monitors.fairness.wilson_interval`) of
+  round(accuracy · labelled) successes in ``labelled`` trials;
+- ``demographic_parity_ratio``: :func:`ratio_bounds` of the judged groups' selection-rate intervals, so it
+  breaches when some group's upper bound is under ``threshold`` times another group's lower bound;
+- ``equalized_odds_difference``: the larger of :func:`spread_bounds` of the judged groups' TPR intervals and
+  of their FPR intervals, so it breaches when two groups' TPR (or FPR) intervals are more than ``threshold``
+  apart.
+
+The groups' intervals are the Wilson intervals on the fairness rows. Every other metric, and every metric
+with ``confidence`` 0, is judged on its point estimate. Recovery is always judged on the point estimate (see
+:mod:`driftline.schemas.policy`). A rule-metric *qualifies* in window w when
 
 1. it breaches in w and in the ``consecutive − 1`` windows before it (starts w − k·window_s), whatever the
    order in which those windows were emitted;
@@ -40,8 +54,10 @@ names of the rules that fired; ``created_at`` = the window's end (also when a de
 window closed, so the trigger does not depend on which call decided it); ``severity`` is *critical* when a
 performance rule fired (``accuracy_below``, ``estimated_accuracy_below``, ``adwin``) or rules of two kinds
 (performance, drift, fairness) fired together, else *warning*. One reason per qualifying rule-metric, sorted
-by rule then metric. Metrics: ``accuracy``, ``estimated_accuracy``, ``<drift metric>:<feature>``,
-``ks_pvalue:<feature>`` (Holm-adjusted), ``<fairness metric>:<attribute>``, ``adwin:error_rate`` and
+by rule then metric; its ``observed`` is the point estimate, also when the interval decided (the interval
+is in the evidence rows: the fairness rows' intervals, accuracy's from ``accuracy`` and ``labelled``).
+Metrics: ``accuracy``, ``estimated_accuracy``, ``<drift metric>:<feature>``, ``ks_pvalue:<feature>``
+(Holm-adjusted), ``<fairness metric>:<attribute>``, ``adwin:error_rate`` and
 ``page_hinkley:score_mean``; for a detector, ``observed`` is its estimate of the watched mean when it fired,
 ``threshold`` is 0 (a detector has no threshold of the policy's) and ``sample_count`` its observations since
 it last fired. ``evidence`` holds the keys of the rows behind the reasons:
@@ -57,8 +73,10 @@ from datetime import datetime, timedelta
 from typing import Literal, TypedDict
 
 from driftline.schemas.policy import (
+    AccuracyBelow,
     DriftAbove,
     EstimatedAccuracyBelow,
+    FairnessRule,
     KsPvalueBelow,
     MissingRateIncreaseAbove,
     PerformanceBelow,
@@ -76,6 +94,7 @@ from driftline.schemas.results import (
     WindowResult,
     trigger_id,
 )
+from driftline.streams.monitors.fairness import wilson_interval
 
 SPECIAL_FEATURES = frozenset({"__score__", "__predicted_label__", "__label__"})
 """Drift rows that are not input features: read by a drift rule only when it names them."""
@@ -86,8 +105,10 @@ VerdictKey = tuple[str, str]
 """(rule, metric), e.g. ``("psi_above", "psi:age")``."""
 Verdict = tuple[Status, float, int, tuple[str, ...]]
 """(status, observed value, sample count, evidence keys)."""
-Reading = tuple[str, float, int, tuple[str, ...]]
-"""(metric, observed value, sample count, evidence keys) read from a window result."""
+Bounds = tuple[float, float]
+"""(low, high): the interval a metric is judged on; (value, value) for a point estimate."""
+Reading = tuple[str, float, Bounds, int, tuple[str, ...]]
+"""(metric, observed value, bounds, sample count, evidence keys) read from a window result."""
 
 
 class WindowMemory(TypedDict):
@@ -139,8 +160,8 @@ class TriggerPolicy:
                 verdicts.setdefault(*detected)
         for name, rule in policy.rules().items():
             if isinstance(rule, ThresholdRule) and rule.enabled:
-                for metric, observed, samples, evidence in _readings(rule, result):
-                    if samples >= rule.min_samples and (status := _status(rule, observed)) is not None:
+                for metric, observed, bounds, samples, evidence in _readings(rule, result, policy.confidence):
+                    if samples >= rule.min_samples and (status := _status(rule, observed, bounds)) is not None:
                         verdicts[(name, metric)] = (status, observed, samples, evidence if status == "breach" else ())
         windows[result.window_start] = WindowMemory(
             revision=result.revision, end=result.window_end, verdicts=verdicts, fired=bool(known and known["fired"])
@@ -226,8 +247,9 @@ def _status_of(memory: WindowMemory, key: VerdictKey) -> Status | None:
     return None if verdict is None else verdict[0]
 
 
-def _status(rule: ThresholdRule, observed: float) -> Status | None:
-    if rule.breaches(observed):
+def _status(rule: ThresholdRule, observed: float, bounds: Bounds) -> Status | None:
+    """Breach on the interval, recovery on the point estimate (see the module docstring)."""
+    if rule.breaches(*bounds):
         return "breach"
     return "recovered" if rule.recovers(observed) else None
 
@@ -246,10 +268,11 @@ def _alarm_verdict(policy: PolicyRules, window: WindowKey, alarm: DetectorAlarm)
     return (alarm.detector, f"{alarm.detector}:{alarm.signal}"), ("breach", alarm.estimate, alarm.observations, (row,))
 
 
-def _readings(rule: ThresholdRule, result: WindowResult) -> list[Reading]:
-    """The values ``rule`` reads in ``result``, with their sample counts and evidence rows."""
+def _readings(rule: ThresholdRule, result: WindowResult, confidence: float) -> list[Reading]:
+    """The values ``rule`` reads in ``result``, with the bounds it judges (at ``confidence``; 0: the value
+    itself), their sample counts and evidence rows."""
     if isinstance(rule, PerformanceBelow):
-        return _performance_readings(rule, result)
+        return _performance_readings(rule, result, confidence)
     if isinstance(rule, DriftAbove):
         rows = [
             row
@@ -261,10 +284,12 @@ def _readings(rule: ThresholdRule, result: WindowResult) -> list[Reading]:
             if isinstance(rule, KsPvalueBelow)
             else _drift_readings(rule, result, rows)
         )
-    return _fairness_readings(rule, result)
+    if isinstance(rule, FairnessRule):
+        return _fairness_readings(rule, result, confidence)
+    raise TypeError(f"no readings defined for {type(rule).__name__}")
 
 
-def _performance_readings(rule: PerformanceBelow, result: WindowResult) -> list[Reading]:
+def _performance_readings(rule: PerformanceBelow, result: WindowResult, confidence: float) -> list[Reading]:
     performance = result.performance
     samples = performance.labelled
     if isinstance(rule, EstimatedAccuracyBelow):
@@ -272,7 +297,13 @@ def _performance_readings(rule: PerformanceBelow, result: WindowResult) -> list[
             return []
         samples = performance.predictions
     value: float | None = getattr(performance, rule.metric)
-    return [] if value is None else [(rule.metric, value, samples, (_evidence(result, "performance_windows"),))]
+    if value is None:
+        return []
+    bounds: Bounds | None = (value, value)
+    if confidence and isinstance(rule, AccuracyBelow):
+        bounds = wilson_interval(round(value * samples), samples)
+    evidence = (_evidence(result, "performance_windows"),)
+    return [] if bounds is None else [(rule.metric, value, bounds, samples, evidence)]
 
 
 def _drift_readings(rule: DriftAbove, result: WindowResult, rows: list[FeatureDrift]) -> list[Reading]:
@@ -282,7 +313,7 @@ def _drift_readings(rule: DriftAbove, result: WindowResult, rows: list[FeatureDr
         if value is not None:
             samples = result.performance.predictions if isinstance(rule, MissingRateIncreaseAbove) else row.count
             evidence = (_evidence(result, "drift_windows", row.feature),)
-            readings.append((f"{rule.metric}:{row.feature}", value, samples, evidence))
+            readings.append((f"{rule.metric}:{row.feature}", value, (value, value), samples, evidence))
     return readings
 
 
@@ -309,14 +340,69 @@ def _holm_readings(rule: KsPvalueBelow, result: WindowResult, rows: list[Feature
     family = [(row, row.ks_pvalue) for row in rows if row.ks_pvalue is not None and row.count >= rule.min_samples]
     adjusted = holm_adjusted([pvalue for _row, pvalue in family])
     return [
-        (f"ks_pvalue:{row.feature}", pvalue, row.count, (_evidence(result, "drift_windows", row.feature),))
+        (
+            f"ks_pvalue:{row.feature}",
+            pvalue,
+            (pvalue, pvalue),
+            row.count,
+            (_evidence(result, "drift_windows", row.feature),),
+        )
         for (row, _raw), pvalue in zip(family, adjusted, strict=True)
     ]
 
 
-def _fairness_readings(rule: ThresholdRule, result: WindowResult) -> list[Reading]:
-    """Per attribute: its attribute-wide value (repeated on each group row) over the judged groups; samples:
-    the smallest judged group's count."""
+def ratio_bounds(intervals: Sequence[Bounds]) -> Bounds | None:
+    """The least and the greatest min / max ratio of group rates that lie in the groups' ``intervals``.
+
+    With [l_g, u_g] the interval of group g: low = min l_g / max u_g; high = min u_g / max l_g, or 1 when
+    min u_g ≥ max l_g (the intervals share a point: the rates may all be equal). Both are attained; the high
+    one with the group of the least upper bound at it, the group of the greatest lower bound at it and the
+    others between. None for fewer than two groups or when every upper bound is 0.
+
+    >>> ratio_bounds([(0.125, 0.25), (0.5, 1.0)])
+    (0.125, 0.5)
+    >>> ratio_bounds([(0.125, 0.375), (0.25, 0.5), (0.3125, 0.625)])
+    (0.2, 1.0)
+    """
+    lows, highs = [low for low, _high in intervals], [high for _low, high in intervals]
+    if len(intervals) < 2 or max(highs) == 0:
+        return None
+    return min(lows) / max(highs), 1.0 if min(highs) >= max(lows) else min(highs) / max(lows)
+
+
+def spread_bounds(intervals: Sequence[Bounds]) -> Bounds | None:
+    """The least and the greatest max − min of group rates that lie in the groups' ``intervals``.
+
+    With [l_g, u_g] the interval of group g: low = max(0, max l_g − min u_g) (0 when the intervals share a
+    point), high = max u_g − min l_g. None for fewer than two groups.
+
+    >>> spread_bounds([(0.5, 0.75), (0.875, 1.0)])
+    (0.125, 0.5)
+    >>> spread_bounds([(0.5, 0.75), (0.625, 1.0)])
+    (0.0, 0.5)
+    """
+    lows, highs = [low for low, _high in intervals], [high for _low, high in intervals]
+    if len(intervals) < 2:
+        return None
+    return max(0.0, max(lows) - min(highs)), max(highs) - min(lows)
+
+
+def _fairness_bounds(rule: FairnessRule, groups: list[GroupFairness]) -> Bounds | None:
+    """The interval of ``rule``'s metric allowed by the groups' Wilson intervals of its ``rates``."""
+    combine = ratio_bounds if rule.combine == "ratio" else spread_bounds
+    per_rate = []
+    for rate in rule.rates:
+        intervals = [interval for group in groups if (interval := getattr(group, f"{rate}_ci")) is not None]
+        bounds = combine(intervals)
+        if bounds is None:
+            return None
+        per_rate.append(bounds)
+    return max(low for low, _high in per_rate), max(high for _low, high in per_rate)
+
+
+def _fairness_readings(rule: FairnessRule, result: WindowResult, confidence: float) -> list[Reading]:
+    """Per attribute: its attribute-wide value (repeated on each group row) over the judged groups, bounded by
+    their intervals; samples: the smallest judged group's count."""
     judged: dict[str, list[GroupFairness]] = {}
     for row in result.fairness:
         if not row.below_min_count:
@@ -324,9 +410,13 @@ def _fairness_readings(rule: ThresholdRule, result: WindowResult) -> list[Readin
     readings: list[Reading] = []
     for attribute, groups in judged.items():
         value: float | None = getattr(groups[0], rule.metric)
-        if value is not None:
+        if value is None:
+            continue
+        bounds = _fairness_bounds(rule, groups) if confidence else (value, value)
+        if bounds is not None:
             evidence = tuple(_evidence(result, "fairness_windows", attribute, group.group) for group in groups)
-            readings.append((f"{rule.metric}:{attribute}", value, min(group.count for group in groups), evidence))
+            samples = min(group.count for group in groups)
+            readings.append((f"{rule.metric}:{attribute}", value, bounds, samples, evidence))
     return readings
 
 

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.policy import PolicySettings
@@ -27,7 +29,8 @@ from driftline.schemas.results import (
 )
 from driftline.settings import load_settings
 from driftline.streams import policy as policy_module
-from driftline.streams.policy import TriggerPolicy
+from driftline.streams.monitors.fairness import attribute_fairness
+from driftline.streams.policy import PolicyState, TriggerPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -170,7 +173,15 @@ def test_cooldown_holds_back_other_rules_until_it_has_passed_in_event_time() -> 
 
 
 def test_a_metric_hovering_inside_the_hysteresis_band_fires_once() -> None:
-    policy = make_policy(cooldown_s=0)  # band: 0.85 <= accuracy < 0.87
+    policy = make_policy(cooldown_s=0)  # 500 labels: 0.80 breaches (upper bound 0.833); it re-arms at 0.87
+
+    triggers = run(policy, [window(k, accuracy) for k, accuracy in enumerate([0.80, 0.86, 0.80, 0.8699, 0.80, 0.79])])
+
+    assert fired_windows(triggers) == [0]
+
+
+def test_on_point_estimates_a_metric_hovering_inside_the_hysteresis_band_fires_once() -> None:
+    policy = make_policy(cooldown_s=0, confidence=0)  # band: 0.85 <= accuracy < 0.87
 
     triggers = run(policy, [window(k, accuracy) for k, accuracy in enumerate([0.84, 0.86, 0.84, 0.8699, 0.84, 0.849])])
 
@@ -180,7 +191,7 @@ def test_a_metric_hovering_inside_the_hysteresis_band_fires_once() -> None:
 def test_fires_again_after_recovery_and_a_new_breach() -> None:
     policy = make_policy(cooldown_s=0)
 
-    triggers = run(policy, [window(k, accuracy) for k, accuracy in enumerate([0.84, 0.86, 0.87, 0.86, 0.83])])
+    triggers = run(policy, [window(k, accuracy) for k, accuracy in enumerate([0.80, 0.86, 0.87, 0.86, 0.79])])
 
     assert fired_windows(triggers) == [0, 4]
     assert triggers[0].trigger_id != triggers[1].trigger_id
@@ -280,9 +291,9 @@ def test_per_model_override_applies_to_its_model_and_inherits_the_rest(tmp_path:
 
     assert settings.for_model("credit-risk").cooldown_s == 0
     assert settings.for_model("credit-risk").accuracy_below.hysteresis == 0.02
-    assert fired_windows(policy.on_window(window(0, 0.88))) == [0]
-    assert policy.on_window(window(0, 0.88, model="churn")) == []
-    assert policy.on_window(window(1, 0.88, model="churn")) == []
+    assert fired_windows(policy.on_window(window(0, 0.85))) == [0]  # 500 labels: upper bound 0.88
+    assert policy.on_window(window(0, 0.85, model="churn")) == []
+    assert policy.on_window(window(1, 0.85, model="churn")) == []
 
 
 @pytest.mark.parametrize(
@@ -299,6 +310,10 @@ def test_per_model_override_applies_to_its_model_and_inherits_the_rest(tmp_path:
         ),
         ("[policy.accuracy_below]\nthreshhold = 0.9\n", r"policy\.accuracy_below\.threshhold in .*Extra inputs"),
         ("[policy]\ncooldown_s = -60\n", r"DRIFTLINE_POLICY_COOLDOWN_S \(or policy\.cooldown_s in .*\)=-60"),
+        (
+            "[policy]\nconfidence = 0.99\n",
+            r"DRIFTLINE_POLICY_CONFIDENCE \(or policy\.confidence in .*\)=0\.99: .*expected 0\.95 .* or 0 ",
+        ),
     ],
 )
 def test_a_bad_policy_raises_a_config_error_naming_the_field(tmp_path: Path, toml: str, expected: str) -> None:
@@ -353,25 +368,46 @@ def test_a_feature_gone_all_null_fires_on_its_missing_rate_counted_over_every_pr
     ]
 
 
-def group(attribute: str, name: str, count: int, ratio: float, judged: bool = True) -> GroupFairness:
-    return GroupFairness(
-        attribute=attribute, group=name, count=count, below_min_count=not judged, demographic_parity_ratio=ratio
-    )
+def odds(attribute: str, **groups: tuple[int, int, int, int]) -> list[GroupFairness]:
+    """The rows the fairness monitor computes for ``attribute`` (minimum group count 30), every prediction
+    labelled, from per group (positives, predicted positive of them, negatives, predicted positive of them)."""
+    names, predicted, truth = [], [], []
+    for name, (positives, hits, negatives, false_alarms) in groups.items():
+        names += [name] * (positives + negatives)
+        truth += [True] * positives + [False] * negatives
+        predicted += [True] * hits + [False] * (positives - hits)
+        predicted += [True] * false_alarms + [False] * (negatives - false_alarms)
+    labelled = np.ones(len(names), dtype=bool)
+    return attribute_fairness(attribute, np.array(names), np.array(predicted), np.array(truth), labelled, min_count=30)
+
+
+def selection(attribute: str, **groups: tuple[int, int]) -> list[GroupFairness]:
+    """The rows the fairness monitor computes for ``attribute`` (minimum group count 30), no labels yet, from
+    per group (predictions, predicted positive)."""
+    names, predicted = [], []
+    for name, (count, selected) in groups.items():
+        names += [name] * count
+        predicted += [True] * selected + [False] * (count - selected)
+    nothing = np.zeros(len(names), dtype=bool)
+    return attribute_fairness(attribute, np.array(names), np.array(predicted), nothing, nothing, min_count=30)
+
+
+def wilson(successes: int, trials: int) -> tuple[float, float]:
+    """The reference 95% interval: scipy's Wilson score interval (statsmodels is not a dependency)."""
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return interval.low, interval.high
 
 
 def test_fairness_rules_judge_attributes_over_groups_above_the_minimum_count() -> None:
-    fairness = [
-        group("gender", "f", 200, 0.7),
-        group("gender", "m", 700, 0.7),
-        group("gender", "x", 5, 0.7, judged=False),
-        group("region", "north", 10, 0.2, judged=False),
-        group("region", "south", 12, 0.2, judged=False),
+    rows = [
+        *selection("gender", f=(2000, 560), m=(7000, 2800), x=(5, 0)),
+        *selection("region", north=(10, 1), south=(12, 11)),
     ]
 
-    (trigger,) = make_policy().on_window(window(0, fairness=fairness))
+    (trigger,) = make_policy().on_window(window(0, fairness=rows))
 
-    assert [(r.metric, r.observed, r.sample_count) for r in trigger.reasons] == [
-        ("demographic_parity_ratio:gender", 0.7, 200)
+    assert [(r.metric, round(r.observed, 10), r.sample_count) for r in trigger.reasons] == [
+        ("demographic_parity_ratio:gender", 0.7, 2000)
     ]
     assert trigger.evidence == [
         f"fairness_windows/credit-risk/1/{start(0).isoformat()}/gender/f",
@@ -381,12 +417,93 @@ def test_fairness_rules_judge_attributes_over_groups_above_the_minimum_count() -
 
 
 def test_drift_and_fairness_together_are_critical() -> None:
-    result = window(0, drift=[feature("age", psi=0.3)], fairness=[group("g", "a", 300, 0.5), group("g", "b", 300, 0.5)])
+    result = window(0, drift=[feature("age", psi=0.3)], fairness=selection("g", a=(3000, 600), b=(3000, 1200)))
 
     (trigger,) = make_policy().on_window(result)
 
     assert sorted({r.rule for r in trigger.reasons}) == ["demographic_parity_ratio_below", "psi_above"]
     assert trigger.severity == "critical"
+
+
+def test_a_small_window_whose_accuracy_interval_straddles_the_threshold_does_not_breach() -> None:
+    low, high = wilson(80, 100)
+    assert low < 0.85 < high  # the point estimate, 0.80, is under the threshold; the interval is across it
+
+    assert make_policy().on_window(window(0, 0.80, labelled=100)) == []
+    assert fired_windows(make_policy(confidence=0).on_window(window(0, 0.80, labelled=100))) == [0]
+
+
+def test_a_large_window_with_the_same_accuracy_breaches() -> None:
+    assert wilson(800, 1000)[1] < 0.85
+
+    (trigger,) = make_policy().on_window(window(0, 0.80, labelled=1000, predictions=2000))
+
+    assert [(r.rule, r.observed, r.threshold, r.sample_count) for r in trigger.reasons] == [
+        ("accuracy_below", 0.80, 0.85, 1000)
+    ]
+
+
+@pytest.mark.parametrize("labelled", [100, 250, 1000, 10_000])
+def test_accuracy_breaches_exactly_when_the_wilson_upper_bound_is_under_the_threshold(labelled: int) -> None:
+    right = next(k for k in range(labelled, -1, -1) if wilson(k, labelled)[1] < 0.85)  # the most that breach
+
+    breaching = window(0, right / labelled, labelled=labelled, predictions=labelled)
+    assert fired_windows(make_policy().on_window(breaching)) == [0]
+    assert make_policy().on_window(window(0, (right + 1) / labelled, labelled=labelled, predictions=labelled)) == []
+
+
+def test_recovery_is_judged_on_the_point_estimate() -> None:
+    policy = make_policy(cooldown_s=0)
+
+    assert fired_windows(policy.on_window(window(0, 0.70))) == [0]
+    assert wilson(88, 100)[0] < 0.87
+    assert policy.on_window(window(1, 0.88, labelled=100)) == []  # the estimate is back at 0.87 or above: re-armed
+    assert fired_windows(policy.on_window(window(2, 0.70))) == [2]
+
+
+def test_a_parity_gap_inside_small_groups_intervals_does_not_breach_and_between_large_groups_does() -> None:
+    small = selection("gender", f=(200, 56), m=(200, 80))  # selection rates 0.28 and 0.40: ratio 0.7
+    large = selection("gender", f=(2000, 560), m=(2000, 800))
+    assert wilson(56, 200)[1] / wilson(80, 200)[0] >= 0.8 > wilson(560, 2000)[1] / wilson(800, 2000)[0]
+    policy = make_policy(cooldown_s=0)
+
+    assert policy.on_window(window(0, fairness=small)) == []
+    (trigger,) = policy.on_window(window(1, fairness=large))
+
+    assert [(r.metric, round(r.observed, 10), r.sample_count) for r in trigger.reasons] == [
+        ("demographic_parity_ratio:gender", 0.7, 2000)
+    ]
+    assert fired_windows(make_policy(confidence=0).on_window(window(0, fairness=small))) == [0]
+
+
+@pytest.mark.parametrize("count", [150, 600, 2400])
+def test_parity_breaches_exactly_when_one_groups_upper_bound_is_under_0_8_of_anothers_lower_bound(count: int) -> None:
+    advantaged = round(0.4 * count)
+    least_favourable = wilson(advantaged, count)[0]  # the advantaged group's lower bound
+    selected = next(k for k in range(advantaged, -1, -1) if wilson(k, count)[1] < 0.8 * least_favourable)
+    other = (count, round(0.35 * count))  # between the two: it bounds nothing
+
+    breaching = selection("gender", f=(count, selected), m=(count, advantaged), x=other)
+    assert fired_windows(make_policy().on_window(window(0, fairness=breaching))) == [0]
+    inside = selection("gender", f=(count, selected + 1), m=(count, advantaged), x=other)
+    assert make_policy().on_window(window(0, fairness=inside)) == []
+
+
+def test_an_odds_gap_inside_small_groups_intervals_does_not_breach_and_between_large_groups_does() -> None:
+    # TPR 0.8 and 0.6, FPR 0.1 and 0.3: equalised-odds difference 0.2, equal selection rates (parity holds)
+    small = odds("gender", f=(100, 80, 100, 10), m=(100, 60, 100, 30))
+    large = odds("gender", f=(2000, 1600, 2000, 200), m=(2000, 1200, 2000, 600))
+    assert max(wilson(80, 100)[0] - wilson(60, 100)[1], wilson(30, 100)[0] - wilson(10, 100)[1]) <= 0.1
+    assert wilson(1600, 2000)[0] - wilson(1200, 2000)[1] > 0.1
+    policy = make_policy(cooldown_s=0)
+
+    assert policy.on_window(window(0, fairness=small)) == []
+    (trigger,) = policy.on_window(window(1, fairness=large))
+
+    assert [(r.metric, round(r.observed, 10), r.sample_count) for r in trigger.reasons] == [
+        ("equalized_odds_difference:gender", 0.2, 4000)
+    ]
+    assert fired_windows(make_policy(confidence=0).on_window(window(0, fairness=small))) == [0]
 
 
 def test_estimated_accuracy_is_read_only_while_labels_are_scarce() -> None:
@@ -405,10 +522,10 @@ def test_expiring_windows_keeps_the_recovery_they_held() -> None:
 
     assert fired_windows(policy.on_window(window(2, 0.8))) == [2]
     policy.expire(start(10))
-    assert policy.state() == {"windows": {}, "disarmed": {}, "last_fired": {"credit-risk": start(2)}}
+    assert policy.state() == PolicyState(windows={}, disarmed={}, last_fired={"credit-risk": start(2)})
 
 
-def test_holm_adjustment_doctest() -> None:
+def test_policy_doctests() -> None:
     assert doctest.testmod(policy_module).failed == 0
 
 
