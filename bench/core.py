@@ -1,6 +1,7 @@
-"""(c) The worker's monitor code without Faust: :class:`StreamMonitor` built as ``driftline.pipeline`` builds it
-(reference profiles from their topic, window results and triggers published to Kafka with the idempotent
-producer, checkpoints every ``monitor.checkpoint_s``), fed by a bare confluent-kafka consumer.
+"""(c) The worker's monitor code without Faust: :class:`StreamMonitor` built by ``driftline.pipeline`` (reference
+profiles from their topic, window results and triggers published to Kafka with the idempotent producer,
+checkpoints every ``monitor.checkpoint_s``), fed by a bare confluent-kafka consumer; its two stages talk in
+process (:class:`LocalCheckpoints`: deltas encoded and decoded, not sent through ``window-parts``).
 
 Run by the harness as ``python -m bench.core SPEC``; SPEC (JSON) gives ``settings`` (load_settings overrides),
 ``ends``, ``group`` and ``outputs`` (the topic prefix its results and triggers go to, so they do not mix with
@@ -20,45 +21,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.bare_consumer import BATCH, partition_ends
 from bench.measure import Meter
-from driftline.schemas.results import RetrainTrigger, WindowResult
-from driftline.schemas.topics import FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, RETRAIN_TRIGGERS, WINDOW_RESULTS
-from driftline.settings import Settings, load_settings
-from driftline.streams.monitor import StreamMonitor
-from driftline.streams.profiles import ProfileStore
-from driftline.streams.publishing import KeyedPublisher
-
-
-def build_monitor(settings: Settings, outputs: str) -> StreamMonitor:
-    """The monitor as :func:`driftline.pipeline.assembled` builds it, publishing under the prefix ``outputs``."""
-    profiles = ProfileStore(settings.kafka, settings.topic(REFERENCE_PROFILES.name))
-    results = KeyedPublisher(settings.kafka, outputs + WINDOW_RESULTS.name)
-    triggers = KeyedPublisher(settings.kafka, outputs + RETRAIN_TRIGGERS.name)
-
-    def publish_results(windows: list[WindowResult]) -> None:
-        results.send(list(windows))
-
-    def publish_triggers(decisions: list[RetrainTrigger]) -> None:
-        triggers.send(list(decisions))
-
-    return StreamMonitor(
-        settings.monitor,
-        {"predictions": settings.topic(PREDICTIONS.name), "feedback": settings.topic(FEEDBACK.name)},
-        publish_results,
-        publish_triggers,
-        settings.data_path / "core" / f"{settings.worker.app_id}.checkpoint",
-        policy=settings.policy,
-        profile_for=profiles.get,
-        contracts=settings.models,
-        max_message_bytes=settings.sink.max_message_bytes,
-        partitions=settings.kafka.partitions,
-    )
+from driftline.pipeline import build_monitor
+from driftline.settings import load_settings
+from driftline.streams.monitor import LocalCheckpoints
 
 
 def run(spec: dict[str, Any]) -> None:
     """Feed the whole stream to the monitor and report the measurement."""
     settings = load_settings(**spec["settings"])
     ends = partition_ends(spec["ends"])
-    monitor = build_monitor(settings, spec["outputs"])
+    monitor, _profiles = build_monitor(settings, spec["outputs"])
+    checkpoints = LocalCheckpoints(monitor, settings.data_path / "core" / f"{settings.worker.app_id}.checkpoint")
     consumer = Consumer({**settings.kafka.client_config(), "group.id": spec["group"], "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for topic, p in ends])
     meter, unfinished, messages = Meter(), set(ends), 0
@@ -75,14 +48,14 @@ def run(spec: dict[str, Any]) -> None:
             if offset + 1 >= ends[(topic, partition)]:
                 unfinished.discard((topic, partition))
             if monitor.checkpoint_due:
-                monitor.checkpoint()
+                checkpoints.run(monitor)
                 covered = [TopicPartition(t, p, o + 1) for (t, p), o in monitor.offsets.items()]
                 consumer.commit(offsets=covered, asynchronous=True)
         meter.tick(monitor.counts["predictions"] + monitor.counts["feedback"])
     # what the stream closed is published before the clock stops; as for the worker, this last checkpoint
     # counts for its CPU time (its fsync of a large state waits on the disk)
     read, cpu = time.perf_counter(), time.process_time()
-    monitor.checkpoint()
+    checkpoints.run(monitor)
     checkpoint_cpu_s = time.process_time() - cpu
     counts = monitor.counts
     meter.finish(
@@ -96,8 +69,8 @@ def run(spec: dict[str, Any]) -> None:
         alarms=counts["alarms"],
         replayed=counts["replayed"],
         dead_letters=sum(n for name, n in counts.items() if name.startswith("dead_letter:")),
-        pending=len(monitor.engine.pending),
-        open_windows=len(monitor.engine.windows),
+        pending=sum(len(join.pending) for join in monitor.joins.values()),
+        open_windows=sum(len(merger.engine.windows) for merger in monitor.mergers.values()),
     )
     consumer.close()
 

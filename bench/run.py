@@ -113,7 +113,7 @@ class Session:
             return measure_worker(
                 variables, names.data_dir, names.web_port, stream.events, progress, profile_to=profile_to
             )
-        read = [names.prefix + t.name for t in ALL_TOPICS if t is not DEAD_LETTERS]
+        read = [names.prefix + t.name for t in ALL_TOPICS if t.stored and t is not DEAD_LETTERS]
         spec = {
             "settings": settings,
             "ends": end_offsets(load_settings(**settings), read),

@@ -399,8 +399,6 @@ def run_demo(settings: Settings, story: Story, console: Console) -> Outcome:
     broker = _ensure_broker(settings, console)
     if deleted := delete_topics(settings):
         console.print(f"Removed the previous demo's {len(deleted)} topics", highlight=False)
-    for old in (settings.data_path / "worker").glob("driftline-demo-*.checkpoint"):
-        old.unlink()
     create_topics(settings)
     console.print(f"Topics: {DEMO_PREFIX}* at {settings.kafka.bootstrap}", highlight=False)
     simulation = story.simulation()
@@ -715,7 +713,7 @@ def print_summary(outcome: Outcome, console: Console) -> None:
         f"topics: {topics}",
         f"follow the triggers: DRIFTLINE_KAFKA_TOPIC_PREFIX={DEMO_PREFIX} driftline triggers tail --from-beginning",
         f"ClickHouse: database {DEMO_DATABASE} in {database}",
-        f"worker checkpoint: {settings.data_path / 'worker' / (settings.worker.app_id + '.checkpoint')}",
+        f"worker state: the changelog topic {settings.worker.app_id}-state-changelog",
         f"HTML report: {outcome.report}" if outcome.report else f"HTML report: none ({outcome.report_note})",
     ):
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)

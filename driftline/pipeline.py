@@ -14,9 +14,16 @@ from contextlib import contextmanager
 
 import faust
 
-from driftline.schemas.errors import DriftlineError
+from driftline.schemas.errors import ConfigError, DriftlineError
 from driftline.schemas.results import RetrainTrigger, WindowResult
-from driftline.schemas.topics import FEEDBACK, PREDICTIONS, REFERENCE_PROFILES, RETRAIN_TRIGGERS, WINDOW_RESULTS
+from driftline.schemas.topics import (
+    FEEDBACK,
+    PREDICTIONS,
+    REFERENCE_PROFILES,
+    RETRAIN_TRIGGERS,
+    WINDOW_PARTS,
+    WINDOW_RESULTS,
+)
 from driftline.settings import Settings
 from driftline.streams.app import add_monitor_agent, create_app
 from driftline.streams.monitor import StreamMonitor
@@ -25,17 +32,14 @@ from driftline.streams.publishing import KeyedPublisher
 from driftline.topics import check_connection
 
 
-@contextmanager
-def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
-    """The Faust app with its monitor restored from the last checkpoint; closes the profile store after.
-
-    Raises :class:`BrokerError` naming the bootstrap first when Kafka refuses the login or the TLS handshake,
-    or does not answer.
-    """
-    check_connection(settings.kafka)
+def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[StreamMonitor, ProfileStore]:
+    """The monitor of ``settings``, reading reference profiles from their topic and publishing window results and
+    triggers with the idempotent producer (under the topic prefix ``outputs`` when given); and its profile store,
+    to close after."""
     profiles = ProfileStore(settings.kafka, settings.topic(REFERENCE_PROFILES.name))
-    results = KeyedPublisher(settings.kafka, settings.topic(WINDOW_RESULTS.name))
-    triggers = KeyedPublisher(settings.kafka, settings.topic(RETRAIN_TRIGGERS.name))
+    prefix = settings.kafka.topic_prefix if outputs is None else outputs
+    results = KeyedPublisher(settings.kafka, prefix + WINDOW_RESULTS.name)
+    triggers = KeyedPublisher(settings.kafka, prefix + RETRAIN_TRIGGERS.name)
 
     def publish_results(windows: list[WindowResult]) -> None:
         results.send(list(windows))
@@ -45,17 +49,35 @@ def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
 
     monitor = StreamMonitor(
         settings.monitor,
-        {"predictions": settings.topic(PREDICTIONS.name), "feedback": settings.topic(FEEDBACK.name)},
+        {spec.name: settings.topic(spec.name) for spec in (PREDICTIONS, FEEDBACK, WINDOW_PARTS)},
         publish_results,
         publish_triggers,
-        settings.data_path / "worker" / f"{settings.worker.app_id}.checkpoint",
         policy=settings.policy,
         profile_for=profiles.get,
         contracts=settings.models,
         max_message_bytes=settings.sink.max_message_bytes,
-        partitions=settings.kafka.partitions,  # one worker owns them all (several workers: see the README)
+        partitions=settings.kafka.partitions,
     )
-    monitor.restore()
+    return monitor, profiles
+
+
+@contextmanager
+def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
+    """The Faust app with its monitor (which restores its partitions' states when Faust assigns them); closes the
+    profile store after.
+
+    Raises :class:`BrokerError` naming the bootstrap first when Kafka refuses the login or the TLS handshake,
+    or does not answer; :class:`ConfigError` when a checkpoint file of an older release is in the way.
+    """
+    legacy = settings.data_path / "worker" / f"{settings.worker.app_id}.checkpoint"
+    if legacy.exists():
+        raise ConfigError(
+            f"{legacy} is the checkpoint of an older driftline (state in one local file); this one keeps each "
+            "partition's state on the changelog of the worker's 'state' table. Finish with the older release, or "
+            "delete the file and replay the topics under a new worker.app_id"
+        )
+    check_connection(settings.kafka)
+    monitor, profiles = build_monitor(settings)
     app = create_app(settings)
     add_monitor_agent(app, settings, monitor)
     try:

@@ -10,12 +10,14 @@ class TopicSpec:
     """One topic of the contract.
 
     ``compacted`` topics keep the latest value per key (reference profiles); the others delete by retention.
-    ``data`` topics carry the configured partition count; predictions and feedback must be co-partitioned.
+    Every topic carries the configured partition count; predictions, feedback and the worker's window parts
+    must be co-partitioned. ``stored`` topics are loaded into ClickHouse by the sink.
     """
 
     name: str
     description: str
     compacted: bool = False
+    stored: bool = True
 
 
 PREDICTIONS = TopicSpec("predictions", "prediction events, key = prediction_id (one event or an envelope)")
@@ -27,6 +29,11 @@ REFERENCE_PROFILES = TopicSpec(
     "reference-profiles", "reference profile per model version, key = model_id/model_version", compacted=True
 )
 
+WINDOW_PARTS = TopicSpec(
+    "window-parts",
+    "the worker's own: each source partition's new window rows, labels and progress (msgpack), key = model_id",
+    stored=False,
+)
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     PREDICTIONS,
     FEEDBACK,
@@ -34,5 +41,6 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     RETRAIN_TRIGGERS,
     DEAD_LETTERS,
     REFERENCE_PROFILES,
+    WINDOW_PARTS,
 )
-CO_PARTITIONED: tuple[TopicSpec, ...] = (PREDICTIONS, FEEDBACK)
+CO_PARTITIONED: tuple[TopicSpec, ...] = (PREDICTIONS, FEEDBACK, WINDOW_PARTS)

@@ -86,7 +86,7 @@ class Sink:
         self.client = client
         self.stats = SinkStats()
         kafka = settings.kafka.client_config()
-        self.topics = {spec.name: settings.topic(spec.name) for spec in ALL_TOPICS}
+        self.topics = {spec.name: settings.topic(spec.name) for spec in ALL_TOPICS if spec.stored}
         limit = settings.sink.max_message_bytes
 
         def loader(

@@ -1,27 +1,38 @@
 """The driftline worker: a Faust app (aiokafka driver) whose one agent drives :class:`StreamMonitor`.
 
-The agent reads predictions and feedback together (they are co-partitioned; one agent, concurrency 1, so the
-state is touched by one coroutine) with manual acknowledgements: an event is acked only after the checkpoint
-that includes it is durable. On assignment each partition is sought to just past the checkpoint's offset, so
-the checkpoint, not the group's committed offset, decides where reading resumes. A timer checkpoints on
-quiet streams too, so windows still close when traffic stops. ``/health`` and Prometheus ``/metrics`` are
-served on the worker's web port.
+The agent reads ``predictions``, ``feedback`` and ``window-parts`` together (co-partitioned, so Faust gives a
+worker the same partition numbers of all three and of its ``state`` table; one agent, concurrency 1, and a
+lock shared with the checkpoint timer and the rebalance handlers, so the state is touched by one coroutine at
+a time) with manual acknowledgements: an event is acked only after the checkpoint that includes it is durable,
+so the group's committed offsets never pass the saved state and a replay after them is skipped by offset.
+When a rebalance completes (Faust has restored the ``state`` table's changelog), the worker owns its assigned
+partitions from their saved states; revoked partitions are dropped with what was not saved, for their next
+owner to read again. Several workers with the same ``worker.app_id`` share the partitions this way. A timer
+checkpoints on quiet streams too, so windows still close when traffic stops. ``/health`` and Prometheus
+``/metrics`` are served on the worker's web port.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any, cast
 
 import faust
-from faust.types import EventT, StreamT
+import msgspec
+from faust.types import EventT, StreamT, TableT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from driftline.schemas.topics import FEEDBACK, PREDICTIONS
+from driftline.schemas.errors import DriftlineError
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS, WINDOW_PARTS
 from driftline.settings import Settings
 from driftline.streams.monitor import StreamMonitor
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -70,52 +81,126 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
-class _Unacked:
-    """Events processed but not yet covered by a durable checkpoint."""
+class ChangelogStore:
+    """The partitions' saved states on the changelog of a Faust table, so the worker a partition moves to
+    restores them (Faust reads a partition's changelog into the table before its events flow again).
 
-    def __init__(self) -> None:
-        self.events: list[EventT[bytes]] = []
+    A state is split into chunks below Kafka's message limit, written under one of two slots that alternate,
+    then a manifest (generation, slot, chunks, SHA-256) names the complete one: a crash mid-write leaves the
+    previous manifest and its slot intact.
+    """
 
-    def checkpoint(self, monitor: StreamMonitor) -> None:
-        monitor.checkpoint()
-        for event in self.events:
-            event.ack()
-        self.events.clear()
+    CHUNK_BYTES = 512 * 1024
+
+    def __init__(self, table: TableT[bytes, bytes]) -> None:
+        self.table = table
+        self.generations: dict[str, int] = {}
+
+    def load(self, name: str, partition: int) -> bytes | None:
+        manifest = self.table.data.get(f"{name}/manifest".encode())
+        if manifest is None:
+            return None
+        generation, slot, count, digest = msgspec.msgpack.decode(manifest)
+        chunks = [self.table.data.get(f"{name}/{slot}/{i}".encode()) for i in range(count)]
+        blob = b"".join(chunk or b"" for chunk in chunks)
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise DriftlineError(f"saved state {name} (generation {generation}) is incomplete on the changelog")
+        self.generations[name] = generation
+        log.info("restored %s from the changelog (generation %d, %d bytes)", name, generation, len(blob))
+        return blob
+
+    def save(self, blobs: dict[tuple[str, int], bytes]) -> list[Any]:
+        """Send every state; returns the futures of the messages (done once they are on the changelog)."""
+        futures = []
+        for (name, partition), blob in blobs.items():
+            generation = self.generations.get(name, 0) + 1
+            slot = generation % 2
+            pieces = [blob[i : i + self.CHUNK_BYTES] for i in range(0, len(blob), self.CHUNK_BYTES)]
+            manifest = msgspec.msgpack.encode([generation, slot, len(pieces), hashlib.sha256(blob).hexdigest()])
+            for key, value in [
+                *((f"{name}/{slot}/{i}", p) for i, p in enumerate(pieces)),
+                (f"{name}/manifest", manifest),
+            ]:
+                self.table.data[key.encode()] = value
+                futures.append(self.table.send_changelog(partition, key.encode(), value))
+            self.generations[name] = generation
+        return futures
 
 
 def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor) -> None:
-    """Attach the monitoring agent, its checkpoint timer and the /health and /metrics pages."""
-    topic = app.topic(
-        settings.topic(PREDICTIONS.name), settings.topic(FEEDBACK.name), value_serializer="raw", key_serializer="raw"
-    )
-    unacked = _Unacked()
+    """Attach the monitoring agent, its checkpoint timer, partition handover and the /health and /metrics pages.
 
-    @app.agent(topic, name="monitor", concurrency=1)
+    A checkpoint: the joins' deltas onto ``window-parts`` (delivered), then the mergers' results and decisions,
+    then every owned partition's state onto the ``state`` table's changelog (delivered), then the triggers, then
+    the acknowledgements of the events it covers."""
+    names = [settings.topic(t.name) for t in (PREDICTIONS, FEEDBACK, WINDOW_PARTS)]
+    sources = app.topic(*names, value_serializer="raw", key_serializer="raw")
+    parts = app.topic(names[2], value_serializer="raw", key_serializer="raw")
+    table = app.Table(
+        "state",
+        partitions=settings.kafka.partitions,
+        key_type=bytes,  # bytes keys and values travel raw
+        value_type=bytes,
+    )
+    store = ChangelogStore(table)
+    lock = asyncio.Lock()  # handling, checkpoints and rebalances take turns: each sees the state whole
+    unacked: list[EventT[bytes]] = []
+
+    async def checkpoint() -> None:
+        """Deltas onto window-parts, then results and decisions, then state on the changelog, then acks."""
+        sent = [parts.send_soon(key=key, value=value, partition=p) for p, key, value in monitor.deltas()]
+        await app.producer.flush()
+        await asyncio.gather(*sent)
+        monitor.deltas_delivered()
+        await asyncio.gather(*store.save(monitor.checkpoint()))
+        monitor.saved()
+        for event in unacked:
+            event.ack()
+        unacked.clear()
+
+    @app.agent(sources, name="monitor", concurrency=1)
     async def monitor_events(stream: StreamT[bytes]) -> None:
         manual = cast(faust.Stream[bytes], cast(faust.Stream[bytes], stream).noack())
         async for event in manual.events():
             message = event.message
-            monitor.handle(message.topic, message.partition, message.offset, event.value)
-            unacked.events.append(event)
-            if monitor.checkpoint_due:
-                unacked.checkpoint(monitor)
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def resume_from_checkpoint(sender: faust.App, assigned: set[Any], **_kwargs: Any) -> None:
-        """The checkpoint, not the group's committed offset, says where to resume: seek each assigned
-        partition just past the last offset the checkpoint includes, so nothing after it is skipped."""
-        for tp in assigned:
-            offset = monitor.offsets.get((tp.topic, tp.partition))
-            if offset is not None:
-                await sender.consumer.seek(tp, offset + 1)
+            async with lock:
+                if not monitor.owns(message.partition):
+                    continue  # revoked meanwhile: left unacknowledged for the partition's next owner
+                monitor.handle(message.topic, message.partition, message.offset, event.value)
+                unacked.append(event)
+                if monitor.checkpoint_due:
+                    await checkpoint()
 
     @app.timer(settings.monitor.checkpoint_s, name="checkpoint")  # type: ignore[untyped-decorator]
     async def checkpoint_when_quiet() -> None:
-        if monitor.checkpoint_due:
-            unacked.checkpoint(monitor)
+        async with lock:
+            if monitor.checkpoint_due:
+                await checkpoint()
 
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def take_partitions(sender: faust.App, **_kwargs: Any) -> None:
+        """Tables are restored: own the assigned partitions from their saved states."""
+        async with lock:
+            assigned = {tp.partition for tp in sender.consumer.assignment() if tp.topic in names}
+            log.info("partitions assigned: %s (owned before: %s)", sorted(assigned), sorted(monitor.joins))
+            monitor.assign(assigned, store)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def give_partitions(sender: faust.App, revoked: set[Any], **_kwargs: Any) -> None:
+        """Drop what was not saved: the next owner reads it again after the saved state."""
+        async with lock:
+            gone = {tp.partition for tp in revoked if tp.topic in names}
+            log.info("partitions revoked: %s", sorted(gone))
+            monitor.revoke(gone)
+            unacked[:] = [e for e in unacked if e.message.partition not in gone]
+
+    add_pages(app, settings, monitor, names)
+
+
+def add_pages(app: faust.App, settings: Settings, monitor: StreamMonitor, topics: list[str]) -> None:
+    """``/metrics`` (Prometheus, read from the monitor at scrape time) and ``/health`` (checkpoint age)."""
     registry = CollectorRegistry()
-    registry.register(_MonitorCollector(monitor, app))
+    registry.register(_MonitorCollector(monitor, app, topics))
 
     @app.page("/metrics")
     async def metrics(web: Any, _request: Any) -> Any:
@@ -131,9 +216,10 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
 class _MonitorCollector:
     """Prometheus metrics read from the monitor at scrape time."""
 
-    def __init__(self, monitor: StreamMonitor, app: faust.App) -> None:
+    def __init__(self, monitor: StreamMonitor, app: faust.App, topics: list[str]) -> None:
         self.monitor = monitor
         self.app = app
+        self.topics = topics
 
     def collect(self) -> Iterator[Any]:
         counts = self.monitor.counts
@@ -152,10 +238,10 @@ class _MonitorCollector:
         yield CounterMetricFamily(
             "driftline_replayed", "Messages skipped as already checkpointed", value=counts["replayed"]
         )
-        engine = self.monitor.engine
-        late = sum(buffer.late_predictions for buffer in engine.windows.values())
-        orphans = sum(buffer.orphan_feedback for buffer in engine.windows.values())
-        yield GaugeMetricFamily("driftline_open_windows", "Windows held in state", value=len(engine.windows))
+        windows = [buffer for merger in self.monitor.mergers.values() for buffer in merger.engine.windows.values()]
+        late = sum(buffer.late_predictions for buffer in windows)
+        orphans = sum(buffer.orphan_feedback for buffer in windows)
+        yield GaugeMetricFamily("driftline_open_windows", "Windows held in state", value=len(windows))
         yield GaugeMetricFamily(
             "driftline_pending_predictions",
             "Predictions awaiting labels",
@@ -166,7 +252,7 @@ class _MonitorCollector:
         yield GaugeMetricFamily(
             "driftline_detector_late",
             "Labels and scores left out of the detectors (slice already fed)",
-            value=engine.detector_late,
+            value=sum(merger.engine.detector_late for merger in self.monitor.mergers.values()),
         )
         yield CounterMetricFamily("driftline_alarms", "Streaming detector alarms raised", value=counts["alarms"])
         yield CounterMetricFamily("driftline_triggers", "Retraining triggers published", value=counts["triggers"])
@@ -184,6 +270,8 @@ class _MonitorCollector:
         )
         consumer = self.app.consumer
         for tp in consumer.assignment():
+            if tp.topic not in self.topics:
+                continue  # the state table's changelog is read only to restore
             high = consumer.highwater(tp)
             if high is None:
                 continue

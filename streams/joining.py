@@ -13,9 +13,9 @@ worker owning the partition, gives the same deltas):
   passes its own time plus the horizon is *orphaned*: counted per model and window start of its time.
 - State is dropped when the partition's prediction time passes a window's end plus the horizon.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
-  :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`;
-  a partition without predictions for ``idle_timeout_s`` of processing time reports itself idle, so it stops
-  holding the windows of the others back.
+  :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
+  when it changed; a partition without predictions for ``idle_timeout_s`` of processing time reports itself
+  idle, so it stops holding the windows of the others back.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from driftline.streams.deltas import Delta, Label, OrphanCount, Progress, Window
 from driftline.streams.watermarks import EPOCH
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
+VALUES_PER_DELTA = 40_000  # rows x their values (features, groups and 6 more) in one message: well under 1 MB
 
 
 def window_start(stamp: datetime, window_s: float) -> datetime:
@@ -68,6 +69,8 @@ class PartitionJoin:
         self.labels_mark = EPOCH
         self.predictions_heard = now
         self.labels_heard = now
+        self.reported: Progress | None = None  # the progress last delivered
+        self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
         """Include a prediction as a row (or count it late, or ignore a duplicate id)."""
@@ -109,40 +112,20 @@ class PartitionJoin:
         self._expire()
         out: list[Delta] = []
         for (model_id, version, start), share in self.shares.items():
-            if not share.changed:
-                continue
-            rows = share.unsent
-            out.append(
-                WindowDelta(
-                    model_id=model_id,
-                    model_version=version,
-                    window_start=start,
-                    partition=self.partition,
-                    task=share.task,
-                    first_row=share.unsent_from,
-                    ids=[r.prediction_id for r in rows],
-                    times=[r.timestamp for r in rows],
-                    predicted=[r.predicted for r in rows],
-                    scores=[r.score for r in rows],
-                    values=[r.value for r in rows],
-                    features=[dict(r.features) for r in rows],
-                    sensitive=[dict(r.sensitive) for r in rows],
-                    labels=list(share.unsent_labels),
-                    late_predictions=share.late_predictions,
-                )
-            )
+            if share.changed:
+                out.extend(_window_deltas(model_id, version, start, self.partition, share))
         for model_id, start in sorted(self.changed_orphans):
             out.append(OrphanCount(model_id, start, self.partition, self.orphans[(model_id, start)]))
         idle = self.settings.idle_timeout_s
-        out.append(
-            Progress(
-                partition=self.partition,
-                predictions_mark=self.predictions_mark,
-                labels_mark=self.labels_mark,
-                predictions_idle=now - self.predictions_heard >= idle,
-                labels_idle=now - self.labels_heard >= idle,
-            )
+        self.reporting = Progress(
+            partition=self.partition,
+            predictions_mark=self.predictions_mark,
+            labels_mark=self.labels_mark,
+            predictions_idle=now - self.predictions_heard >= idle,
+            labels_idle=now - self.labels_heard >= idle,
         )
+        if self.reporting != self.reported:
+            out.append(self.reporting)
         return out
 
     def sent(self) -> None:
@@ -152,6 +135,7 @@ class PartitionJoin:
                 share.unsent_from = len(share.ids)
                 share.unsent, share.unsent_labels, share.changed = [], [], False
         self.changed_orphans.clear()
+        self.reported = self.reporting
 
     def resume(self, now: float) -> None:
         """After a restart: the partition counts as just heard from (processing time starts anew)."""
@@ -183,3 +167,39 @@ class PartitionJoin:
                 self.labelled.discard(prediction_id)
         for slot in [slot for slot in self.orphans if slot[1] + size <= oldest and slot not in self.changed_orphans]:
             del self.orphans[slot]
+
+
+def _window_deltas(model_id: str, version: str, start: datetime, partition: int, share: Share) -> list[WindowDelta]:
+    """A share's unsent rows, then its unsent labels, in messages of at most ``VALUES_PER_DELTA`` values."""
+    rows, labels = share.unsent, share.unsent_labels
+    width = 6 + (len(rows[0].features) + len(rows[0].sensitive) if rows else 0)
+    step = max(1, VALUES_PER_DELTA // width)
+    chunks: list[tuple[list[PredictionRecord], list[Label]]] = [
+        (rows[i : i + step], []) for i in range(0, len(rows), step)
+    ]
+    label_step = VALUES_PER_DELTA // 4
+    chunks += [([], labels[i : i + label_step]) for i in range(0, len(labels), label_step)]
+    out: list[WindowDelta] = []
+    first_row = share.unsent_from
+    for chunk, chunk_labels in chunks or [([], [])]:
+        out.append(
+            WindowDelta(
+                model_id=model_id,
+                model_version=version,
+                window_start=start,
+                partition=partition,
+                task=share.task,
+                first_row=first_row,
+                ids=[r.prediction_id for r in chunk],
+                times=[r.timestamp for r in chunk],
+                predicted=[r.predicted for r in chunk],
+                scores=[r.score for r in chunk],
+                values=[r.value for r in chunk],
+                features=[dict(r.features) for r in chunk],
+                sensitive=[dict(r.sensitive) for r in chunk],
+                labels=list(chunk_labels),
+                late_predictions=share.late_predictions,
+            )
+        )
+        first_row += len(chunk)
+    return out

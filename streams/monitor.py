@@ -1,33 +1,50 @@
-"""The worker's processing core, independent of Faust: decode, window, publish, checkpoint.
+"""The worker's processing core, independent of Faust: decode, join, merge into windows, publish, checkpoint.
+
+A worker owns some partitions ``p`` (the same numbers of ``predictions``, ``feedback`` and ``window-parts``,
+which are co-partitioned). For each it holds a :class:`~driftline.streams.joining.PartitionJoin` (stage 1:
+source partition ``p``) and a :class:`Merger` (stage 2: the models whose ``window-parts`` partition is ``p``).
+Its state is one value per stage and partition (``join-<p>``, ``merge-<p>``), saved in a
+:class:`CheckpointStore`: the Faust table's changelog in the worker, so another worker that is given the
+partition restores it; a local file in tests and the benchmark.
 
 Contract (at-least-once input, exactly-once effect):
-- :meth:`StreamMonitor.handle` takes one Kafka message of ``predictions`` or ``feedback`` with its origin; a
-  message at or below the offset already covered by the restored checkpoint is skipped (a replay);
-- :meth:`StreamMonitor.checkpoint` publishes the windows that closed or changed (``publish_results`` returns
-  once they are delivered; if it raises, nothing is marked emitted and the next checkpoint offers them again),
-  runs the trigger policy over them and over the detector alarms raised, and puts its decisions in an outbox;
-  then it writes the engine's state, the policy's state, the outbox and the last offset included per
-  partition in one atomic file replace (write, fsync, rename), and only then publishes the outbox
-  (``publish_triggers``). A crash before the file is replaced re-decides from the older state, having
-  published nothing; a crash after it republishes the same decisions, same ids, from the restored outbox: a
-  decision is never taken twice. Only after the checkpoint returns may the caller acknowledge the messages it
-  covers, so committed offsets never run ahead of durable state;
-- after a crash, :meth:`StreamMonitor.restore` loads the last checkpoint; messages after it are read again and give
-  the same state, so the same results: their rows collapse in ClickHouse (same key and revision).
+- :meth:`StreamMonitor.handle` takes one Kafka message with its origin; a message at or below the offset already
+  covered by the partition's restored state is skipped (a replay);
+- a checkpoint runs in three steps, and only after the last may the caller acknowledge the messages it covers,
+  so committed offsets never run ahead of durable state:
+  1. :meth:`StreamMonitor.deltas` gives each join's new deltas; once the caller has delivered them to
+     ``window-parts``, :meth:`StreamMonitor.deltas_delivered` marks them sent;
+  2. :meth:`StreamMonitor.checkpoint` has each merger publish the windows that closed or changed
+     (``publish_results`` returns once they are delivered; if it raises, nothing is marked emitted and the next
+     checkpoint offers them again), run the trigger policy over them and over the detector alarms raised, and
+     put its decisions in an outbox; it returns the state of every join (with the last source offsets it
+     includes) and every merger (with its policy, outbox and last ``window-parts`` offset), pickled;
+  3. once the caller has made those durable (:meth:`CheckpointStore.save`), :meth:`StreamMonitor.saved`
+     publishes the outbox (``publish_triggers``). A crash before the state is saved re-decides from the older
+     state, having published nothing; a crash after it republishes the same decisions, same ids, from the
+     restored outbox: a decision is never taken twice.
+- after a crash or a move, :meth:`StreamMonitor.assign` loads a partition's last saved state; messages after it
+  are read again and give the same deltas (same row numbers) and the same windows: their rows collapse in
+  ClickHouse (same key and revision), and the merger skips what it already holds.
 
 Invalid input is skipped and counted here; the sink publishes it to the dead letters.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
+from confluent_kafka import murmur2
 
 from driftline.schemas.decoding import Decoded, EventDecoder, Origin
 from driftline.schemas.errors import ConfigError
@@ -38,14 +55,15 @@ from driftline.schemas.policy import PolicySettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
+from driftline.streams import deltas
 from driftline.streams.joining import PartitionJoin
 from driftline.streams.policy import TriggerPolicy
-from driftline.streams.windows import Emission, WindowEngine
+from driftline.streams.windows import WindowEngine
 
 CHECKPOINT_VERSION = 3
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
-STATE_FIELDS = (
+ENGINE_FIELDS = (
     "windows",
     "orphans",
     "predictions_seen",
@@ -60,9 +78,26 @@ STATE_FIELDS = (
     "unpublished_alarms",
 )
 
+log = logging.getLogger(__name__)
+
+
+class CheckpointStore(Protocol):
+    """Where the partitions' states are kept: ``load`` the last one saved under a name, or None."""
+
+    def load(self, name: str, partition: int) -> bytes | None: ...
+
+
+@dataclass
+class Merger:
+    """Stage 2 for one ``window-parts`` partition: its windows, trigger policy and undelivered decisions."""
+
+    engine: WindowEngine
+    policy: TriggerPolicy
+    outbox: list[RetrainTrigger] = field(default_factory=list)
+
 
 class StreamMonitor:
-    """One worker's monitors over the partitions it owns, with checkpoints in ``checkpoint_path``."""
+    """One worker's two stages over the partitions it owns."""
 
     def __init__(
         self,
@@ -70,68 +105,87 @@ class StreamMonitor:
         topics: Mapping[str, str],
         publish_results: Callable[[list[WindowResult]], None],
         publish_triggers: Callable[[list[RetrainTrigger]], None],
-        checkpoint_path: Path,
         *,
         policy: PolicySettings | None = None,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         contracts: Mapping[str, ModelContract] | None = None,
         max_message_bytes: int = 1_048_576,
-        partitions: int = 0,
+        partitions: int = 1,
     ) -> None:
         self.settings = settings
         self.publish_results = publish_results
         self.publish_triggers = publish_triggers
-        self.outbox: list[RetrainTrigger] = []
-        self.checkpoint_path = checkpoint_path
-        self.engine = WindowEngine(settings, profile_for, contracts, partitions=partitions)
-        now = time.monotonic()
-        self.joins = {partition: PartitionJoin(settings, partition, now) for partition in range(partitions)}
-        self.policy = TriggerPolicy(policy or PolicySettings(), settings.window_s)
-        check = contract_check(contracts or {})
+        self.policy_settings = policy or PolicySettings()
+        self.profile_for = profile_for
+        self.contracts = dict(contracts or {})
+        self.partitions = partitions
         self.predictions_topic = topics["predictions"]
+        self.parts_topic = topics["window-parts"]
+        check = contract_check(self.contracts)
         self.decoders: dict[str, EventDecoder[Any]] = {
             topics["predictions"]: EventDecoder(PredictionEvent, "prediction", max_message_bytes, check),
             topics["feedback"]: EventDecoder(FeedbackEvent, "feedback", max_message_bytes, check),
         }
-        self.fast = FastDecoder(frozenset(contracts or {}), max_message_bytes)
+        self.fast = FastDecoder(frozenset(self.contracts), max_message_bytes)
+        self.joins: dict[int, PartitionJoin] = {}
+        self.mergers: dict[int, Merger] = {}
         self.offsets: dict[tuple[str, int], int] = {}
         self.counts: Counter[str] = Counter()
-        self.last_checkpoint = time.monotonic()
+        self.last_checkpoint = self.checkpoint_started = time.monotonic()
         self.last_checkpoint_s = 0.0
 
-    def restore(self) -> bool:
-        """Load the last checkpoint, if any; True when one was loaded."""
-        if not self.checkpoint_path.exists():
-            return False
-        with self.checkpoint_path.open("rb") as handle:
-            saved = pickle.load(handle)  # our own file, written by checkpoint()
-        if saved.get("version") != CHECKPOINT_VERSION:
-            # resuming without it would skip what it covers (the group's offsets are past it): refuse
-            raise ConfigError(
-                f"checkpoint {self.checkpoint_path} has format {saved.get('version')}, this driftline reads "
-                f"{CHECKPOINT_VERSION}; finish with the release that wrote it, or delete it and replay the topics "
-                "under a new worker.app_id"
-            )
-        for name in STATE_FIELDS:
-            setattr(self.engine, name, saved["engine"][name])
-        self.joins = saved["joins"]
-        self.offsets = saved["offsets"]
-        self.policy.restore(saved["policy"])
-        self.outbox = saved["outbox"]
+    # -- ownership -----------------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[int], store: CheckpointStore) -> None:
+        """Own ``partitions`` (those not owned yet): load their last saved states, or start them empty."""
         now = time.monotonic()
-        for join in self.joins.values():
-            join.resume(now)
-        return True
+        for partition in sorted(set(partitions) - set(self.joins)):
+            join_state = _load(store, f"join-{partition}", partition)
+            if join_state is None:
+                self.joins[partition] = PartitionJoin(self.settings, partition, now)
+            else:
+                self.joins[partition] = join_state["join"]
+                self.joins[partition].resume(now)
+                self.offsets.update(join_state["offsets"])
+            merger = self.mergers[partition] = self._new_merger()
+            merge_state = _load(store, f"merge-{partition}", partition)
+            if merge_state is not None:
+                for name in ENGINE_FIELDS:
+                    setattr(merger.engine, name, merge_state["engine"][name])
+                merger.policy.restore(merge_state["policy"])
+                merger.outbox = merge_state["outbox"]
+                self.offsets[(self.parts_topic, partition)] = merge_state["offset"]
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Give ``partitions`` up: their states stay where they were last saved, for their next owner."""
+        for partition in partitions:
+            self.joins.pop(partition, None)
+            self.mergers.pop(partition, None)
+            for key in [key for key in self.offsets if key[1] == partition]:
+                del self.offsets[key]
+
+    # -- input ---------------------------------------------------------------------------------------
 
     def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
-        """Process one message; False when it was already covered by the checkpoint (a replay)."""
+        """Process one message of an owned partition; False when it was already covered by the saved state (a
+        replay)."""
         if offset <= self.offsets.get((topic, partition), -1):
             self.counts["replayed"] += 1
             return False
-        join = self.joins.get(partition)
+        if topic == self.parts_topic:
+            self._merge(partition, offset, value)
+        else:
+            self._join(topic, partition, offset, value)
+        self.offsets[(topic, partition)] = offset
+        return True
+
+    def owns(self, partition: int) -> bool:
+        """True when ``partition`` was assigned (and not revoked since)."""
+        return partition in self.joins
+
+    def _join(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         now = time.monotonic()
-        if join is None:
-            join = self.joins[partition] = PartitionJoin(self.settings, partition, now)
+        join = self.joins[partition]
         if topic == self.predictions_topic:
             predictions = self.fast.predictions(value)
             if predictions is None:
@@ -146,8 +200,16 @@ class StreamMonitor:
             for label in feedback:
                 join.add_feedback(label, now)
             self.counts["feedback"] += len(feedback)
-        self.offsets[(topic, partition)] = offset
-        return True
+
+    def _merge(self, partition: int, offset: int, value: bytes | None) -> None:
+        merger = self.mergers[partition]
+        try:
+            delta = deltas.decode(value or b"")
+        except msgspec.DecodeError as exc:  # only driftline writes this topic: say where, and go on
+            log.error("undecodable message at %s[%d]@%d skipped: %s", self.parts_topic, partition, offset, exc)
+            self.counts["parts_undecodable"] += 1
+            return
+        merger.engine.apply(delta)
 
     def _decode_slowly(self, topic: str, partition: int, offset: int, value: bytes | None) -> list[Decoded[Any]]:
         """pydantic's verdict on a message the fast decoder left to it; invalid events are counted."""
@@ -156,43 +218,66 @@ class StreamMonitor:
             self.counts[f"dead_letter:{letter.reason.value}"] += 1
         return result.events
 
-    def checkpoint(self) -> Emission:
-        """Publish what closed or changed, decide triggers, make state, offsets and decisions durable
-        together, then publish the decisions."""
-        started = time.monotonic()
+    # -- checkpoint ----------------------------------------------------------------------------------
+
+    def deltas(self) -> list[tuple[int, bytes, bytes]]:
+        """Every join's new deltas as ``(window-parts partition, key, value)``: window rows and orphan counts to
+        their model's partition, progress to every partition (after the deltas it covers)."""
+        now = self.checkpoint_started = time.monotonic()
+        out: list[tuple[int, bytes, bytes]] = []
         for join in self.joins.values():
-            for delta in join.deltas(started):
-                self.engine.apply(delta)
+            for delta in join.deltas(now):
+                value = deltas.encode(delta)
+                if isinstance(delta, deltas.Progress):
+                    out.extend((target, b"", value) for target in range(self.partitions))
+                else:
+                    key = delta.model_id.encode()
+                    out.append((int(murmur2(key, self.partitions)), key, value))
+        return out
+
+    def deltas_delivered(self) -> None:
+        """The last :meth:`deltas` are on ``window-parts``: the joins forget them."""
+        for join in self.joins.values():
             join.sent()
-        emission = self.engine.advance(lambda emitted: self.publish_results(emitted.results))
-        self.counts["windows_emitted"] += len(emission.results)
-        self.counts["alarms"] += len(emission.alarms)
-        self.outbox.extend(t for key, alarm in emission.alarms if (t := self.policy.on_alarm(key, alarm)) is not None)
-        for result in emission.results:
-            self.outbox.extend(self.policy.on_window(result))
-        self.policy.expire(self.engine.watermark - timedelta(seconds=self.settings.horizon_s + self.settings.window_s))
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "engine": {name: getattr(self.engine, name) for name in STATE_FIELDS},
-            "joins": self.joins,
-            "offsets": dict(self.offsets),
-            "policy": self.policy.state(),
-            "outbox": list(self.outbox),
+
+    def checkpoint(self) -> dict[tuple[str, int], bytes]:
+        """Publish what closed or changed, decide triggers; the state to save, ``{(name, partition): bytes}``."""
+        for merger in self.mergers.values():
+            emission = merger.engine.advance(lambda emitted: self.publish_results(emitted.results))
+            self.counts["windows_emitted"] += len(emission.results)
+            self.counts["alarms"] += len(emission.alarms)
+            policy = merger.policy
+            merger.outbox.extend(t for key, alarm in emission.alarms if (t := policy.on_alarm(key, alarm)) is not None)
+            for result in emission.results:
+                merger.outbox.extend(policy.on_window(result))
+            lag = timedelta(seconds=self.settings.horizon_s + self.settings.window_s)
+            policy.expire(merger.engine.watermark - lag)
+        states = {}
+        for partition, join in self.joins.items():
+            offsets = {key: offset for key, offset in self.offsets.items() if key[1] == partition}
+            offsets.pop((self.parts_topic, partition), None)
+            states[(f"join-{partition}", partition)] = {"join": join, "offsets": offsets}
+        for partition, merger in self.mergers.items():
+            states[(f"merge-{partition}", partition)] = {
+                "engine": {name: getattr(merger.engine, name) for name in ENGINE_FIELDS},
+                "policy": merger.policy.state(),
+                "outbox": list(merger.outbox),
+                "offset": self.offsets.get((self.parts_topic, partition), -1),
+            }
+        return {
+            name: pickle.dumps({"version": CHECKPOINT_VERSION, **state}, protocol=pickle.HIGHEST_PROTOCOL)
+            for name, state in states.items()
         }
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.checkpoint_path.with_suffix(".tmp")
-        with staging.open("wb") as handle:
-            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            handle.flush()
-            os.fsync(handle.fileno())
-        staging.replace(self.checkpoint_path)
+
+    def saved(self) -> None:
+        """The state of the last :meth:`checkpoint` is durable: publish the decisions it holds."""
+        for merger in self.mergers.values():
+            if merger.outbox:
+                self.publish_triggers(merger.outbox)  # at least once: the next checkpoint records the empty outbox
+                self.counts["triggers"] += len(merger.outbox)
+                merger.outbox = []
         self.last_checkpoint = time.monotonic()
-        self.last_checkpoint_s = self.last_checkpoint - started
-        if self.outbox:
-            self.publish_triggers(self.outbox)  # at least once: the next checkpoint records the empty outbox
-            self.counts["triggers"] += len(self.outbox)
-            self.outbox = []
-        return emission
+        self.last_checkpoint_s = self.last_checkpoint - self.checkpoint_started
 
     @property
     def checkpoint_due(self) -> bool:
@@ -204,3 +289,54 @@ class StreamMonitor:
         stretched = min(CHECKPOINT_SHARE * self.last_checkpoint_s, CHECKPOINT_STRETCH_MAX_S)
         interval = max(self.settings.checkpoint_s, stretched)
         return time.monotonic() - self.last_checkpoint >= interval
+
+    def _new_merger(self) -> Merger:
+        engine = WindowEngine(self.settings, self.profile_for, self.contracts, partitions=self.partitions)
+        return Merger(engine, TriggerPolicy(self.policy_settings, self.settings.window_s))
+
+
+def _load(store: CheckpointStore, name: str, partition: int) -> dict[str, Any] | None:
+    blob = store.load(name, partition)
+    if blob is None:
+        return None
+    saved: dict[str, Any] = pickle.loads(blob)  # our own state, written by StreamMonitor.checkpoint()
+    if saved.get("version") != CHECKPOINT_VERSION:
+        # resuming without it would skip what it covers (the group's offsets are past it): refuse
+        raise ConfigError(
+            f"saved state {name} has format {saved.get('version')}, this driftline reads {CHECKPOINT_VERSION}; "
+            "finish with the release that wrote it, or replay the topics under a new worker.app_id"
+        )
+    return saved
+
+
+class LocalCheckpoints:
+    """Both stages in one process without Kafka between them, state in one local file: for the benchmark's
+    monitor core and tests. It gives ``monitor`` every partition, restored from ``path`` if it exists;
+    :meth:`run` delivers the deltas straight to the mergers, then saves every state in one atomic file replace
+    (write, fsync, rename)."""
+
+    def __init__(self, monitor: StreamMonitor, path: Path) -> None:
+        self.path = path
+        self.saved: dict[tuple[str, int], bytes] = {}
+        if path.exists():
+            with path.open("rb") as handle:
+                self.saved = pickle.load(handle)  # our own file, written by run()
+        monitor.assign(range(monitor.partitions), self)
+
+    def load(self, name: str, partition: int) -> bytes | None:
+        return self.saved.get((name, partition))
+
+    def run(self, monitor: StreamMonitor) -> None:
+        """One checkpoint of ``monitor``."""
+        for partition, _key, value in monitor.deltas():
+            monitor.mergers[partition].engine.apply(deltas.decode(value))
+        monitor.deltas_delivered()
+        self.saved.update(monitor.checkpoint())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.path.with_suffix(".tmp")
+        with staging.open("wb") as handle:
+            pickle.dump(self.saved, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.flush()
+            os.fsync(handle.fileno())
+        staging.replace(self.path)
+        monitor.saved()

@@ -1,7 +1,7 @@
-"""Fault injection: a killed sink, a ClickHouse outage, a broker restart, malformed input at volume and a producer
-faster than the worker. Each scenario checks that nothing is lost and nothing is counted twice, and records its
-figures in the summary table (tests/reliability_report.py). The short version of each runs in ``make test``;
-the long ones are marked ``slow`` and run by ``make test-reliability``."""
+"""Fault injection: a killed sink, a ClickHouse outage, a broker restart, malformed input at volume, a producer
+faster than the worker, and two workers of which one is killed. Each scenario checks that nothing is lost and
+nothing is counted twice, and records its figures in the summary table (tests/reliability_report.py). The short
+version of each runs in ``make test``; the long ones are marked ``slow`` and run by ``make test-reliability``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
@@ -28,12 +29,22 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from driftline.local_kafka import LocalKafka
 from driftline.pipeline import run_in_process
+from driftline.reference import publish_profile
+from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import drop_database, open_client
 from driftline.sinks.sink import Sink
+from driftline.streams.monitors.profile import build_profile
 from driftline.topics import create_topics
 from tests.conftest import free_port, local_broker_settings
-from tests.integration.running import DRIFTLINE, sink_running, worker_env, worker_running
+from tests.integration.running import (
+    DRIFTLINE,
+    published_windows,
+    sink_running,
+    start_worker,
+    worker_env,
+    worker_running,
+)
 from tests.integration.streams import (
     MODEL,
     T0,
@@ -43,6 +54,14 @@ from tests.integration.streams import (
     stored,
     through_endpoint,
     windowed,
+)
+from tests.integration.test_worker import (
+    assert_same,
+    committed_offsets,
+    expected_windows,
+    monitored,
+    scripted_stream,
+    send,
 )
 from tests.reliability_report import Outcome
 
@@ -751,3 +770,137 @@ def test_producer_far_ahead_of_the_worker_lag_drains_with_bounded_memory(
     # 10x their own duration under a large state, so with a backlog the state between two checkpoints grows
     # with the worker's rate (1.0-1.4 GiB measured here at 1M events); 2 GiB guards against growth beyond that
     run_back_pressure(settings, tmp_path, reliability, events=1_000_000, rss_limit_mb=2048)
+
+
+# -- two workers: partitions and their state move -----------------------------------------------------------
+
+
+def assigned_partitions(log: Path) -> list[int]:
+    """The partitions a worker owned last, from its log."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "partitions assigned:" in line]
+    if not lines:
+        return []
+    return [int(p) for p in lines[-1].split("partitions assigned: [")[1].split("]")[0].split(",") if p.strip()]
+
+
+def restored(log: Path) -> set[int]:
+    """The partitions whose join state a worker restored from the changelog."""
+    text = log.read_text(errors="replace")
+    return {int(line.split("restored join-")[1].split()[0]) for line in text.splitlines() if "restored join-" in line}
+
+
+def send_paced(settings: Settings, events: list[dict[str, Any]], chunks: int, pause_s: float) -> threading.Thread:
+    """Send the events in ``chunks`` slices, one after the other (each delivered before the next: the order of
+    every partition's log is the stream's), ``pause_s`` apart, from a thread."""
+
+    def run() -> None:
+        step = -(-len(events) // chunks)
+        for start in range(0, len(events), step):
+            send(settings, events[start : start + step])
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def kill_after_sharing(
+    settings: Settings, old: subprocess.Popen[bytes], old_log: Path, new_log: Path
+) -> tuple[float, list[int]]:
+    """Once the old and the new worker share the partitions and have saved progress since, SIGKILL the old one;
+    wait until the new one restored the old one's partitions. Returns that time and those partitions."""
+    before = committed_offsets(settings)
+
+    def sharing() -> bool:
+        mine, theirs = len(assigned_partitions(new_log)), len(assigned_partitions(old_log))
+        return 0 < mine < 4 and 0 < theirs < 4 and committed_offsets(settings) != before
+
+    wait_until(sharing, 90, lambda: (old_log.read_text()[-1500:], new_log.read_text()[-1500:]))
+    partitions = assigned_partitions(old_log)
+    old.send_signal(signal.SIGKILL)
+    old.wait(30)
+    killed = time.monotonic()
+    wait_until(lambda: set(partitions) <= restored(new_log), 90, lambda: new_log.read_text()[-2000:])
+    return time.monotonic() - killed, partitions
+
+
+def run_two_workers(settings: Settings, tmp_path: Path, record: Record, *, per_window: int, kills: int) -> None:
+    """Two workers share four partitions; one is killed (``kills`` times, the survivor of each round killed in the
+    next, a fresh worker joining each time): its partitions and their state move to the other, and the final
+    windows equal those of the single-process run of the same events."""
+    kafka = settings.kafka.model_copy(update={"partitions": 4})
+    settings = monitored(settings.model_copy(update={"kafka": kafka}), grace_s=90.0)
+    create_topics(settings)
+    events = scripted_stream(seed=3, windows=6, per_window=per_window, models=3)
+    rng = np.random.default_rng(4)
+    profiles = {
+        f"model-{m}": build_profile(
+            pd.DataFrame({"x": rng.normal(0, 1, 400), "city": rng.choice(["a", "b", "c"], 400)}), f"model-{m}", "1"
+        )
+        for m in range(3)
+    }
+    for profile in profiles.values():
+        publish_profile(settings, profile)
+    expected = expected_windows(settings, events, profiles)
+    sending = send_paced(settings, events, chunks=20, pause_s=0.5)
+
+    def fresh(name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        (tmp_path / name).mkdir()
+        return start_worker(worker_env(settings, tmp_path / name)), tmp_path / name / "worker.log"
+
+    old, old_log = fresh("w0")
+    wait_until(
+        lambda: len(assigned_partitions(old_log)) == 4 and committed_offsets(settings) != {},
+        90,
+        lambda: old_log.read_text()[-2000:],
+    )
+    handovers: list[float] = []
+    moved: list[list[int]] = []
+    for round_ in range(1, kills + 1):
+        new, new_log = fresh(f"w{round_}")
+        seconds, partitions = kill_after_sharing(settings, old, old_log, new_log)
+        handovers.append(seconds)
+        moved.append(partitions)
+        old, old_log = new, new_log
+    sending.join(120)
+    actual: dict[str, WindowResult] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            actual = published_windows(settings)
+            if actual.keys() == expected.keys() and all(actual[k].revision == expected[k].revision for k in expected):
+                break
+            time.sleep(0.5)
+    finally:
+        old.send_signal(signal.SIGTERM)
+        old.wait(60)
+    accounted = sum(r.revision for key, r in actual.items() if key in expected)
+    owed = sum(r.revision for r in expected.values())
+    record(
+        Outcome(
+            f"two workers, one SIGKILLed x{kills}",
+            len(events),
+            accounted,
+            f"{len(expected)} windows = single-process run",
+            max(0, owed - accounted),
+            max(0, accounted - owed),
+            max(handovers),
+            f"partitions moved with their state: {moved}; {len(events) - owed} events sent are duplicate ids or "
+            "the closing clock model's, outside the windows compared",
+        )
+    )
+    assert len(expected) == 18  # 3 models x 6 windows
+    assert_same(actual, expected)
+
+
+def test_two_workers_share_the_partitions_and_one_killed_hands_its_state_over(
+    settings: Settings, tmp_path: Path, reliability: Record
+) -> None:
+    run_two_workers(settings, tmp_path, reliability, per_window=600, kills=1)
+
+
+@pytest.mark.slow
+def test_two_workers_killed_in_turn_hand_their_state_over_three_times(
+    settings: Settings, tmp_path: Path, reliability: Record
+) -> None:
+    run_two_workers(settings, tmp_path, reliability, per_window=3000, kills=3)

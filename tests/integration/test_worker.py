@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import random
 import signal
 import sys
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Producer, murmur2
+from confluent_kafka import Consumer, Producer, TopicPartition, murmur2
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.pipeline import run_in_process
@@ -268,17 +267,22 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
     ]
     assert late
     send(settings, late)
-    # a second worker process restores the first one's checkpoint (Faust apps do not restart in one process)
+    # a second worker process restores the first one's state (Faust apps do not restart in one process)
     env = worker_env(settings, settings.data_path)
+    port = int(env["DRIFTLINE_WORKER_WEB_PORT"])
+
+    def lag() -> float:
+        return sum(v for k, v in worker_metrics(port).items() if k.startswith("driftline_consumer_lag"))
+
     with worker_running(env):
         wait_for(lambda: published_windows(settings)["model-0/1/" + T0.isoformat()].revision == rows[0][3] + len(late))
-        metrics = worker_metrics(int(env["DRIFTLINE_WORKER_WEB_PORT"]))
+        wait_for(lambda: lag() == 0)  # its own deltas on window-parts read too
+        metrics = worker_metrics(port)
         health = json.loads(
             urllib.request.urlopen(f"http://127.0.0.1:{env['DRIFTLINE_WORKER_WEB_PORT']}/health").read()
         )
     # the restored process counts what it read after the checkpoint: the late labels
     assert metrics['driftline_events_in_total{kind="feedback"}'] == len(late)
-    assert sum(v for k, v in metrics.items() if k.startswith("driftline_consumer_lag")) == 0
     assert any(k.startswith('driftline_consumer_lag{partition="1"') for k in metrics)
     assert health["status"] == "ok"
     with sink_running(settings, clickhouse) as sink:
@@ -290,13 +294,15 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
     assert after == (before[2] + len(late), before[3] + len(late))
 
 
-def checkpointed_offsets(path: Path) -> dict[tuple[str, int], int]:
-    """The source offsets the worker's checkpoint covers (empty before its first checkpoint)."""
-    if not path.exists():
-        return {}
-    with path.open("rb") as handle:
-        offsets: dict[tuple[str, int], int] = pickle.load(handle)["offsets"]
-    return offsets
+def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
+    """The source offsets the worker's group committed: it commits only what a durable checkpoint covers."""
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": settings.worker.app_id})
+    try:
+        names = (settings.topic("predictions"), settings.topic("feedback"))
+        wanted = [TopicPartition(name, p) for name in names for p in range(settings.kafka.partitions)]
+        return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(wanted, timeout=10) if tp.offset >= 0}
+    finally:
+        consumer.close()
 
 
 def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterrupted_run(
@@ -319,16 +325,15 @@ def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterr
     send(settings, events)
     expected = expected_windows(settings, events, profiles)
     env = worker_env(settings, tmp_path)
-    checkpoint = tmp_path / "worker" / f"{settings.worker.app_id}.checkpoint"
     pause = random.Random(5)
     kills: list[dict[tuple[str, int], int]] = []
     for _ in range(3):  # SIGKILL three times, each at a random moment after the worker made progress
         worker = start_worker(env)
-        wait_for(lambda: checkpointed_offsets(checkpoint) != (kills[-1] if kills else {}), timeout_s=90)
+        wait_for(lambda: committed_offsets(settings) != (kills[-1] if kills else {}), timeout_s=90)
         time.sleep(pause.uniform(0.0, 0.5))
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
-        kills.append(checkpointed_offsets(checkpoint))
+        kills.append(committed_offsets(settings))
     actual: dict[str, WindowResult] = {}
     with worker_running(env):
         deadline = time.monotonic() + 120
@@ -338,7 +343,7 @@ def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterr
                 break
     assert len(kills) == 3
     assert len(expected) == 18  # 3 models x 6 windows
-    print(f"\ncheckpointed offsets at the kills: {kills}")
+    print(f"\ncommitted offsets at the kills: {kills}")
     log_tail = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
     try:
         assert_same(actual, expected)

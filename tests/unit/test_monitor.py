@@ -12,10 +12,11 @@ import pytest
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
-from driftline.streams.monitor import StreamMonitor
+from driftline.streams.app import ChangelogStore
+from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-TOPICS = {"predictions": "p", "feedback": "f"}
+TOPICS = {"predictions": "p", "feedback": "f", "window-parts": "w"}
 SETTINGS = MonitorSettings(window_s=60, grace_s=1, horizon_s=600, idle_timeout_s=1e9)
 POLICY = PolicySettings.model_validate({"accuracy_below": {"threshold": 0.85, "min_samples": 10}})
 
@@ -52,14 +53,27 @@ def wrong_labels(start_s: float, n: int, prefix: str) -> bytes:
     )
 
 
+class Local:
+    """A monitor with its state in a local file (restored from it when it exists)."""
+
+    def __init__(self, monitor: StreamMonitor, path: Path) -> None:
+        self.monitor = monitor
+        self.checkpoints = LocalCheckpoints(monitor, path)
+        self.handle = monitor.handle
+        self.counts = monitor.counts
+
+    def checkpoint(self) -> None:
+        self.checkpoints.run(self.monitor)
+
+
 class Recorder:
     def __init__(self, crash_on_triggers: bool = False) -> None:
         self.results: list[WindowResult] = []
         self.triggers: list[RetrainTrigger] = []
         self.crash_on_triggers = crash_on_triggers
 
-    def monitor(self, path: Path) -> StreamMonitor:
-        return StreamMonitor(SETTINGS, TOPICS, self.results.extend, self.publish_triggers, path, policy=POLICY)
+    def monitor(self, path: Path) -> Local:
+        return Local(StreamMonitor(SETTINGS, TOPICS, self.results.extend, self.publish_triggers, policy=POLICY), path)
 
     def publish_triggers(self, triggers: list[RetrainTrigger]) -> None:
         if self.crash_on_triggers:
@@ -67,7 +81,7 @@ class Recorder:
         self.triggers.extend(triggers)
 
 
-def feed_breaching_window(monitor: StreamMonitor) -> None:
+def feed_breaching_window(monitor: Local) -> None:
     monitor.handle("p", 0, 0, predictions(0, 40, "a"))
     monitor.handle("f", 0, 0, wrong_labels(0, 40, "a"))
     monitor.handle("p", 0, 1, predictions(70, 1, "b"))  # the watermark passes window 0's end + grace
@@ -95,7 +109,7 @@ def test_a_crash_after_the_checkpoint_republishes_the_same_decision_from_the_out
 
     recorder = Recorder()
     restarted = recorder.monitor(tmp_path / "cp")
-    assert restarted.restore()
+    assert restarted.checkpoints.saved  # restored from the file
     feed_breaching_window(restarted)  # the same messages read again: skipped, already in the checkpoint
     restarted.checkpoint()
     restarted.checkpoint()
@@ -118,9 +132,46 @@ def test_a_crash_before_the_checkpoint_decides_again_from_the_older_state_with_t
     feed_breaching_window(lost_monitor)
     recorder = Recorder()
     restarted = recorder.monitor(tmp_path / "b")
-    restarted.restore()
     feed_breaching_window(restarted)
     restarted.checkpoint()
 
     assert [t.trigger_id for t in recorder.triggers] == [t.trigger_id for t in baseline.triggers]
     assert len(recorder.triggers) == 1
+
+
+class StubTable:
+    """The two things ChangelogStore uses of a Faust table: its local data and its changelog."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.changelog: list[tuple[int, bytes, bytes]] = []
+
+    def send_changelog(self, partition: int, key: bytes, value: bytes) -> None:
+        self.changelog.append((partition, key, value))
+
+
+def restored_from(changelog: list[tuple[int, bytes, bytes]]) -> StubTable:
+    """A table as Faust rebuilds it from its changelog: the last value of each key."""
+    table = StubTable()
+    for _partition, key, value in changelog:
+        table.data[key] = value
+    return table
+
+
+def test_changelog_store_chunks_a_state_and_a_half_written_one_leaves_the_previous_intact() -> None:
+    table = StubTable()
+    store = ChangelogStore(table)  # type: ignore[arg-type]
+    store.CHUNK_BYTES = 1000
+    first, second = bytes(range(256)) * 10, b"second" * 900
+
+    store.save({("join-1", 1): first})
+    store.save({("join-1", 1): second})
+    assert {p for p, _k, _v in table.changelog} == {1}
+    assert len(table.changelog) == 3 + 1 + 6 + 1  # chunks and a manifest, twice
+    assert ChangelogStore(restored_from(table.changelog)).load("join-1", 1) == second  # type: ignore[arg-type]
+
+    store.save({("join-1", 1): first})  # a crash after two of its three chunks: no new manifest
+    crashed = ChangelogStore(restored_from(table.changelog[:-2]))  # type: ignore[arg-type]
+    assert crashed.load("join-1", 1) == second
+    assert ChangelogStore(restored_from(table.changelog)).load("join-1", 1) == first  # type: ignore[arg-type]
+    assert ChangelogStore(StubTable()).load("join-1", 1) is None  # type: ignore[arg-type]
