@@ -254,6 +254,16 @@ class _MonitorCollector:
             "Labels and scores left out of the detectors (slice already fed)",
             value=sum(merger.engine.detector_late for merger in self.monitor.mergers.values()),
         )
+        yield GaugeMetricFamily(
+            "driftline_after_horizon",
+            "Rows and labels that reached a window already dropped (past the label horizon)",
+            value=sum(merger.engine.after_horizon for merger in self.monitor.mergers.values()),
+        )
+        yield CounterMetricFamily(
+            "driftline_parts_undecodable",
+            "window-parts messages that could not be decoded",
+            value=counts["parts_undecodable"],
+        )
         yield CounterMetricFamily("driftline_alarms", "Streaming detector alarms raised", value=counts["alarms"])
         yield CounterMetricFamily("driftline_triggers", "Retraining triggers published", value=counts["triggers"])
         yield self._lag()
