@@ -48,6 +48,7 @@ def test_delete_topics_removes_only_this_prefix(settings: Settings) -> None:
             "retrain-triggers",
             "dead-letters",
             "reference-profiles",
+            "window-parts",
         )
     )
     assert delete_topics(settings) == []
