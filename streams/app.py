@@ -33,6 +33,7 @@ from driftline.settings import Settings
 from driftline.streams.monitor import StreamMonitor
 
 log = logging.getLogger(__name__)
+STALL_S = 10.0  # an owned partition silent this long while its consumer position is ahead is read again
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -127,6 +128,72 @@ class ChangelogStore:
         return futures
 
 
+class _Worker:
+    """The agent's state beside the monitor: the lock, the events awaiting a checkpoint, and when each owned
+    partition last delivered one."""
+
+    def __init__(self, app: faust.App, monitor: StreamMonitor, names: list[str], store: ChangelogStore) -> None:
+        self.app = app
+        self.monitor = monitor
+        self.names = names
+        self.store = store
+        self.parts = app.topic(names[2], value_serializer="raw", key_serializer="raw")
+        self.lock = asyncio.Lock()  # handling, checkpoints and rebalances take turns: each sees the state whole
+        self.unacked: list[EventT[bytes]] = []
+        self.heard: dict[tuple[str, int], float] = {}  # when an owned partition last delivered an event
+
+    def handle(self, event: EventT[bytes]) -> None:
+        message = event.message
+        self.monitor.handle(message.topic, message.partition, message.offset, event.value)
+        self.heard[(message.topic, message.partition)] = time.monotonic()
+        self.unacked.append(event)
+
+    async def checkpoint(self) -> None:
+        """Deltas onto window-parts, then results and decisions, then state on the changelog, then acks."""
+        monitor = self.monitor
+        sent = [self.parts.send_soon(key=key, value=value, partition=p) for p, key, value in monitor.deltas()]
+        await self.app.producer.flush()
+        await asyncio.gather(*sent)
+        monitor.deltas_delivered()
+        await asyncio.gather(*self.store.save(monitor.checkpoint()))
+        monitor.saved()
+        for event in self.unacked:
+            event.ack()
+        self.unacked.clear()
+
+    async def read_again_what_was_dropped(self) -> None:
+        """A partition whose consumer position is past the last offset handled, with no event delivered for
+        ``STALL_S``, had messages fetched and dropped on their way to the agent (Faust drops what a rebalance's
+        pause and resume race with, and relies on a seek it may do before the drop): seek back to just after the
+        last offset handled. What was delivered meanwhile is skipped as a replay, so this can only cost a re-read."""
+        now = time.monotonic()
+        for tp in self.app.consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if tp.topic not in self.names or not self.monitor.owns(tp.partition):
+                continue
+            if now - self.heard.get(key, now) < STALL_S:
+                continue
+            handled = self.monitor.offsets.get(key, -1)
+            position = await self.app.consumer.position(tp)
+            if position is not None and position > handled + 1:
+                log.warning("%s[%d]: read to %d but handled to %d; reading again from there", *key, position, handled)
+                await self.app.consumer.seek(tp, handled + 1)
+                self.heard[key] = now
+
+    def take(self, assigned: set[Any], store: ChangelogStore) -> None:
+        partitions = {tp.partition for tp in assigned if tp.topic in self.names}
+        log.info("partitions assigned: %s (owned before: %s)", sorted(partitions), sorted(self.monitor.joins))
+        self.monitor.assign(partitions, store)
+        now = time.monotonic()
+        self.heard.update({(tp.topic, tp.partition): now for tp in assigned if tp.topic in self.names})
+
+    def give(self, revoked: set[Any]) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic in self.names}
+        log.info("partitions revoked: %s", sorted(gone))
+        self.monitor.revoke(gone)
+        self.unacked[:] = [e for e in self.unacked if e.message.partition not in gone]
+
+
 def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor) -> None:
     """Attach the monitoring agent, its checkpoint timer, partition handover and the /health and /metrics pages.
 
@@ -135,7 +202,6 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
     the acknowledgements of the events it covers."""
     names = [settings.topic(t.name) for t in (PREDICTIONS, FEEDBACK, WINDOW_PARTS)]
     sources = app.topic(*names, value_serializer="raw", key_serializer="raw")
-    parts = app.topic(names[2], value_serializer="raw", key_serializer="raw")
     table = app.Table(
         "state",
         partitions=settings.kafka.partitions,
@@ -143,56 +209,37 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
         value_type=bytes,
     )
     store = ChangelogStore(table)
-    lock = asyncio.Lock()  # handling, checkpoints and rebalances take turns: each sees the state whole
-    unacked: list[EventT[bytes]] = []
-
-    async def checkpoint() -> None:
-        """Deltas onto window-parts, then results and decisions, then state on the changelog, then acks."""
-        sent = [parts.send_soon(key=key, value=value, partition=p) for p, key, value in monitor.deltas()]
-        await app.producer.flush()
-        await asyncio.gather(*sent)
-        monitor.deltas_delivered()
-        await asyncio.gather(*store.save(monitor.checkpoint()))
-        monitor.saved()
-        for event in unacked:
-            event.ack()
-        unacked.clear()
+    worker = _Worker(app, monitor, names, store)
 
     @app.agent(sources, name="monitor", concurrency=1)
     async def monitor_events(stream: StreamT[bytes]) -> None:
         manual = cast(faust.Stream[bytes], cast(faust.Stream[bytes], stream).noack())
         async for event in manual.events():
-            message = event.message
-            async with lock:
-                if not monitor.owns(message.partition):
+            async with worker.lock:
+                if not monitor.owns(event.message.partition):
                     continue  # revoked meanwhile: left unacknowledged for the partition's next owner
-                monitor.handle(message.topic, message.partition, message.offset, event.value)
-                unacked.append(event)
+                worker.handle(event)
                 if monitor.checkpoint_due:
-                    await checkpoint()
+                    await worker.checkpoint()
 
     @app.timer(settings.monitor.checkpoint_s, name="checkpoint")  # type: ignore[untyped-decorator]
     async def checkpoint_when_quiet() -> None:
-        async with lock:
+        async with worker.lock:
             if monitor.checkpoint_due:
-                await checkpoint()
+                await worker.checkpoint()
+            await worker.read_again_what_was_dropped()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def take_partitions(sender: faust.App, **_kwargs: Any) -> None:
         """Tables are restored: own the assigned partitions from their saved states."""
-        async with lock:
-            assigned = {tp.partition for tp in sender.consumer.assignment() if tp.topic in names}
-            log.info("partitions assigned: %s (owned before: %s)", sorted(assigned), sorted(monitor.joins))
-            monitor.assign(assigned, store)
+        async with worker.lock:
+            worker.take(sender.consumer.assignment(), store)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def give_partitions(sender: faust.App, revoked: set[Any], **_kwargs: Any) -> None:
         """Drop what was not saved: the next owner reads it again after the saved state."""
-        async with lock:
-            gone = {tp.partition for tp in revoked if tp.topic in names}
-            log.info("partitions revoked: %s", sorted(gone))
-            monitor.revoke(gone)
-            unacked[:] = [e for e in unacked if e.message.partition not in gone]
+        async with worker.lock:
+            worker.give(revoked)
 
     add_pages(app, settings, monitor, names)
 
