@@ -171,7 +171,7 @@ class _Worker:
             key = (tp.topic, tp.partition)
             if tp.topic not in self.names or not self.monitor.owns(tp.partition):
                 continue
-            if now - self.heard.get(key, now) < STALL_S:
+            if now - self.heard.get(key, now) < STALL_S + self.monitor.last_checkpoint_s:  # a checkpoint is no stall
                 continue
             handled = self.monitor.offsets.get(key, -1)
             position = await self.app.consumer.position(tp)
