@@ -141,6 +141,31 @@ class _Worker:
         self.lock = asyncio.Lock()  # handling, checkpoints and rebalances take turns: each sees the state whole
         self.unacked: list[EventT[bytes]] = []
         self.heard: dict[tuple[str, int], float] = {}  # when an owned partition last delivered an event
+        self.resync: dict[tuple[str, int], int] = {}  # partitions sought back, and the offset that jumped
+
+    async def in_sequence(self, event: EventT[bytes]) -> bool:
+        """False for an event to leave unhandled (and unacknowledged) because messages before it went missing.
+
+        Faust drops records it fetched while it pauses and resumes partitions around a rebalance's table
+        recovery (seen here after restores). An event whose offset jumps past the one after the last offset
+        handled therefore sends the partition back there; events of the old read past the jump are left (they are
+        read again); the first event at or before the jump ends the resync, and is handled: if it is still past
+        the expected offset, the gap was real (transaction markers, retention) and is accepted."""
+        message = event.message
+        key = (message.topic, message.partition)
+        jumped = self.resync.get(key)
+        if jumped is not None:
+            if message.offset > jumped:
+                return False
+            del self.resync[key]
+            return True
+        expected = self.monitor.offsets.get(key, -1) + 1
+        if message.offset <= expected:
+            return True
+        log.warning("%s[%d]: offset %d after %d; reading again from %d", *key, message.offset, expected - 1, expected)
+        self.resync[key] = message.offset
+        await self.app.consumer.seek(message.tp, expected)
+        return False
 
     def handle(self, event: EventT[bytes]) -> None:
         message = event.message
@@ -184,6 +209,7 @@ class _Worker:
         partitions = {tp.partition for tp in assigned if tp.topic in self.names}
         log.info("partitions assigned: %s (owned before: %s)", sorted(partitions), sorted(self.monitor.joins))
         self.monitor.assign(partitions, store)
+        self.resync.clear()
         now = time.monotonic()
         self.heard.update({(tp.topic, tp.partition): now for tp in assigned if tp.topic in self.names})
 
@@ -191,6 +217,7 @@ class _Worker:
         gone = {tp.partition for tp in revoked if tp.topic in self.names}
         log.info("partitions revoked: %s", sorted(gone))
         self.monitor.revoke(gone)
+        self.resync = {key: offset for key, offset in self.resync.items() if key[1] not in gone}
         self.unacked[:] = [e for e in self.unacked if e.message.partition not in gone]
 
 
@@ -218,6 +245,8 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
             async with worker.lock:
                 if not monitor.owns(event.message.partition):
                     continue  # revoked meanwhile: left unacknowledged for the partition's next owner
+                if not await worker.in_sequence(event):
+                    continue
                 worker.handle(event)
                 if monitor.checkpoint_due:
                     await worker.checkpoint()

@@ -3,16 +3,19 @@ after the checkpoint never takes a decision twice, and replayed messages are ski
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
-from driftline.streams.app import ChangelogStore
+from driftline.streams.app import ChangelogStore, _Worker
 from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -175,3 +178,38 @@ def test_changelog_store_chunks_a_state_and_a_half_written_one_leaves_the_previo
     assert crashed.load("join-1", 1) == second
     assert ChangelogStore(restored_from(table.changelog)).load("join-1", 1) == first  # type: ignore[arg-type]
     assert ChangelogStore(StubTable()).load("join-1", 1) is None  # type: ignore[arg-type]
+
+
+class StubConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[str, int, int]] = []
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp.topic, tp.partition, offset))
+
+
+def event_at(offset: int) -> Any:
+    message = SimpleNamespace(topic="p", partition=0, offset=offset, tp=SimpleNamespace(topic="p", partition=0))
+    return SimpleNamespace(message=message)
+
+
+def test_an_offset_jump_reads_the_partition_again_and_a_real_gap_is_accepted_after(tmp_path: Path) -> None:
+    local = Recorder().monitor(tmp_path / "cp")
+    local.monitor.offsets[("p", 0)] = 9  # handled up to 9
+    consumer = StubConsumer()
+    app = SimpleNamespace(consumer=consumer, topic=lambda *_a, **_k: None)
+    worker = _Worker(app, local.monitor, ["p", "f", "w"], None)  # type: ignore[arg-type]
+
+    async def offsets_taken(offsets: list[int]) -> list[int]:
+        return [offset for offset in offsets if await worker.in_sequence(event_at(offset))]
+
+    # 10 and 11 were dropped on the way: 12 sends the partition back to 10; 13 and 14 of the old read are left
+    assert asyncio.run(offsets_taken([12, 13, 14])) == []
+    assert consumer.seeks == [("p", 0, 10)]
+    assert asyncio.run(offsets_taken([10])) == [10]  # read again: in sequence from there
+    local.monitor.offsets[("p", 0)] = 14
+    # a real gap (15 is a transaction marker): read again, 16 comes first again and is taken
+    assert asyncio.run(offsets_taken([16, 16])) == [16]
+    local.monitor.offsets[("p", 0)] = 16
+    assert asyncio.run(offsets_taken([17])) == [17]
+    assert consumer.seeks == [("p", 0, 10), ("p", 0, 15)]
