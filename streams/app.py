@@ -173,18 +173,30 @@ class _Worker:
         self.heard[(message.topic, message.partition)] = time.monotonic()
         self.unacked.append(event)
 
-    async def checkpoint(self) -> None:
-        """Deltas onto window-parts, then results and decisions, then state on the changelog, then acks."""
+    async def emit(self) -> None:
+        """Deltas onto window-parts (delivered), then the mergers' results; decisions wait in the outbox."""
         monitor = self.monitor
         sent = [self.parts.send_soon(key=key, value=value, partition=p) for p, key, value in monitor.deltas()]
         await self.app.producer.flush()
         await asyncio.gather(*sent)
         monitor.deltas_delivered()
-        await asyncio.gather(*self.store.save(monitor.checkpoint()))
-        monitor.saved()
+        monitor.emit()
+
+    async def checkpoint(self) -> None:
+        """Deltas and results, then the state on the changelog (delivered), then the decisions, then the acks."""
+        await self.emit()
+        await asyncio.gather(*self.store.save(self.monitor.checkpoint()))
+        self.monitor.saved()
         for event in self.unacked:
             event.ack()
         self.unacked.clear()
+
+    async def keep_pace(self) -> None:
+        """A checkpoint when one is due, else an emission when one is due."""
+        if self.monitor.checkpoint_due:
+            await self.checkpoint()
+        elif self.monitor.emit_due:
+            await self.emit()
 
     async def read_again_what_was_dropped(self) -> None:
         """A partition whose consumer position is past the last offset handled, with no event delivered for
@@ -224,9 +236,10 @@ class _Worker:
 def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor) -> None:
     """Attach the monitoring agent, its checkpoint timer, partition handover and the /health and /metrics pages.
 
-    A checkpoint: the joins' deltas onto ``window-parts`` (delivered), then the mergers' results and decisions,
-    then every owned partition's state onto the ``state`` table's changelog (delivered), then the triggers, then
-    the acknowledgements of the events it covers."""
+    Every ``monitor.checkpoint_s``: the joins' deltas onto ``window-parts`` (delivered), then the mergers' results
+    and decisions. At each checkpoint (spaced further apart under a large state) also every owned partition's
+    state onto the ``state`` table's changelog (delivered), then the triggers, then the acknowledgements of the
+    events it covers."""
     names = [settings.topic(t.name) for t in (PREDICTIONS, FEEDBACK, WINDOW_PARTS)]
     sources = app.topic(*names, value_serializer="raw", key_serializer="raw")
     table = app.Table(
@@ -248,14 +261,12 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
                 if not await worker.in_sequence(event):
                     continue
                 worker.handle(event)
-                if monitor.checkpoint_due:
-                    await worker.checkpoint()
+                await worker.keep_pace()
 
     @app.timer(settings.monitor.checkpoint_s, name="checkpoint")  # type: ignore[untyped-decorator]
     async def checkpoint_when_quiet() -> None:
         async with worker.lock:
-            if monitor.checkpoint_due:
-                await worker.checkpoint()
+            await worker.keep_pace()
             await worker.read_again_what_was_dropped()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]

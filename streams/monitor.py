@@ -17,8 +17,10 @@ Contract (at-least-once input, exactly-once effect):
   2. :meth:`StreamMonitor.checkpoint` has each merger publish the windows that closed or changed
      (``publish_results`` returns once they are delivered; if it raises, nothing is marked emitted and the next
      checkpoint offers them again), run the trigger policy over them and over the detector alarms raised, and
-     put its decisions in an outbox; it returns the state of every join (with the last source offsets it
-     includes) and every merger (with its policy, outbox and last ``window-parts`` offset), pickled;
+     put its decisions in an outbox (steps 1 and this emission, :meth:`StreamMonitor.emit`, also run alone every
+     ``checkpoint_s`` between checkpoints, which a large state spaces further apart); it returns the state of
+     every join (with the last source offsets it includes) and every merger (with its policy, outbox and last
+     ``window-parts`` offset), pickled;
   3. once the caller has made those durable (:meth:`CheckpointStore.save`), :meth:`StreamMonitor.saved`
      publishes the outbox (``publish_triggers``). A crash before the state is saved re-decides from the older
      state, having published nothing; a crash after it republishes the same decisions, same ids, from the
@@ -131,7 +133,7 @@ class StreamMonitor:
         self.mergers: dict[int, Merger] = {}
         self.offsets: dict[tuple[str, int], int] = {}
         self.counts: Counter[str] = Counter()
-        self.last_checkpoint = self.checkpoint_started = time.monotonic()
+        self.last_checkpoint = self.checkpoint_started = self.last_emit = time.monotonic()
         self.last_checkpoint_s = 0.0
 
     # -- ownership -----------------------------------------------------------------------------------
@@ -240,8 +242,10 @@ class StreamMonitor:
         for join in self.joins.values():
             join.sent()
 
-    def checkpoint(self) -> dict[tuple[str, int], bytes]:
-        """Publish what closed or changed, decide triggers; the state to save, ``{(name, partition): bytes}``."""
+    def emit(self) -> None:
+        """Publish what closed or changed and decide triggers (into the outbox, published by :meth:`saved`).
+        Safe between checkpoints: a window emitted again after a crash has the same revision and collapses."""
+        self.last_emit = time.monotonic()
         for merger in self.mergers.values():
             emission = merger.engine.advance(lambda emitted: self.publish_results(emitted.results))
             self.counts["windows_emitted"] += len(emission.results)
@@ -252,6 +256,10 @@ class StreamMonitor:
                 merger.outbox.extend(policy.on_window(result))
             lag = timedelta(seconds=self.settings.horizon_s + self.settings.window_s)
             policy.expire(merger.engine.watermark - lag)
+
+    def checkpoint(self) -> dict[tuple[str, int], bytes]:
+        """:meth:`emit`, then the state to save, ``{(name, partition): bytes}``."""
+        self.emit()
         states = {}
         for partition, join in self.joins.items():
             offsets = {key: offset for key, offset in self.offsets.items() if key[1] == partition}
@@ -278,6 +286,12 @@ class StreamMonitor:
                 merger.outbox = []
         self.last_checkpoint = time.monotonic()
         self.last_checkpoint_s = self.last_checkpoint - self.checkpoint_started
+
+    @property
+    def emit_due(self) -> bool:
+        """True when ``monitor.checkpoint_s`` has passed since the last emission: deltas and window results go
+        out at that pace even when saving the state is spaced further apart (:attr:`checkpoint_due`)."""
+        return time.monotonic() - self.last_emit >= self.settings.checkpoint_s
 
     @property
     def checkpoint_due(self) -> bool:
