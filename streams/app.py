@@ -217,10 +217,10 @@ class _Worker:
                 await self.app.consumer.seek(tp, handled + 1)
                 self.heard[key] = now
 
-    def take(self, assigned: set[Any], store: ChangelogStore) -> None:
+    def take(self, assigned: set[Any]) -> None:
         partitions = {tp.partition for tp in assigned if tp.topic in self.names}
         log.info("partitions assigned: %s (owned before: %s)", sorted(partitions), sorted(self.monitor.joins))
-        self.monitor.assign(partitions, store)
+        self.monitor.assign(partitions, self.store)
         self.resync.clear()
         now = time.monotonic()
         self.heard.update({(tp.topic, tp.partition): now for tp in assigned if tp.topic in self.names})
@@ -273,7 +273,7 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
     async def take_partitions(sender: faust.App, **_kwargs: Any) -> None:
         """Tables are restored: own the assigned partitions from their saved states."""
         async with worker.lock:
-            worker.take(sender.consumer.assignment(), store)
+            worker.take(sender.consumer.assignment())
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def give_partitions(sender: faust.App, revoked: set[Any], **_kwargs: Any) -> None:
