@@ -6,12 +6,18 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 :mod:`driftline.streams.deltas`). Semantics:
 
 - A window ``[start, start + window)`` of a model version holds one *share* per source partition: the rows
-  (predictions) of that partition, numbered as the partition numbered them, with the labels joined to them.
-  A replayed delta changes nothing (rows already held are skipped, labels are assignments). Results are computed
-  over the shares in partition order, so they do not depend on which worker read which partition, or when.
+  (predictions) of that partition, numbered as the partition numbered them, kept as a summary
+  (:mod:`driftline.streams.core.summary`: counts and exact sums, updated as rows and labels arrive) plus the
+  few values per row that a late label needs (predicted label, score, groups; never the features). A replayed
+  delta changes nothing (rows already held are skipped, labels are assignments). Summaries merge by exact
+  addition, so results do not depend on which worker read which partition, or when, and an emission costs
+  the size of the summaries, not the number of rows.
+- Features are counted against the version's reference profile as rows arrive
+  (:mod:`driftline.streams.core.feature_counts`), once the version has a profile; a window whose first rows came
+  before it keeps those rows' features until it closes, then counts them.
 - Watermark (:class:`~driftline.streams.watermarks.Watermark`): the minimum over source partitions that are not
   idle of their latest prediction time. A window closes when the watermark passes ``end + grace``: its drift
-  is computed once then (it depends on predictions alone) and its rows' inputs dropped, it is emitted, and it is
+  is read from its counts once then (it depends on predictions alone) and the counts dropped, it is emitted, and it is
   re-emitted each time late labels change it, until the watermark passes ``end + horizon``, when its state is
   dropped. Rows that reach a closed window (from a partition that was idle, or read behind) count in
   ``late_predictions`` with those the partition itself found late, and are left out of the numbers; feedback
@@ -34,14 +40,14 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.events import Task, label_text
@@ -49,28 +55,28 @@ from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.results import (
     DetectorAlarm,
     FeatureDrift,
-    GroupFairness,
     Performance,
     ReferenceProfile,
     WindowKey,
     WindowResult,
 )
 from driftline.settings import MonitorSettings
+from driftline.streams.core.feature_counts import FeatureCounts, NumericCounts, feature_counts
+from driftline.streams.core.summary import (
+    BinarySummary,
+    Combo,
+    MulticlassSummary,
+    Summary,
+    group_key,
+    merged,
+    new_summary,
+)
 from driftline.streams.deltas import Delta, OrphanCount, Progress, WindowDelta
 from driftline.streams.joining import WindowId, window_start
 from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelDetectors
-from driftline.streams.monitors.drift import categorical_drift, numeric_drift
-from driftline.streams.monitors.fairness import attribute_fairness
-from driftline.streams.monitors.performance import (
-    binary_performance,
-    estimated_accuracy,
-    multiclass_performance,
-    regression_performance,
-)
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile
 from driftline.streams.watermarks import EPOCH, Watermark
 
-MISSING_GROUP = "__missing__"
 ModelKey = tuple[str, str]  # model_id, model_version
 DetectorInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
 Signal = Literal["errors", "scores"]
@@ -78,69 +84,78 @@ Signal = Literal["errors", "scores"]
 
 @dataclass
 class Share:
-    """One source partition's rows of a window, in columns. Rows reaching the window after it closed are only
-    counted (``received`` minus the rows held)."""
+    """One source partition's rows of a window: their summary, and per row what a late label needs. Rows
+    reaching the window after it closed are only counted (``received`` minus the rows held)."""
 
+    summary: Summary
     ids: list[str] = field(default_factory=list)
-    predicted: list[str | None] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    truth: list[str | None] = field(default_factory=list)
-    truth_values: list[float] = field(default_factory=list)
-    feature_rows: list[Mapping[str, object]] = field(default_factory=list)
-    sensitive_rows: list[Mapping[str, str]] = field(default_factory=list)
+    positive: bytearray = field(default_factory=bytearray)  # binary: the predicted label is the positive one
+    scores: array[float] = field(default_factory=lambda: array("d"))
+    combos: array[int] = field(default_factory=lambda: array("l"))  # binary: index in WindowBuffer.combos
+    predicted: list[str] = field(default_factory=list)  # multiclass: the predicted label
+    values: array[float] = field(default_factory=lambda: array("d"))  # regression: the predicted value
+    labelled: bytearray = field(default_factory=bytearray)
+    unbinned: list[tuple[Mapping[str, object], float, str | None]] = field(default_factory=list)
     received: int = 0
-    labels: int = 0
     late_at_source: int = 0
+
+    @property
+    def held(self) -> int:
+        return len(self.ids)
 
 
 @dataclass
 class WindowBuffer:
-    """What one window holds: a :class:`Share` per source partition (vectorised when it is emitted).
+    """What one window holds: a :class:`Share` per source partition, and its feature counts.
 
-    The features and sensitive attributes of each prediction are kept as given until the window closes;
-    then its drift is computed once (it depends on predictions alone, and no prediction joins a closed
-    window), the groups become arrays, and the rows are dropped: a closed window waiting for late labels holds
-    a few numbers per prediction, not its features.
+    Features are counted as rows arrive once the version has a reference profile (``features``); until then a
+    share keeps its rows' features (``unbinned``), counted when the profile comes or the window closes. At
+    the close the drift is read from the counts once (it depends on predictions alone, and no prediction
+    joins a closed window), and the counts are dropped: a closed window waiting for late labels holds its
+    summaries and a few values per prediction.
     """
 
     task: Task
     shares: dict[int, Share] = field(default_factory=dict)
-    sealed: Sealed | None = None
+    combos: list[Combo] = field(default_factory=list)
+    combo_codes: dict[Combo, int] = field(default_factory=dict)
+    reference: Literal["provided", "first_events", "none"] = "none"
+    features: dict[str, FeatureCounts] | None = None
+    drift: list[FeatureDrift] | None = None  # set when the window closed
     orphan_feedback: int = 0
     alarms: list[DetectorAlarm] = field(default_factory=list)
     emitted_revision: int = -1
 
-    def column(self, name: str) -> list[Any]:
-        """One column of the rows held, over the shares in partition order."""
-        return [value for _p, share in sorted(self.shares.items()) for value in getattr(share, name)]
+    def summary(self) -> Summary:
+        """The shares' summaries added up."""
+        total = merged([share.summary for _p, share in sorted(self.shares.items())])
+        return total if total is not None else new_summary(self.task)
+
+    def combo_code(self, sensitive: Mapping[str, str]) -> int:
+        combo = group_key(sensitive)
+        code = self.combo_codes.get(combo)
+        if code is None:
+            code = self.combo_codes[combo] = len(self.combos)
+            self.combos.append(combo)
+        return code
 
     @property
     def predictions(self) -> int:
-        return sum(len(share.ids) for share in self.shares.values())
+        return sum(share.held for share in self.shares.values())
 
     @property
     def labels(self) -> int:
-        return sum(share.labels for share in self.shares.values())
+        return sum(share.summary.labelled for share in self.shares.values())
 
     @property
     def late_predictions(self) -> int:
-        return sum(share.late_at_source + share.received - len(share.ids) for share in self.shares.values())
+        return sum(share.late_at_source + share.received - share.held for share in self.shares.values())
 
     @property
     def revision(self) -> int:
         """Every event the window accounts for: predictions and labels, and late predictions, orphaned
         feedback and detector alarms it counts; only grows, so the latest revision is the most complete."""
         return self.predictions + self.labels + self.late_predictions + self.orphan_feedback + len(self.alarms)
-
-
-@dataclass(frozen=True)
-class Sealed:
-    """What a window keeps of its predictions' inputs once it closed: drift and the groups per attribute."""
-
-    reference: Literal["provided", "first_events", "none"]
-    drift: list[FeatureDrift]
-    groups: dict[str, NDArray[np.str_]]
 
 
 @dataclass(frozen=True)
@@ -212,7 +227,9 @@ class WindowEngine:
                 self.after_horizon += len(delta.ids) + len(delta.labels)
                 return
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
-        share = buffer.shares.setdefault(delta.partition, Share())
+        share = buffer.shares.get(delta.partition)
+        if share is None:
+            share = buffer.shares[delta.partition] = Share(new_summary(delta.task))
         share.late_at_source = max(share.late_at_source, delta.late_predictions)
         skip = share.received - delta.first_row
         if skip < 0:
@@ -221,29 +238,76 @@ class WindowEngine:
                 "arrived: the window-parts topic lost messages (retention shorter than the horizon?)"
             )
         share.received = max(share.received, delta.first_row + len(delta.ids))
-        if buffer.sealed is None:
-            for i in range(skip, len(delta.ids)):
-                share.ids.append(delta.ids[i])
-                share.predicted.append(delta.predicted[i])
-                share.scores.append(delta.scores[i])
-                share.values.append(delta.values[i])
-                share.truth.append(None)
-                share.truth_values.append(math.nan)
-                share.feature_rows.append(delta.features[i])
-                share.sensitive_rows.append(delta.sensitive[i])
-                if delta.task == "binary":
-                    self._detector_input("scores", key, delta.times[i], delta.ids[i], delta.scores[i])
-        for row, label, value, stamp in delta.labels:
-            if row >= len(share.ids) or share.truth[row] is not None:
-                continue  # a row that came after the window closed, or a label already applied
-            if value is not None:
-                share.truth_values[row] = value
-                share.truth[row] = ""
+        if buffer.drift is None and skip < len(delta.ids):
+            self._take_rows(key, buffer, share, delta, skip)
+        self._take_labels(key, buffer, share, delta)
+
+    def _take_rows(self, key: WindowId, buffer: WindowBuffer, share: Share, delta: WindowDelta, skip: int) -> None:
+        """Hold rows ``skip`` onwards of ``delta``: into the share's summary, per-row values, feature counts."""
+        rows = range(skip, len(delta.ids))
+        share.ids.extend(delta.ids[skip:])
+        share.labelled.extend(bytes(len(rows)))
+        summary = share.summary
+        if isinstance(summary, BinarySummary):
+            positive_texts = self._positive(key[0])
+            positive = np.array([delta.predicted[i] in positive_texts for i in rows], dtype=bool)
+            scores = np.array(delta.scores[skip:], dtype=np.float64)
+            codes = np.array([buffer.combo_code(delta.sensitive[i]) for i in rows], dtype=np.intp)
+            summary.add_predictions(positive, scores, codes, buffer.combos)
+            share.positive.extend(positive.tobytes())
+            share.scores.extend(scores)
+            share.combos.extend(codes.tolist())
+            for i in rows:
+                self._detector_input("scores", key, delta.times[i], delta.ids[i], delta.scores[i])
+        else:
+            summary.add_predictions(len(rows))
+            if isinstance(summary, MulticlassSummary):
+                share.predicted.extend(delta.predicted[i] or "" for i in rows)
             else:
-                share.truth[row] = label
-                error = self._is_error(key[0], buffer.task, share.predicted[row], label)
+                share.values.extend(delta.values[skip:])
+        if buffer.features is None:
+            self._bind_reference(key, buffer)
+        new_rows = [(delta.features[i], delta.scores[i], delta.predicted[i]) for i in rows]
+        if buffer.features is None:
+            share.unbinned.extend(new_rows)
+        else:
+            _count_features(buffer.features, new_rows)
+
+    def _take_labels(self, key: WindowId, buffer: WindowBuffer, share: Share, delta: WindowDelta) -> None:
+        """Apply the labels of ``delta`` to rows held and not labelled yet (a label is an assignment)."""
+        rows: list[int] = []
+        labels: list[str | None] = []
+        values: list[float] = []
+        positive_texts = self._positive(key[0])
+        for row, label, value, stamp in delta.labels:
+            if row >= share.held or share.labelled[row]:
+                continue  # a row that came after the window closed, or a label already applied
+            share.labelled[row] = 1
+            rows.append(row)
+            labels.append(label)
+            values.append(math.nan if value is None else value)
+            if value is None:
+                if buffer.task == "binary":
+                    error = bool(share.positive[row]) != (label in positive_texts)
+                else:
+                    error = share.predicted[row] != (label or "")
                 self._detector_input("errors", key, stamp, share.ids[row], float(error))
-            share.labels += 1
+        if not rows:
+            return
+        summary = share.summary
+        index = np.array(rows, dtype=np.intp)
+        if isinstance(summary, BinarySummary):
+            summary.add_labels(
+                np.frombuffer(share.positive, dtype=bool)[index],
+                np.frombuffer(share.scores, dtype=np.float64)[index],
+                np.frombuffer(share.combos, dtype=np.int64)[index].astype(np.intp),
+                buffer.combos,
+                np.array([label in positive_texts for label in labels], dtype=bool),
+            )
+        elif isinstance(summary, MulticlassSummary):
+            summary.add_labels([share.predicted[row] for row in rows], [label or "" for label in labels])
+        else:
+            summary.add_labels(np.frombuffer(share.values, dtype=np.float64)[index], np.array(values))
 
     # -- output --------------------------------------------------------------------------------------
 
@@ -376,16 +440,31 @@ class WindowEngine:
             return
         rows = self.first_events.setdefault(model, [])
         binary = buffer.task == "binary"
-        for features, score, predicted in zip(
-            buffer.column("feature_rows"), buffer.column("scores"), buffer.column("predicted"), strict=True
-        ):
-            rows.append({**features, "score": score if binary else None, "label": predicted})
-            if len(rows) >= self.settings.reference_first_n:
-                frame = pd.DataFrame(rows).dropna(axis=1, how="all")
-                end = key[2] + timedelta(seconds=self.settings.window_s)
-                self.own_profiles[model] = build_profile(frame, *model, source="first_events", created_at=end)
-                del self.first_events[model]
-                return
+        for _partition, share in sorted(buffer.shares.items()):
+            for features, score, predicted in share.unbinned:
+                rows.append({**features, "score": score if binary else None, "label": predicted})
+                if len(rows) >= self.settings.reference_first_n:
+                    frame = pd.DataFrame(rows).dropna(axis=1, how="all")
+                    end = key[2] + timedelta(seconds=self.settings.window_s)
+                    self.own_profiles[model] = build_profile(frame, *model, source="first_events", created_at=end)
+                    del self.first_events[model]
+                    return
+
+    def _bind_reference(self, key: WindowId, buffer: WindowBuffer) -> None:
+        """Start counting the window's features against its version's profile, if it has one by now (a
+        published one, or one built from its first events), with the rows kept until then."""
+        model = (key[0], key[1])
+        profile = self.profile_for(*model)
+        reference: Literal["provided", "first_events"] = "provided"
+        if profile is None:
+            profile, reference = self.own_profiles.get(model), "first_events"
+        if profile is None:
+            return
+        buffer.reference = reference
+        buffer.features = {name: feature_counts(feature) for name, feature in sorted(profile.features.items())}
+        for _partition, share in sorted(buffer.shares.items()):
+            _count_features(buffer.features, share.unbinned)
+            share.unbinned = []
 
     def _positive(self, model_id: str) -> set[str]:
         """The texts of a model's positive label (default 1 / true, or its pinned ``positive_label``)."""
@@ -396,107 +475,63 @@ class WindowEngine:
 
     def _result(self, key: WindowId, buffer: WindowBuffer) -> WindowResult:
         model_id, version, start = key
-        sealed = buffer.sealed or self._seal(key, buffer)
+        drift = buffer.drift if buffer.drift is not None else self._seal(key, buffer)
+        summary = buffer.summary()
         return WindowResult(
             model_id=model_id,
             model_version=version,
             window_start=start,
             window_end=start + timedelta(seconds=self.settings.window_s),
             revision=buffer.revision,
-            reference=sealed.reference,
-            performance=self._performance(model_id, buffer),
-            drift=sealed.drift,
-            fairness=self._fairness(model_id, buffer, sealed.groups),
+            reference=buffer.reference,
+            performance=Performance.model_validate(
+                {
+                    "task": buffer.task,
+                    "predictions": summary.predictions,
+                    "labelled": summary.labelled,
+                    "label_coverage": summary.labelled / summary.predictions if summary.predictions else None,
+                    "late_predictions": buffer.late_predictions,
+                    "orphan_feedback": buffer.orphan_feedback,
+                    **summary.performance(),
+                }
+            ),
+            drift=drift,
+            fairness=summary.fairness(self.settings.min_group_count) if isinstance(summary, BinarySummary) else [],
             alarms=list(buffer.alarms),
         )
 
-    def _seal(self, key: WindowId, buffer: WindowBuffer) -> Sealed:
-        """Compute what depends on the predictions alone, once the window closed, and drop their inputs."""
-        model_id, version, _start = key
-        self._learn_reference(key, buffer)
-        profile = self.profile_for(model_id, version)
-        reference: Literal["provided", "first_events", "none"] = "provided" if profile is not None else "none"
-        if profile is None and (own := self.own_profiles.get((model_id, version))) is not None:
-            profile, reference = own, "first_events"
-        sensitive_rows = buffer.column("sensitive_rows")
-        attributes = sorted({attribute for row in sensitive_rows for attribute in row})
-        groups = {
-            attribute: np.array([row.get(attribute, MISSING_GROUP) for row in sensitive_rows], dtype=str)
-            for attribute in attributes
-        }
-        drift = self._drift(buffer, profile) if profile is not None else []
-        buffer.sealed = Sealed(reference, drift, groups)
+    def _seal(self, key: WindowId, buffer: WindowBuffer) -> list[FeatureDrift]:
+        """Read the drift of a window that closed from its feature counts (learning the first-events
+        reference from it first), once; drop the counts."""
+        if buffer.features is None:
+            self._learn_reference(key, buffer)
+            self._bind_reference(key, buffer)
+        features = buffer.features or {}
+        buffer.drift = [counts.drift(name) for name, counts in features.items()]
+        buffer.features = None
         for share in buffer.shares.values():
-            share.feature_rows, share.sensitive_rows = [], []
-        return buffer.sealed
+            share.unbinned = []
+        return buffer.drift
 
-    def _performance(self, model_id: str, buffer: WindowBuffer) -> Performance:
-        n = buffer.predictions
-        truth = np.array(buffer.column("truth"), dtype=object)
-        labelled = np.array([t is not None for t in truth], dtype=bool)
-        base: dict[str, object] = {
-            "task": buffer.task,
-            "predictions": n,
-            "labelled": int(labelled.sum()),
-            "label_coverage": float(labelled.mean()) if n else None,
-            "late_predictions": buffer.late_predictions,
-            "orphan_feedback": buffer.orphan_feedback,
-        }
-        if buffer.task == "regression":
-            values = np.array(buffer.column("values"))
-            metrics = regression_performance(np.array(buffer.column("truth_values"))[labelled], values[labelled])
-        elif buffer.task == "binary":
-            positive = self._positive(model_id)
-            predicted = np.array([p in positive for p in buffer.column("predicted")], dtype=bool)
-            scores = np.array(buffer.column("scores"))
-            is_true = np.array([t in positive for t in truth], dtype=bool)
-            metrics = binary_performance(is_true[labelled], predicted[labelled], scores[labelled])
-            metrics["estimated_accuracy"] = estimated_accuracy(predicted, scores)
+
+def _count_features(
+    counts: dict[str, FeatureCounts], rows: Sequence[tuple[Mapping[str, object], float, str | None]]
+) -> None:
+    """Count the features of ``rows`` (features, score, predicted label): the score and predicted label as
+    their own pseudo-features. Numeric features take numbers (bools as 0/1) and ignore other values."""
+    if not rows:
+        return
+    for name, feature in counts.items():
+        if name == SCORE:
+            column: list[object] = [None if math.isnan(score) else score for _f, score, _p in rows]
+        elif name == PREDICTED_LABEL:
+            column = [predicted for _f, _s, predicted in rows]
         else:
-            predicted_text = np.array([p or "" for p in buffer.column("predicted")], dtype=str)
-            truth_text = np.array([t or "" for t in truth], dtype=str)
-            metrics = multiclass_performance(truth_text[labelled], predicted_text[labelled])
-        return Performance.model_validate({**base, **metrics})
-
-    def _drift(self, buffer: WindowBuffer, profile: ReferenceProfile) -> list[FeatureDrift]:
-        columns: dict[str, list[object]] = {}
-        if SCORE in profile.features:
-            columns[SCORE] = [None if math.isnan(s) else s for s in buffer.column("scores")]
-        if PREDICTED_LABEL in profile.features:
-            columns[PREDICTED_LABEL] = list(buffer.column("predicted"))
-        feature_rows = buffer.column("feature_rows")
-        rows = []
-        for name, reference in sorted(profile.features.items()):
-            column = columns.get(name) or [row.get(name) for row in feature_rows]
-            present = [v for v in column if v is not None]
-            missing = len(column) - len(present)
-            if reference.kind == "numeric":
-                numbers = np.array([float(v) for v in present if isinstance(v, int | float)], dtype=np.float64)
-                rows.append(numeric_drift(name, numbers, missing, reference))
-            else:
-                rows.append(categorical_drift(name, np.array([str(v) for v in present], dtype=str), missing, reference))
-        return rows
-
-    def _fairness(
-        self, model_id: str, buffer: WindowBuffer, groups_by_attribute: dict[str, NDArray[np.str_]]
-    ) -> list[GroupFairness]:
-        if buffer.task != "binary" or not groups_by_attribute:
-            return []
-        positive = self._positive(model_id)
-        truth_column = buffer.column("truth")
-        predicted = np.array([p in positive for p in buffer.column("predicted")], dtype=bool)
-        truth = np.array([t in positive for t in truth_column], dtype=bool)
-        labelled = np.array([t is not None for t in truth_column], dtype=bool)
-        rows: list[GroupFairness] = []
-        for attribute, groups in sorted(groups_by_attribute.items()):
-            rows.extend(
-                attribute_fairness(
-                    attribute,
-                    groups,
-                    predicted,
-                    truth,
-                    labelled,
-                    min_count=self.settings.min_group_count,
-                )
-            )
-        return rows
+            column = [features.get(name) for features, _s, _p in rows]
+        present = [v for v in column if v is not None]
+        missing = len(column) - len(present)
+        if isinstance(feature, NumericCounts):
+            numbers = np.array([float(v) for v in present if isinstance(v, int | float)], dtype=np.float64)
+            feature.add(numbers, missing)
+        else:
+            feature.add([str(v) for v in present], missing)

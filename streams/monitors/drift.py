@@ -1,4 +1,5 @@
-"""Drift of one window against a reference profile, per feature (numpy and scipy).
+"""Drift of one window against a reference profile, per feature, from the window's counts (numpy and scipy;
+the counts are kept by :mod:`driftline.streams.core.feature_counts`).
 
 Numeric features are binned on the reference's decile edges (``bin_edges``: values equal to an edge fall in
 the bin above it); categorical features on the reference's categories plus one bucket for categories the
@@ -20,7 +21,8 @@ renormalised so that empty bins do not make the logarithm infinite:
   nulls first, so a feature breaking into nulls shows only here).
 
 The reference keeps a random sample (at most 2,000 values), not every value: KS and Wasserstein compare with
-that sample, so they carry its sampling error (KS: about 1.36/√2000 ≈ 0.03 at 95%).
+that sample, so they carry its sampling error (KS: about 1.36/√2000 ≈ 0.03 at 95%). KS is exact against the
+sample; Wasserstein is read from counts within a stated bound (see the counts' module).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.distance import jensenshannon
 from scipy.special import chdtrc
-from scipy.stats import kstwo, wasserstein_distance
+from scipy.stats import kstwo
 
 from driftline.schemas.results import FeatureDrift, FeatureProfile
 
@@ -53,75 +55,88 @@ def numeric_bin_shares(values: NDArray[np.float64], edges: list[float]) -> NDArr
     return np.asarray(counts / max(len(values), 1), dtype=np.float64)
 
 
-def ks_two_sample(values: NDArray[np.float64], sorted_reference: NDArray[np.float64]) -> tuple[float, float]:
-    """KS statistic of ``values`` against an already sorted reference, and its asymptotic p-value."""
-    window = np.sort(values)
-    points = np.concatenate([window, sorted_reference])
-    distance = np.abs(
-        np.searchsorted(window, points, side="right") / len(window)
-        - np.searchsorted(sorted_reference, points, side="right") / len(sorted_reference)
-    )
-    statistic = float(distance.max())
-    effective = round(len(window) * len(sorted_reference) / (len(window) + len(sorted_reference)))
-    return statistic, float(np.clip(kstwo.sf(statistic, effective), 0.0, 1.0))
+def ks_from_cdfs(
+    window_at: NDArray[np.float64],
+    window_before: NDArray[np.float64],
+    sample_at: NDArray[np.float64],
+    sample_before: NDArray[np.float64],
+) -> float:
+    """KS statistic sup |F_window − F_sample| from both CDFs at each distinct sample point and just before it
+    (the window's CDF may rise between two sample points, where the sample's stays at its value before the
+    next point: the supremum is at a point or just before one)."""
+    return float(max(np.max(np.abs(window_at - sample_at)), np.max(np.abs(window_before - sample_before))))
 
 
-def numeric_drift(feature: str, values: NDArray[np.float64], missing: int, profile: FeatureProfile) -> FeatureDrift:
-    """Drift of a numeric feature's non-null window ``values`` (and ``missing`` nulls) from its profile."""
-    total = len(values) + missing
+def numeric_drift(
+    feature: str,
+    bins: NDArray[np.int64],
+    count: int,
+    missing: int,
+    profile: FeatureProfile,
+    *,
+    ks_statistic: float | None,
+    sample_size: int,
+    wasserstein: float | None,
+) -> FeatureDrift:
+    """Drift of a numeric feature: ``count`` non-null window values with ``bins`` counts on the profile's bins,
+    ``missing`` nulls, and the KS statistic and normalised Wasserstein distance against the profile's sample."""
+    total = count + missing
     missing_rate = missing / total if total else None
     base = {
         "feature": feature,
         "kind": "numeric",
-        "count": len(values),
+        "count": count,
         "missing_rate": missing_rate,
         "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
     }
-    if len(values) == 0 or profile.bin_edges is None or profile.bin_shares is None or not profile.sample:
+    if count == 0 or profile.bin_edges is None or profile.bin_shares is None or ks_statistic is None:
         return FeatureDrift.model_validate(base)
-    actual = numeric_bin_shares(values, profile.bin_edges)
+    actual = bins / count
     expected = np.asarray(profile.bin_shares)
-    sample = np.sort(np.asarray(profile.sample))  # built sorted; sorting again is cheap and makes sure
-    statistic, pvalue = ks_two_sample(values, sample)
-    spread = profile.spread or 0.0
+    effective = round(count * sample_size / (count + sample_size))
     return FeatureDrift.model_validate(
         {
             **base,
             "psi": psi(actual, expected),
             "jensen_shannon": float(jensenshannon(_floored(actual), _floored(expected), base=2)),
-            "ks_statistic": statistic,
-            "ks_pvalue": pvalue,
-            "wasserstein": float(wasserstein_distance(values, sample)) / spread if spread > 0 else None,
+            "ks_statistic": ks_statistic,
+            "ks_pvalue": float(np.clip(kstwo.sf(ks_statistic, effective), 0.0, 1.0)),
+            "wasserstein": wasserstein,
         }
     )
 
 
-def categorical_drift(feature: str, values: NDArray[np.str_], missing: int, profile: FeatureProfile) -> FeatureDrift:
-    """Drift of a categorical feature's non-null window ``values`` (and ``missing`` nulls) from its profile."""
-    total = len(values) + missing
+def _chi2_pvalue(observed: NDArray[np.float64], expected: NDArray[np.float64]) -> float:
+    return float(chdtrc(len(observed) - 1, np.sum((observed - expected) ** 2 / expected)))
+
+
+def categorical_drift(feature: str, counts: NDArray[np.int64], missing: int, profile: FeatureProfile) -> FeatureDrift:
+    """Drift of a categorical feature: ``counts`` of non-null window values per profile category (in the
+    profile's order) plus one count for categories the profile never saw, and ``missing`` nulls."""
+    present = int(counts.sum())
+    total = present + missing
     missing_rate = missing / total if total else None
     base = {
         "feature": feature,
         "kind": "categorical",
-        "count": len(values),
+        "count": present,
         "missing_rate": missing_rate,
         "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
     }
-    if len(values) == 0 or not profile.category_shares:
+    if present == 0 or not profile.category_shares:
         return FeatureDrift.model_validate(base)
-    categories = list(profile.category_shares)
-    index = {category: i for i, category in enumerate(categories)}
-    codes = np.fromiter((index.get(str(v), len(categories)) for v in values), dtype=np.int64, count=len(values))
-    counts = np.bincount(codes, minlength=len(categories) + 1).astype(np.float64)
-    actual = counts / counts.sum()
-    expected = np.append(np.asarray([profile.category_shares[c] for c in categories]), 0.0)
-    expected_counts = _floored(expected) * counts.sum()
+    observed = counts.astype(np.float64)
+    actual = observed / present
+    expected = np.append(np.asarray(list(profile.category_shares.values())), 0.0)
+    expected_counts = _floored(expected) * present
     return FeatureDrift.model_validate(
         {
             **base,
             "psi": psi(actual, expected),
             "jensen_shannon": float(jensenshannon(_floored(actual), _floored(expected), base=2)),
-            "chi2_pvalue": float(chdtrc(len(counts) - 1, np.sum((counts - expected_counts) ** 2 / expected_counts))),
+            "chi2_pvalue": float(
+                chdtrc(len(observed) - 1, np.sum((observed - expected_counts) ** 2 / expected_counts))
+            ),
             "new_category_share": float(actual[-1]),
         }
     )

@@ -1,5 +1,5 @@
 """Fairness of one window: outcome rates per sensitive group, with Wilson intervals, and the gaps between
-groups (numpy).
+groups, from each group's counts (:class:`GroupCounts`).
 
 Per group g (predicted positive ŷ, true label y, among the group's predictions):
 selection rate = P(ŷ=1) over all its predictions; TPR = P(ŷ=1 | y=1), FPR = P(ŷ=1 | y=0) and
@@ -14,9 +14,8 @@ FPR differences (fairlearn's definitions).
 from __future__ import annotations
 
 import math
-
-import numpy as np
-from numpy.typing import NDArray
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from driftline.schemas.results import GroupFairness
 
@@ -34,40 +33,47 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _rate(hits: NDArray[np.bool_]) -> tuple[float | None, tuple[float, float] | None]:
-    if len(hits) == 0:
+class GroupCounts(NamedTuple):
+    """One group's predictions, those predicted positive, and the outcomes of its labelled predictions."""
+
+    predictions: int
+    selected: int
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+
+def _rate(successes: int, trials: int) -> tuple[float | None, tuple[float, float] | None]:
+    if trials == 0:
         return None, None
-    return float(hits.mean()), wilson_interval(int(hits.sum()), len(hits))
+    return successes / trials, wilson_interval(successes, trials)
 
 
 def _spread(values: list[float]) -> float | None:
     return max(values) - min(values) if len(values) >= 2 else None
 
 
-def attribute_fairness(
-    attribute: str,
-    groups: NDArray[np.str_],
-    predicted: NDArray[np.bool_],
-    truth: NDArray[np.bool_],
-    labelled: NDArray[np.bool_],
-    *,
-    min_count: int,
-) -> list[GroupFairness]:
-    """One row per group of ``attribute``; ``truth`` counts only where ``labelled``."""
+def attribute_fairness(attribute: str, groups: Mapping[str, GroupCounts], *, min_count: int) -> list[GroupFairness]:
+    """One row per group of ``attribute`` (in the order given).
+
+    >>> rows = attribute_fairness("g", {"a": GroupCounts(40, 20, 15, 5, 15, 5), "b": GroupCounts(40, 10, 8, 2, 28, 2)},
+    ...                           min_count=30)
+    >>> rows[0].demographic_parity_ratio
+    0.5
+    """
     rows: list[dict[str, object]] = []
-    for group in np.unique(groups):
-        member = groups == group
-        known = member & labelled
-        selection, selection_ci = _rate(predicted[member])
-        tpr, tpr_ci = _rate(predicted[known & truth])
-        fpr, fpr_ci = _rate(predicted[known & ~truth])
-        precision, precision_ci = _rate(truth[known & predicted])
+    for group, c in groups.items():
+        selection, selection_ci = _rate(c.selected, c.predictions)
+        tpr, tpr_ci = _rate(c.tp, c.tp + c.fn)
+        fpr, fpr_ci = _rate(c.fp, c.fp + c.tn)
+        precision, precision_ci = _rate(c.tp, c.tp + c.fp)
         rows.append(
             {
                 "attribute": attribute,
-                "group": str(group),
-                "count": int(member.sum()),
-                "below_min_count": bool(member.sum() < min_count),
+                "group": group,
+                "count": c.predictions,
+                "below_min_count": c.predictions < min_count,
                 "selection_rate": selection,
                 "selection_rate_ci": selection_ci,
                 "tpr": tpr,

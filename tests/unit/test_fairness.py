@@ -16,7 +16,8 @@ from fairlearn.metrics import (
 )
 from scipy.stats import binomtest
 
-from driftline.streams.monitors.fairness import attribute_fairness, wilson_interval
+from driftline.streams.monitors.fairness import wilson_interval
+from tests.summaries import binary_summary
 
 RNG = np.random.default_rng(5)
 
@@ -32,7 +33,7 @@ def sample(n: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_group_rates_and_gaps_equal_fairlearn() -> None:
     groups, y, predicted = sample()
 
-    rows = attribute_fairness("segment", groups, predicted, y, np.ones(len(y), dtype=bool), min_count=30)
+    rows = binary_summary(y, predicted, groups={"segment": groups}).fairness(min_count=30)
 
     frame = MetricFrame(
         metrics={"selection": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate},
@@ -59,7 +60,7 @@ def test_groups_under_the_minimum_are_reported_but_not_judged() -> None:
     groups[:5] = "tiny"
     predicted[:5] = False  # would make the parity ratio 0 if it were judged
 
-    rows = {r.group: r for r in attribute_fairness("s", groups, predicted, y, np.ones(400, dtype=bool), min_count=20)}
+    rows = {r.group: r for r in binary_summary(y, predicted, groups={"s": groups}).fairness(min_count=20)}
 
     assert rows["tiny"].below_min_count and rows["tiny"].count == 5 and rows["tiny"].selection_rate == 0.0
     assert rows["a"].demographic_parity_ratio is not None and rows["a"].demographic_parity_ratio > 0
@@ -71,7 +72,7 @@ def test_unlabelled_predictions_count_for_selection_but_not_for_error_rates() ->
     y = np.array([1, 0, 0, 0, 1, 0, 0, 0], dtype=bool)
     labelled = np.array([1, 1, 0, 0, 1, 1, 1, 1], dtype=bool)
 
-    rows = {r.group: r for r in attribute_fairness("s", groups, predicted, y, labelled, min_count=1)}
+    rows = {r.group: r for r in binary_summary(y, predicted, groups={"s": groups}, labelled=labelled).fairness(1)}
 
     assert rows["a"].selection_rate == 0.5 and rows["a"].tpr == 1.0 and rows["a"].fpr == 1.0
     assert rows["b"].selection_rate == 0.25 and rows["b"].fpr == 0.0

@@ -29,8 +29,8 @@ from driftline.schemas.results import (
 )
 from driftline.settings import load_settings
 from driftline.streams import policy as policy_module
-from driftline.streams.monitors.fairness import attribute_fairness
 from driftline.streams.policy import PolicyState, TriggerPolicy
+from tests.summaries import binary_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -377,8 +377,7 @@ def odds(attribute: str, **groups: tuple[int, int, int, int]) -> list[GroupFairn
         truth += [True] * positives + [False] * negatives
         predicted += [True] * hits + [False] * (positives - hits)
         predicted += [True] * false_alarms + [False] * (negatives - false_alarms)
-    labelled = np.ones(len(names), dtype=bool)
-    return attribute_fairness(attribute, np.array(names), np.array(predicted), np.array(truth), labelled, min_count=30)
+    return binary_summary(np.array(truth), np.array(predicted), groups={attribute: np.array(names)}).fairness(30)
 
 
 def selection(attribute: str, **groups: tuple[int, int]) -> list[GroupFairness]:
@@ -389,7 +388,8 @@ def selection(attribute: str, **groups: tuple[int, int]) -> list[GroupFairness]:
         names += [name] * count
         predicted += [True] * selected + [False] * (count - selected)
     nothing = np.zeros(len(names), dtype=bool)
-    return attribute_fairness(attribute, np.array(names), np.array(predicted), nothing, nothing, min_count=30)
+    summary = binary_summary(nothing, np.array(predicted), groups={attribute: np.array(names)}, labelled=nothing)
+    return summary.fairness(30)
 
 
 def wilson(successes: int, trials: int) -> tuple[float, float]:
