@@ -62,7 +62,7 @@ from driftline.streams.joining import PartitionJoin
 from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import WindowEngine
 
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4  # 4: windows hold summaries, not rows
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
 ENGINE_FIELDS = (
