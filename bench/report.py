@@ -57,8 +57,8 @@ def throughput(results: Results) -> Table:
 
 
 def targets(results: Results) -> Table:
-    """Latency of the run with both processes, and DESIGN.md §8's targets."""
-    table = Table(title="latency and targets (DESIGN.md §8)", title_justify="left")
+    """Latency of the run with both processes, and the performance targets."""
+    table = Table(title="latency and targets", title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("target")

@@ -1,4 +1,4 @@
-"""What one benchmark run found: the measurements, the ratios and targets of DESIGN.md §8, and the history line.
+"""What one benchmark run found: the measurements, the ratios and performance targets, and the history line.
 
 Targets are reported, never asserted: a run that misses one still succeeds.
 """
@@ -45,7 +45,7 @@ class Start:
 
 @dataclass(frozen=True)
 class Target:
-    """One target of DESIGN.md §8 and where this run stands."""
+    """One performance target and where this run stands."""
 
     name: str
     goal: str
@@ -81,7 +81,7 @@ class Results:
         return run.extra["rows"] / run.seconds if run and run.seconds else None
 
     def targets(self) -> list[Target]:
-        """DESIGN.md §8's targets against this run."""
+        """The performance targets against this run."""
         worker_rss = [run.peak_rss_bytes / GIB for (p, _s), run in self.runs.items() if p == "d"]
         latency = self.latency.window_p99_s if self.latency else None
         if latency is None and self.latency is not None and self.latency.windows_missing:

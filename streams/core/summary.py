@@ -88,11 +88,8 @@ class BinarySummary(msgspec.Struct, tag="binary"):
         combination of groups in ``combos``."""
         self.predictions += len(scores)
         self.estimated.add(np.where(positive, scores, 1.0 - scores))
-        counts = np.bincount(codes * 2 + positive, minlength=2 * len(combos)).reshape(-1, 2)
-        for code in np.flatnonzero(counts.sum(axis=1)):
-            cell = self.groups.setdefault(combos[int(code)], [0] * _COUNTS)
-            cell[0] += int(counts[code].sum())
-            cell[1] += int(counts[code, 1])
+        selected = np.bincount(codes * 2 + positive, minlength=2 * len(combos)).reshape(-1, 2)
+        self._count(np.column_stack([selected.sum(axis=1), selected[:, 1]]), combos, first=0)
 
     def add_labels(
         self,
@@ -111,11 +108,14 @@ class BinarySummary(msgspec.Struct, tag="binary"):
         bins = np.minimum((scores * ROC_BINS).astype(np.intp), ROC_BINS - 1)
         self.roc += np.bincount(bins + ROC_BINS * truth, minlength=2 * ROC_BINS)
         outcome = np.where(positive, np.where(truth, 0, 1), np.where(truth, 3, 2))  # TP, FP, TN, FN
-        counts = np.bincount(codes * 4 + outcome, minlength=4 * len(combos)).reshape(-1, 4)
+        self._count(np.bincount(codes * 4 + outcome, minlength=4 * len(combos)).reshape(-1, 4), combos, first=2)
+
+    def _count(self, counts: NDArray[np.int64], combos: Sequence[Combo], first: int) -> None:
+        """Add ``counts`` (a row per combination) to the groups' counters ``first`` onwards."""
         for code in np.flatnonzero(counts.sum(axis=1)):
             cell = self.groups.setdefault(combos[int(code)], [0] * _COUNTS)
-            for i in range(4):
-                cell[2 + i] += int(counts[code, i])
+            for i, count in enumerate(counts[code].tolist()):
+                cell[first + i] += count
 
     def merge(self, other: BinarySummary) -> None:
         """Add ``other`` into this summary."""
