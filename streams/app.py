@@ -33,7 +33,7 @@ from driftline.settings import Settings
 from driftline.streams.monitor import StreamMonitor
 
 log = logging.getLogger(__name__)
-STALL_S = 10.0  # an owned partition silent this long while its consumer position is ahead is read again
+STALL_S = 10.0  # the worker silent this long, an owned partition whose consumer position is ahead is read again
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -199,16 +199,22 @@ class _Worker:
             await self.emit()
 
     async def read_again_what_was_dropped(self) -> None:
-        """A partition whose consumer position is past the last offset handled, with no event delivered for
-        ``STALL_S``, had messages fetched and dropped on their way to the agent (Faust drops what a rebalance's
-        pause and resume race with, and relies on a seek it may do before the drop): seek back to just after the
-        last offset handled. What was delivered meanwhile is skipped as a replay, so this can only cost a re-read."""
+        """A partition whose consumer position is past the last offset handled, while no owned partition has
+        delivered an event for ``STALL_S``, had messages fetched and dropped on their way to the agent (Faust drops
+        what a rebalance's pause and resume race with, and relies on a seek it may do before the drop): seek back
+        to just after the last offset handled. What was delivered meanwhile is skipped as a replay, so this can
+        only cost a re-read. While any partition delivers, the agent is busy and fetched messages of the others
+        wait in Faust's buffers (a topic read far ahead, such as feedback, waits long): that is no stall, and a
+        drop shows as an offset jump when the partition's next message arrives (:meth:`in_sequence`)."""
         now = time.monotonic()
+        busy = STALL_S + self.monitor.last_checkpoint_s  # a checkpoint is no stall either
+        if self.heard and now - max(self.heard.values()) < busy:
+            return
         for tp in self.app.consumer.assignment():
             key = (tp.topic, tp.partition)
             if tp.topic not in self.names or not self.monitor.owns(tp.partition):
                 continue
-            if now - self.heard.get(key, now) < STALL_S + self.monitor.last_checkpoint_s:  # a checkpoint is no stall
+            if now - self.heard.get(key, now) < busy:
                 continue
             handled = self.monitor.offsets.get(key, -1)
             position = await self.app.consumer.position(tp)
@@ -326,7 +332,7 @@ class _MonitorCollector:
             "driftline_replayed", "Messages skipped as already checkpointed", value=counts["replayed"]
         )
         windows = [buffer for merger in self.monitor.mergers.values() for buffer in merger.engine.windows.values()]
-        late = sum(buffer.late_predictions for buffer in windows)
+        late = sum(share.summary.late for buffer in windows for share in buffer.shares.values())
         orphans = sum(buffer.orphan_feedback for buffer in windows)
         yield GaugeMetricFamily("driftline_open_windows", "Windows held in state", value=len(windows))
         yield GaugeMetricFamily(
@@ -343,7 +349,7 @@ class _MonitorCollector:
         )
         yield GaugeMetricFamily(
             "driftline_after_horizon",
-            "Rows and labels that reached a window already dropped (past the label horizon)",
+            "Share updates that reached a window already dropped (past the label horizon)",
             value=sum(merger.engine.after_horizon for merger in self.monitor.mergers.values()),
         )
         yield CounterMetricFamily(

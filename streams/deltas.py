@@ -8,12 +8,17 @@ The worker runs in two stages so that partitions, and the workers that own them,
    per model version and computes the results.
 
 Contract of the deltas (they travel on the ``window-parts`` topic, msgpack-encoded, keyed by ``model_id``;
-a replay sends the same deltas again, so each is idempotent):
+a replay sends the same deltas again, or the same state batched otherwise, so each is idempotent):
 
-- :class:`WindowDelta`: rows ``first_row, first_row + 1, …`` of one source partition's share of a window (a
-  row is one prediction; rows are numbered per partition and window in arrival order, so a replay numbers
-  them the same), the labels joined to rows of that share since the last delta (``(row, label, value, time)``,
-  assignments: applying one twice changes nothing), and the share's count of late predictions (absolute);
+- :class:`ShareDelta`: one source partition's *share* of a window, as a summary, never as rows:
+  - absolute parts, newest wins: the share's ``revision`` (its predictions, labels joined and late predictions;
+    only grows), its :mod:`~driftline.streams.core.summary` summary, and the feature tallies
+    (:mod:`~driftline.streams.core.feature_counts`) named in ``features``, counted against the reference
+    profile ``profile`` names (features not named are unchanged since the last delta);
+  - numbered parts, appended (a receiver skips what it holds, and a gap is an error): the rows whose features
+    were not counted (the window opened on the partition before its version had a profile: they make the
+    first-events reference, or are counted by the receiver), and the detectors' inputs (scores as predictions
+    arrive, error indicators as labels are joined), each numbered from 0 per share in arrival order.
 - :class:`OrphanCount`: the feedback of a model whose prediction never came within the horizon, per window
   start of the feedback's time (absolute count per source partition);
 - :class:`Progress`: a source partition's event-time marks (latest prediction time and latest feedback time
@@ -25,32 +30,37 @@ a replay sends the same deltas again, so each is idempotent):
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from driftline.schemas.events import Task
+from driftline.streams.core.encoding import decode_hook, encode_hook
+from driftline.streams.core.feature_counts import Tally
+from driftline.streams.core.summary import Summary
 
-Label = tuple[int, str | None, float | None, datetime]  # row, label (classification), value (regression), time
+UnbinnedRow = tuple[dict[str, Any], float, str | None]  # features, score (NaN unless binary), predicted label
+DetectorInput = tuple[datetime, str, float]  # event time, prediction id, value
 
 
-class WindowDelta(msgspec.Struct, frozen=True, tag="window"):
-    """New rows and labels of one source partition's share of one window."""
+class ShareDelta(msgspec.Struct, frozen=True, tag="share"):
+    """One source partition's share of one window: its summary (absolute) and new numbered inputs."""
 
     model_id: str
     model_version: str
     window_start: datetime
     partition: int
     task: Task
-    first_row: int
-    ids: list[str]
-    times: list[datetime]
-    predicted: list[str | None]
-    scores: list[float]
-    values: list[float]
-    features: list[dict[str, object]]
-    sensitive: list[dict[str, str]]
-    labels: list[Label]
-    late_predictions: int
+    revision: int
+    summary: Summary
+    profile: str | None = None
+    features: dict[str, msgspec.Raw] = {}  # each a tally encoded by encode_tally, decoded when needed
+    first_row: int = 0
+    rows: list[UnbinnedRow] = []
+    first_score: int = 0
+    scores: list[DetectorInput] = []
+    first_error: int = 0
+    errors: list[DetectorInput] = []
 
 
 class OrphanCount(msgspec.Struct, frozen=True, tag="orphans"):
@@ -72,10 +82,10 @@ class Progress(msgspec.Struct, frozen=True, tag="progress"):
     labels_idle: bool
 
 
-Delta = WindowDelta | OrphanCount | Progress
+Delta = ShareDelta | OrphanCount | Progress
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder: msgspec.msgpack.Decoder[Delta] = msgspec.msgpack.Decoder(Delta)
+_encoder = msgspec.msgpack.Encoder(enc_hook=encode_hook)
+_decoder: msgspec.msgpack.Decoder[Delta] = msgspec.msgpack.Decoder(Delta, dec_hook=decode_hook)
 
 
 def encode(delta: Delta) -> bytes:
@@ -86,3 +96,16 @@ def encode(delta: Delta) -> bytes:
 def decode(data: bytes) -> Delta:
     """The delta encoded by :func:`encode`; raises ``msgspec.ValidationError`` on anything else."""
     return _decoder.decode(data)
+
+
+_tally_decoder: msgspec.msgpack.Decoder[Tally] = msgspec.msgpack.Decoder(Tally, dec_hook=decode_hook)
+
+
+def encode_tally(tally: Tally) -> msgspec.Raw:
+    """A feature tally as the bytes a :class:`ShareDelta` carries (sparse: the non-zero cells)."""
+    return msgspec.Raw(_encoder.encode(tally))
+
+
+def decode_tally(data: msgspec.Raw | bytes) -> Tally:
+    """The tally encoded by :func:`encode_tally`."""
+    return _tally_decoder.decode(data)

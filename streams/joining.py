@@ -1,17 +1,24 @@
-"""The first stage of the worker: one source partition's join of predictions with their feedback.
+"""The first stage of the worker: one source partition's join of predictions with their feedback, summarised.
 
 Predictions and feedback are co-partitioned by ``prediction_id``, so the join of a partition needs nothing from
 any other. Semantics, all a function of the partition's own events in their order (so a replay, or another
-worker owning the partition, gives the same deltas):
+worker owning the partition, gives the same shares):
 
-- A prediction is a row of its window's share (tumbling event-time window of its timestamp, per model version),
-  numbered in arrival order; a prediction id already seen counts once. A prediction whose window closed on this
-  partition (its end plus the grace period is at or before the latest prediction time read here) is *late*:
-  counted in the share, not a row.
+- A prediction counts in its window's *share* (tumbling event-time window of its timestamp, per model version):
+  its :mod:`~driftline.streams.core.summary` summary, and its features counted against the version's reference
+  profile (:mod:`~driftline.streams.core.feature_counts`) once the join knows one; until then the share keeps
+  the rows' features to send. A prediction id already seen counts once. A prediction whose window closed on
+  this partition (its end plus the grace period is at or before the latest prediction time read here) is
+  *late*: counted in the share's summary, not included.
+- Per prediction still open to a label the join keeps only what the label needs: its window, and in the share
+  its predicted label (or value), score and combination of sensitive groups.
 - Feedback joins its prediction by id, in whichever order they arrive: feedback that comes first waits; a
-  second label for the same prediction counts once. Feedback still waiting when the partition's prediction time
-  passes its own time plus the horizon is *orphaned*: counted per model and window start of its time.
+  second label for the same prediction counts once; a label updates the label-dependent counts of its share.
+  Feedback still waiting when the partition's prediction time passes its own time plus the horizon is
+  *orphaned*: counted per model and window start of its time. Waiting feedback is kept in a heap by time, so
+  expiry takes the oldest and never looks at the rest.
 - State is dropped when the partition's prediction time passes a window's end plus the horizon.
+- Events are added to the summaries in batches, vectorised, when the deltas are read.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
   :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
   when it changed; a partition without predictions for ``idle_timeout_s`` of processing time reports itself
@@ -20,18 +27,38 @@ worker owning the partition, gives the same deltas):
 
 from __future__ import annotations
 
+import heapq
 import math
+from array import array
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from driftline.schemas.events import Task
+import msgspec
+import numpy as np
+
+from driftline.schemas.events import Task, label_text
+from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
+from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
-from driftline.streams.deltas import Delta, Label, OrphanCount, Progress, WindowDelta
+from driftline.streams.core.feature_counts import FeatureCounts, count_rows, feature_counts
+from driftline.streams.core.summary import BinarySummary, Combo, MulticlassSummary, Summary, group_key, new_summary
+from driftline.streams.deltas import (
+    Delta,
+    DetectorInput,
+    OrphanCount,
+    Progress,
+    ShareDelta,
+    UnbinnedRow,
+    encode_tally,
+)
+from driftline.streams.monitors.profile import profile_key
 from driftline.streams.watermarks import EPOCH
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
-VALUES_PER_DELTA = 40_000  # rows x their values (features, groups and 6 more) in one message: well under 1 MB
+VALUES_PER_DELTA = 40_000  # values in one message (a tally's cells, a row's features, ...): well under 1 MB
+NewLabel = tuple[int, str | None, float | None, datetime, str]  # row, label, value, time, prediction id
 
 
 def window_start(stamp: datetime, window_s: float) -> datetime:
@@ -40,29 +67,80 @@ def window_start(stamp: datetime, window_s: float) -> datetime:
     return EPOCH + timedelta(seconds=math.floor(seconds / window_s) * window_s)
 
 
+def positive_texts(contract: ModelContract | None) -> set[str]:
+    """The texts of a binary model's positive label (default 1 / true, or its pinned ``positive_label``)."""
+    positive = contract.positive_label if contract else 1
+    if positive in (1, True) and not isinstance(positive, str):
+        return {"1", "true"}
+    return {label_text(positive) or ""}
+
+
+@dataclass(frozen=True)
+class JoinContext:
+    """What a join reads from outside its partition: the versions' reference profiles (None until one is
+    known) and the models' contracts."""
+
+    profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None
+    contracts: Mapping[str, ModelContract] = field(default_factory=dict)
+
+    def positive(self, model_id: str) -> set[str]:
+        return positive_texts(self.contracts.get(model_id))
+
+
 @dataclass
 class Share:
-    """One window's rows on this partition: their count, ids, and what changed since the last delta."""
+    """One window's predictions on this partition: their summary, per row what a label needs, and what is new
+    since the last delta."""
 
     task: Task
+    summary: Summary
     ids: list[str] = field(default_factory=list)
-    late_predictions: int = 0
-    unsent_from: int = 0  # rows from here on were not sent yet
-    unsent: list[PredictionRecord] = field(default_factory=list)
-    unsent_labels: list[Label] = field(default_factory=list)
+    positive: bytearray = field(default_factory=bytearray)  # binary: the predicted label is the positive one
+    scores: array[float] = field(default_factory=lambda: array("d"))
+    codes: array[int] = field(default_factory=lambda: array("l"))  # binary: index of the row's combo in combos
+    combos: list[Combo] = field(default_factory=list)
+    combo_codes: dict[Combo, int] = field(default_factory=dict)
+    predicted: list[str] = field(default_factory=list)  # multiclass: the predicted label
+    values: array[float] = field(default_factory=lambda: array("d"))  # regression: the predicted value
+    labelled: bytearray = field(default_factory=bytearray)  # per row (folded or new): a label was joined
+    profile: str | None = None  # key of the profile the features are counted against
+    features: dict[str, FeatureCounts] | None = None
+    new_rows: list[PredictionRecord] = field(default_factory=list)  # not in the summary yet
+    new_labels: list[NewLabel] = field(default_factory=list)
+    unsent_rows: list[UnbinnedRow] = field(default_factory=list)
+    unsent_scores: list[DetectorInput] = field(default_factory=list)
+    unsent_errors: list[DetectorInput] = field(default_factory=list)
+    rows_sent: int = 0
+    scores_sent: int = 0
+    errors_sent: int = 0
+    features_changed: bool = False
     changed: bool = False
+
+    @property
+    def revision(self) -> int:
+        """Predictions, labels and late predictions the share accounts for (after :meth:`PartitionJoin.deltas`
+        folded the new ones in)."""
+        return self.summary.predictions + self.summary.labelled + self.summary.late
+
+    def combo_code(self, sensitive: Mapping[str, str]) -> int:
+        combo = group_key(sensitive)
+        code = self.combo_codes.get(combo)
+        if code is None:
+            code = self.combo_codes[combo] = len(self.combos)
+            self.combos.append(combo)
+        return code
 
 
 class PartitionJoin:
-    """The join of one source partition; plain data, pickled with the worker's checkpoint."""
+    """The join of one source partition; plain data, saved with the worker's checkpoint."""
 
     def __init__(self, settings: MonitorSettings, partition: int, now: float) -> None:
         self.settings = settings
         self.partition = partition
         self.shares: dict[WindowId, Share] = {}
-        self.pending: dict[str, tuple[WindowId, int]] = {}
-        self.labelled: set[str] = set()
+        self.pending: dict[str, tuple[WindowId, int]] = {}  # index of the shares' rows: rebuilt, never saved
         self.early: dict[str, FeedbackRecord] = {}
+        self.early_by_time: list[tuple[datetime, str]] = []  # heap of the waiting feedback's (time, id)
         self.orphans: dict[tuple[str, datetime], int] = {}
         self.changed_orphans: set[tuple[str, datetime]] = set()
         self.predictions_mark = EPOCH
@@ -71,26 +149,27 @@ class PartitionJoin:
         self.labels_heard = now
         self.reported: Progress | None = None  # the progress last delivered
         self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
+        self._last_window = (EPOCH, EPOCH)
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
-        """Include a prediction as a row (or count it late, or ignore a duplicate id)."""
+        """Include a prediction (or count it late, or ignore a duplicate id)."""
         self.predictions_heard = now
         self.predictions_mark = max(self.predictions_mark, event.timestamp)
         if event.prediction_id in self.pending:
             return
-        start = window_start(event.timestamp, self.settings.window_s)
+        start = self._window_of(event.timestamp)
         key = (event.model_id, event.model_version, start)
         share = self.shares.get(key)
         if share is None:
-            share = self.shares[key] = Share(task=event.task)
+            share = self.shares[key] = Share(event.task, new_summary(event.task))
         share.changed = True
         closes = start + timedelta(seconds=self.settings.window_s + self.settings.grace_s)
         if closes <= self.predictions_mark:
-            share.late_predictions += 1
+            share.summary.late += 1
             return
-        row = len(share.ids)
-        share.ids.append(event.prediction_id)
-        share.unsent.append(event)
+        row = len(share.labelled)
+        share.new_rows.append(event)
+        share.labelled.append(0)
         self.pending[event.prediction_id] = (key, row)
         early = self.early.pop(event.prediction_id, None)
         if early is not None:
@@ -101,19 +180,22 @@ class PartitionJoin:
         self.labels_heard = now
         self.labels_mark = max(self.labels_mark, event.timestamp)
         slot = self.pending.get(event.prediction_id)
-        if slot is None:
-            self.early.setdefault(event.prediction_id, event)
-            return
-        key, row = slot
-        self._label(self.shares[key], row, event)
+        if slot is not None:
+            key, row = slot
+            self._label(self.shares[key], row, event)
+        elif event.prediction_id not in self.early:
+            self.early[event.prediction_id] = event
+            heapq.heappush(self.early_by_time, (event.timestamp, event.prediction_id))
 
-    def deltas(self, now: float) -> list[Delta]:
-        """What changed since the last :meth:`sent`, then the partition's progress; expires old state first."""
+    def deltas(self, now: float, context: JoinContext) -> list[Delta]:
+        """What changed since the last :meth:`sent`, then the partition's progress; expires old state first.
+        Calling it again before :meth:`sent` gives the same deltas."""
         self._expire()
         out: list[Delta] = []
-        for (model_id, version, start), share in self.shares.items():
+        for key, share in self.shares.items():
             if share.changed:
-                out.extend(_window_deltas(model_id, version, start, self.partition, share))
+                self._fold(key, share, context)
+                out.extend(_share_deltas(key, self.partition, share))
         for model_id, start in sorted(self.changed_orphans):
             out.append(OrphanCount(model_id, start, self.partition, self.orphans[(model_id, start)]))
         idle = self.settings.idle_timeout_s
@@ -129,77 +211,203 @@ class PartitionJoin:
         return out
 
     def sent(self) -> None:
-        """The last :meth:`deltas` were delivered: forget them."""
-        for share in self.shares.values():
-            if share.changed:
-                share.unsent_from = len(share.ids)
-                share.unsent, share.unsent_labels, share.changed = [], [], False
+        """The last :meth:`deltas` were delivered: forget them. A share whose window closed here drops its feature
+        counts once they went out (no prediction joins it any more)."""
+        grace = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
+        for (_model, _version, start), share in self.shares.items():
+            if not share.changed:
+                continue
+            share.rows_sent += len(share.unsent_rows)
+            share.scores_sent += len(share.unsent_scores)
+            share.errors_sent += len(share.unsent_errors)
+            share.unsent_rows, share.unsent_scores, share.unsent_errors = [], [], []
+            share.features_changed = share.changed = False
+            if start + grace <= self.predictions_mark:
+                share.features = None
         self.changed_orphans.clear()
         self.reported = self.reporting
+
+    def __getstate__(self) -> dict[str, object]:
+        """The state to save: everything but the index of pending predictions (the shares' rows give it)."""
+        return {name: value for name, value in self.__dict__.items() if name != "pending"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.pending = {
+            prediction_id: (key, row)
+            for key, share in self.shares.items()
+            for row, prediction_id in enumerate([*share.ids, *(event.prediction_id for event in share.new_rows)])
+        }
+
+    def _window_of(self, stamp: datetime) -> datetime:
+        """:func:`window_start` of ``stamp``, remembering the last window (most predictions fall in it)."""
+        start, end = self._last_window
+        if not start <= stamp < end:
+            start = window_start(stamp, self.settings.window_s)
+            self._last_window = (start, start + timedelta(seconds=self.settings.window_s))
+        return start
 
     def resume(self, now: float) -> None:
         """After a restart: the partition counts as just heard from (processing time starts anew)."""
         self.predictions_heard = self.labels_heard = now
 
     def _label(self, share: Share, row: int, event: FeedbackRecord) -> None:
-        if event.prediction_id in self.labelled:
+        if share.labelled[row]:
             return  # a second label for the same prediction counts once
-        self.labelled.add(event.prediction_id)
-        share.unsent_labels.append((row, event.label, event.value, event.timestamp))
+        share.labelled[row] = 1
+        share.new_labels.append((row, event.label, event.value, event.timestamp, event.prediction_id))
         share.changed = True
+
+    def _fold(self, key: WindowId, share: Share, context: JoinContext) -> None:
+        """Add the share's new predictions, then its new labels, to its summary and feature counts."""
+        if share.new_rows:
+            self._fold_rows(key, share, context)
+        if share.new_labels:
+            _fold_labels(share, context.positive(key[0]))
+
+    def _fold_rows(self, key: WindowId, share: Share, context: JoinContext) -> None:
+        rows, share.new_rows = share.new_rows, []
+        ids, _models, _versions, stamps, _tasks, predicted, scores, values, features, sensitive = zip(
+            *rows, strict=True
+        )
+        summary = share.summary
+        share.ids.extend(ids)
+        if isinstance(summary, BinarySummary):
+            texts = context.positive(key[0])
+            positive = np.array([label in texts for label in predicted], dtype=bool)
+            score_array = np.array(scores, dtype=np.float64)
+            codes = np.array([share.combo_code(groups) for groups in sensitive], dtype=np.intp)
+            summary.add_predictions(positive, score_array, codes, share.combos)
+            share.positive.extend(positive.tobytes())
+            share.scores.extend(score_array)
+            share.codes.extend(codes.tolist())
+            share.unsent_scores.extend(zip(stamps, ids, scores, strict=True))
+        else:
+            summary.add_predictions(len(rows))
+            if isinstance(summary, MulticlassSummary):
+                share.predicted.extend(label or "" for label in predicted)
+            else:
+                share.values.extend(values)
+        if share.features is None:
+            profile = context.profile_for(key[0], key[1])
+            if profile is not None:
+                share.profile = profile_key(profile)
+                share.features = {name: feature_counts(f) for name, f in sorted(profile.features.items())}
+        if share.features is None:
+            share.unsent_rows.extend(zip(map(dict, features), scores, predicted, strict=True))
+        else:
+            count_rows(share.features, list(zip(features, scores, predicted, strict=True)))
+            share.features_changed = True
 
     def _expire(self) -> None:
         """Drop windows past the horizon; count feedback that waited longer than the horizon as orphaned."""
         horizon = timedelta(seconds=self.settings.horizon_s)
         size = timedelta(seconds=self.settings.window_s)
         oldest = self.predictions_mark - horizon
-        for prediction_id, feedback in list(self.early.items()):
-            if feedback.timestamp >= oldest:
-                continue
+        waiting = self.early_by_time
+        while waiting and waiting[0][0] < oldest:
+            stamp, prediction_id = heapq.heappop(waiting)
+            feedback = self.early.get(prediction_id)
+            if feedback is None or feedback.timestamp != stamp:
+                continue  # joined its prediction since
             del self.early[prediction_id]
-            if feedback.model_id is not None:
-                slot = (feedback.model_id, window_start(feedback.timestamp, self.settings.window_s))
-                self.orphans[slot] = self.orphans.get(slot, 0) + 1
-                self.changed_orphans.add(slot)
+            if feedback.model_id is None:
+                continue
+            slot = (feedback.model_id, window_start(feedback.timestamp, self.settings.window_s))
+            self.orphans[slot] = self.orphans.get(slot, 0) + 1
+            self.changed_orphans.add(slot)
         for key in [key for key, share in self.shares.items() if key[2] + size <= oldest and not share.changed]:
             for prediction_id in self.shares.pop(key).ids:
                 self.pending.pop(prediction_id, None)
-                self.labelled.discard(prediction_id)
         for slot in [slot for slot in self.orphans if slot[1] + size <= oldest and slot not in self.changed_orphans]:
             del self.orphans[slot]
 
 
-def _window_deltas(model_id: str, version: str, start: datetime, partition: int, share: Share) -> list[WindowDelta]:
-    """A share's unsent rows, then its unsent labels, in messages of at most ``VALUES_PER_DELTA`` values."""
-    rows, labels = share.unsent, share.unsent_labels
-    width = 6 + (len(rows[0].features) + len(rows[0].sensitive) if rows else 0)
-    step = max(1, VALUES_PER_DELTA // width)
-    chunks: list[tuple[list[PredictionRecord], list[Label]]] = [
-        (rows[i : i + step], []) for i in range(0, len(rows), step)
-    ]
-    label_step = VALUES_PER_DELTA // 4
-    chunks += [([], labels[i : i + label_step]) for i in range(0, len(labels), label_step)]
-    out: list[WindowDelta] = []
-    first_row = share.unsent_from
-    for chunk, chunk_labels in chunks or [([], [])]:
+def _fold_labels(share: Share, positive_texts: set[str]) -> None:
+    """Add the share's new labels to its summary (their rows are folded), and queue the detectors' errors."""
+    labels, share.new_labels = share.new_labels, []
+    summary = share.summary
+    index = np.array([label[0] for label in labels], dtype=np.intp)
+    if isinstance(summary, BinarySummary):
+        positive = np.frombuffer(share.positive, dtype=bool)[index]
+        truth = np.array([label in positive_texts for _row, label, _v, _t, _p in labels], dtype=bool)
+        summary.add_labels(
+            positive,
+            np.frombuffer(share.scores, dtype=np.float64)[index],
+            np.frombuffer(share.codes, dtype=np.int64)[index].astype(np.intp),
+            share.combos,
+            truth,
+        )
+        errors = (positive != truth).tolist()
+    elif isinstance(summary, MulticlassSummary):
+        predicted = [share.predicted[row] for row, *_rest in labels]
+        truths = [label or "" for _row, label, _v, _t, _p in labels]
+        summary.add_labels(predicted, truths)
+        errors = [p != t for p, t in zip(predicted, truths, strict=True)]
+    else:
+        values = np.array([math.nan if value is None else value for _r, _l, value, _t, _p in labels])
+        summary.add_labels(np.frombuffer(share.values, dtype=np.float64)[index], values)
+        return
+    share.unsent_errors.extend(
+        (stamp, pid, float(error)) for (_r, _l, _v, stamp, pid), error in zip(labels, errors, strict=True)
+    )
+
+
+@dataclass
+class _Message:
+    """What one delta of a share carries besides its summary, and its weight in values."""
+
+    features: dict[str, msgspec.Raw] = field(default_factory=dict)
+    rows: list[UnbinnedRow] = field(default_factory=list)
+    scores: list[DetectorInput] = field(default_factory=list)
+    errors: list[DetectorInput] = field(default_factory=list)
+    weight: int = 0
+
+
+def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelta]:
+    """The share's summary and changed tallies, and its unsent rows and detector inputs, in messages of at most
+    ``VALUES_PER_DELTA`` values (a tally weighs its encoded bytes / 8, a row its features + 3, an input 3)."""
+    messages = [_Message()]
+
+    def room(cost: int) -> _Message:
+        last = messages[-1]
+        if last.weight and last.weight + cost > VALUES_PER_DELTA:
+            last = _Message()
+            messages.append(last)
+        last.weight += cost
+        return last
+
+    if share.features_changed:
+        for name, counts in (share.features or {}).items():
+            raw = encode_tally(counts.tally)
+            room(len(raw) // 8 + 1).features[name] = raw
+    for row in share.unsent_rows:
+        room(len(row[0]) + 3).rows.append(row)
+    for item in share.unsent_scores:
+        room(3).scores.append(item)
+    for item in share.unsent_errors:
+        room(3).errors.append(item)
+    out: list[ShareDelta] = []
+    rows, scores, errors = share.rows_sent, share.scores_sent, share.errors_sent
+    for message in messages:
         out.append(
-            WindowDelta(
-                model_id=model_id,
-                model_version=version,
-                window_start=start,
+            ShareDelta(
+                model_id=key[0],
+                model_version=key[1],
+                window_start=key[2],
                 partition=partition,
                 task=share.task,
-                first_row=first_row,
-                ids=[r.prediction_id for r in chunk],
-                times=[r.timestamp for r in chunk],
-                predicted=[r.predicted for r in chunk],
-                scores=[r.score for r in chunk],
-                values=[r.value for r in chunk],
-                features=[dict(r.features) for r in chunk],
-                sensitive=[dict(r.sensitive) for r in chunk],
-                labels=list(chunk_labels),
-                late_predictions=share.late_predictions,
+                revision=share.revision,
+                summary=share.summary,
+                profile=share.profile,
+                features=message.features,
+                first_row=rows,
+                rows=message.rows,
+                first_score=scores,
+                scores=message.scores,
+                first_error=errors,
+                errors=message.errors,
             )
         )
-        first_row += len(chunk)
+        rows, scores, errors = rows + len(message.rows), scores + len(message.scores), errors + len(message.errors)
     return out

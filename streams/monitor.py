@@ -58,11 +58,11 @@ from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
 from driftline.streams import deltas
-from driftline.streams.joining import PartitionJoin
+from driftline.streams.joining import JoinContext, PartitionJoin
 from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import WindowEngine
 
-CHECKPOINT_VERSION = 4  # 4: windows hold summaries, not rows
+CHECKPOINT_VERSION = 5  # 4: windows hold summaries, not rows; 5: the joins summarise, window-parts carries shares
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
 ENGINE_FIELDS = (
@@ -130,6 +130,7 @@ class StreamMonitor:
         }
         self.fast = FastDecoder(frozenset(self.contracts), max_message_bytes)
         self.joins: dict[int, PartitionJoin] = {}
+        self.join_context = JoinContext(self._reference_for, self.contracts)
         self.mergers: dict[int, Merger] = {}
         self.offsets: dict[tuple[str, int], int] = {}
         self.counts: Counter[str] = Counter()
@@ -228,7 +229,7 @@ class StreamMonitor:
         now = self.checkpoint_started = time.monotonic()
         out: list[tuple[int, bytes, bytes]] = []
         for join in self.joins.values():
-            for delta in join.deltas(now):
+            for delta in join.deltas(now, self.join_context):
                 value = deltas.encode(delta)
                 if isinstance(delta, deltas.Progress):
                     out.extend((target, b"", value) for target in range(self.partitions))
@@ -303,6 +304,14 @@ class StreamMonitor:
         stretched = min(CHECKPOINT_SHARE * self.last_checkpoint_s, CHECKPOINT_STRETCH_MAX_S)
         interval = max(self.settings.checkpoint_s, stretched)
         return time.monotonic() - self.last_checkpoint >= interval
+
+    def _reference_for(self, model_id: str, model_version: str) -> ReferenceProfile | None:
+        """A version's reference profile as the joins see it: the published one, or the one a merger of this
+        worker built from the version's first events (else the joins send rows uncounted for the merger)."""
+        profile = self.profile_for(model_id, model_version)
+        for merger in self.mergers.values():
+            profile = profile or merger.engine.own_profiles.get((model_id, model_version))
+        return profile
 
     def _new_merger(self) -> Merger:
         engine = WindowEngine(self.settings, self.profile_for, self.contracts, partitions=self.partitions)

@@ -5,52 +5,54 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 :class:`~driftline.streams.joining.PartitionJoin` (one per source partition; contract in
 :mod:`driftline.streams.deltas`). Semantics:
 
-- A window ``[start, start + window)`` of a model version holds one *share* per source partition: the rows
-  (predictions) of that partition, numbered as the partition numbered them, kept as a summary
-  (:mod:`driftline.streams.core.summary`: counts and exact sums, updated as rows and labels arrive) plus the
-  few values per row that a late label needs (predicted label, score, groups; never the features). A replayed
-  delta changes nothing (rows already held are skipped, labels are assignments). Summaries merge by exact
-  addition, so results do not depend on which worker read which partition, or when, and an emission costs
-  the size of the summaries, not the number of rows.
-- Features are counted against the version's reference profile as rows arrive
-  (:mod:`driftline.streams.core.feature_counts`), once the version has a profile; a window whose first rows came
-  before it keeps those rows' features until it closes, then counts them.
+- A window ``[start, start + window)`` of a model version holds one *share* per source partition, as the
+  partition's join sent it (:class:`~driftline.streams.deltas.ShareDelta`): its summary
+  (:mod:`driftline.streams.core.summary`: counts and exact sums) and feature tallies, replaced by newer
+  revisions, and the numbered rows and detector inputs, appended (what is held already is skipped). A replayed
+  delta changes nothing. Summaries and tallies merge by exact addition, so results do not depend on which worker
+  read which partition, or when, and an emission costs the size of the summaries, never the number of rows.
+- Which predictions a window includes is decided by each partition's join alone (a prediction its own
+  partition read after the window closed there is late), never by the order the merger hears of them: a
+  partition back from idleness with predictions for a window already emitted adds them, and the window is
+  emitted again with a higher revision.
+- Drift is read at the close against the window's reference profile (bound then: the provided one, or the
+  version's first-events one): the tallies of the shares counted against that same profile, plus the rows a
+  join sent uncounted, counted here (:mod:`driftline.streams.core.feature_counts`); shares counted against
+  another profile (one replaced while the window was open) are left out of the drift. It is read again when a
+  share's features change after the close.
 - Watermark (:class:`~driftline.streams.watermarks.Watermark`): the minimum over source partitions that are not
-  idle of their latest prediction time. A window closes when the watermark passes ``end + grace``: its drift
-  is read from its counts once then (it depends on predictions alone) and the counts dropped, it is emitted, and it is
-  re-emitted each time late labels change it, until the watermark passes ``end + horizon``, when its state is
-  dropped. Rows that reach a closed window (from a partition that was idle, or read behind) count in
-  ``late_predictions`` with those the partition itself found late, and are left out of the numbers; feedback
-  orphaned on a partition counts in ``orphan_feedback`` of its model's window of that start (the first version,
-  by name, when several have one).
+  idle of their latest prediction time. A window closes when the watermark passes ``end + grace``: it is
+  emitted, and re-emitted each time it changes, until the watermark passes ``end + horizon``, when its state is
+  dropped; a share reaching a dropped window is counted in ``after_horizon``. Feedback orphaned on a partition
+  counts in ``orphan_feedback`` of its model's window of that start (the first version, by name, when several
+  have one).
 - Without a provided reference profile, a model version's profile is built from its first
-  ``reference_first_n`` predictions in window order (then partition, then row), as its windows close.
+  ``reference_first_n`` predictions in window order (then partition, then row), as its windows close, from the
+  rows the joins sent uncounted (a join counts features itself only once the version has a profile).
 - Streaming detectors (:mod:`driftline.streams.monitors.detectors`) are fed per model version in event-time
   slices of ``detector_slice_s``: once the watermark passes a slice's end plus the grace period, its labelled
   predictions go to ADWIN (error indicator, ordered by feedback time, then prediction id) and its scores to
-  Page-Hinkley (ordered by prediction time, then prediction id). Errors also wait for the feedback marks of the
-  partitions. An alarm lands in the window of the prediction that raised it and is published at once. A label
-  or score whose slice was already fed is left out of the detectors (counted in ``detector_late``) but still
-  counts in its window's numbers.
-- ``revision`` = predictions + labels included, plus the late predictions, orphaned feedback and detector
-  alarms it counts. It only grows and is a function of the data, so the latest revision after a replay
-  equals the one before.
+  Page-Hinkley (ordered by prediction time, then prediction id); the joins send both. Errors also wait for the
+  feedback marks of the partitions. An alarm lands in the window of the prediction that raised it and is
+  published at once. A label or score whose slice was already fed is left out of the detectors (counted in
+  ``detector_late``) but still counts in its window's numbers.
+- ``revision`` = the shares' revisions (predictions and labels included, late predictions), plus the orphaned
+  feedback and detector alarms it counts. It only grows and is a function of the data, so the latest revision
+  after a replay equals the one before.
 """
 
 from __future__ import annotations
 
-import math
-from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
+import msgspec
 import pandas as pd
 
 from driftline.schemas.errors import DriftlineError
-from driftline.schemas.events import Task, label_text
+from driftline.schemas.events import Task
 from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.results import (
     DetectorAlarm,
@@ -61,20 +63,20 @@ from driftline.schemas.results import (
     WindowResult,
 )
 from driftline.settings import MonitorSettings
-from driftline.streams.core.feature_counts import FeatureCounts, NumericCounts, feature_counts
-from driftline.streams.core.summary import (
-    BinarySummary,
-    Combo,
-    MulticlassSummary,
-    Summary,
-    group_key,
-    merged,
-    new_summary,
+from driftline.streams.core.feature_counts import Tally, count_rows, counts_of, feature_counts
+from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary
+from driftline.streams.deltas import (
+    Delta,
+    OrphanCount,
+    Progress,
+    ShareDelta,
+    UnbinnedRow,
+    decode_tally,
+    encode_tally,
 )
-from driftline.streams.deltas import Delta, OrphanCount, Progress, WindowDelta
 from driftline.streams.joining import WindowId, window_start
 from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelDetectors
-from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile
+from driftline.streams.monitors.profile import build_profile, profile_key
 from driftline.streams.watermarks import EPOCH, Watermark
 
 ModelKey = tuple[str, str]  # model_id, model_version
@@ -84,44 +86,31 @@ Signal = Literal["errors", "scores"]
 
 @dataclass
 class Share:
-    """One source partition's rows of a window: their summary, and per row what a late label needs. Rows
-    reaching the window after it closed are only counted (``received`` minus the rows held)."""
+    """One source partition's share of a window, as its join last sent it: the absolute parts of its newest
+    revision, the uncounted rows not counted here yet, and how many numbered inputs were received."""
 
     summary: Summary
-    ids: list[str] = field(default_factory=list)
-    positive: bytearray = field(default_factory=bytearray)  # binary: the predicted label is the positive one
-    scores: array[float] = field(default_factory=lambda: array("d"))
-    combos: array[int] = field(default_factory=lambda: array("l"))  # binary: index in WindowBuffer.combos
-    predicted: list[str] = field(default_factory=list)  # multiclass: the predicted label
-    values: array[float] = field(default_factory=lambda: array("d"))  # regression: the predicted value
-    labelled: bytearray = field(default_factory=bytearray)
-    unbinned: list[tuple[Mapping[str, object], float, str | None]] = field(default_factory=list)
-    received: int = 0
-    late_at_source: int = 0
-
-    @property
-    def held(self) -> int:
-        return len(self.ids)
+    revision: int = -1
+    profile: str | None = None
+    tallies: dict[str, msgspec.Raw] = field(default_factory=dict)  # encoded, decoded when drift is read
+    rows: list[UnbinnedRow] = field(default_factory=list)  # uncounted rows waiting for the window's profile
+    rows_received: int = 0
+    scores_received: int = 0
+    errors_received: int = 0
 
 
 @dataclass
 class WindowBuffer:
-    """What one window holds: a :class:`Share` per source partition, and its feature counts.
-
-    Features are counted as rows arrive once the version has a reference profile (``features``); until then a
-    share keeps its rows' features (``unbinned``), counted when the profile comes or the window closes. At
-    the close the drift is read from the counts once (it depends on predictions alone, and no prediction
-    joins a closed window), and the counts are dropped: a closed window waiting for late labels holds its
-    summaries and a few values per prediction.
-    """
+    """What one window holds: a :class:`Share` per source partition; once its reference profile is bound, the
+    features of the rows the joins sent uncounted, counted here (``counted``, encoded tallies); its drift from the
+    close on (None when it must be read again)."""
 
     task: Task
     shares: dict[int, Share] = field(default_factory=dict)
-    combos: list[Combo] = field(default_factory=list)
-    combo_codes: dict[Combo, int] = field(default_factory=dict)
     reference: Literal["provided", "first_events", "none"] = "none"
-    features: dict[str, FeatureCounts] | None = None
-    drift: list[FeatureDrift] | None = None  # set when the window closed
+    profile: ReferenceProfile | None = None
+    counted: dict[str, msgspec.Raw] = field(default_factory=dict)
+    drift: list[FeatureDrift] | None = None
     orphan_feedback: int = 0
     alarms: list[DetectorAlarm] = field(default_factory=list)
     emitted_revision: int = -1
@@ -131,31 +120,13 @@ class WindowBuffer:
         total = merged([share.summary for _p, share in sorted(self.shares.items())])
         return total if total is not None else new_summary(self.task)
 
-    def combo_code(self, sensitive: Mapping[str, str]) -> int:
-        combo = group_key(sensitive)
-        code = self.combo_codes.get(combo)
-        if code is None:
-            code = self.combo_codes[combo] = len(self.combos)
-            self.combos.append(combo)
-        return code
-
-    @property
-    def predictions(self) -> int:
-        return sum(share.held for share in self.shares.values())
-
-    @property
-    def labels(self) -> int:
-        return sum(share.summary.labelled for share in self.shares.values())
-
-    @property
-    def late_predictions(self) -> int:
-        return sum(share.late_at_source + share.received - share.held for share in self.shares.values())
-
     @property
     def revision(self) -> int:
-        """Every event the window accounts for: predictions and labels, and late predictions, orphaned
-        feedback and detector alarms it counts; only grows, so the latest revision is the most complete."""
-        return self.predictions + self.labels + self.late_predictions + self.orphan_feedback + len(self.alarms)
+        """Every event the window accounts for: the shares' predictions, labels and late predictions, and the
+        orphaned feedback and detector alarms it counts; only grows, so the latest revision is the most
+        complete."""
+        shares = sum(max(share.revision, 0) for share in self.shares.values())
+        return shares + self.orphan_feedback + len(self.alarms)
 
 
 @dataclass(frozen=True)
@@ -205,6 +176,10 @@ class WindowEngine:
         self.after_horizon = 0
         self.unpublished_alarms: list[tuple[WindowKey, DetectorAlarm]] = []
 
+    def reference_for(self, model_id: str, model_version: str) -> ReferenceProfile | None:
+        """The version's reference profile: the one published, or the one built from its first events."""
+        return self.profile_for(model_id, model_version) or self.own_profiles.get((model_id, model_version))
+
     # -- input ---------------------------------------------------------------------------------------
 
     def apply(self, delta: Delta) -> None:
@@ -218,96 +193,42 @@ class WindowEngine:
         else:
             self._merge(delta)
 
-    def _merge(self, delta: WindowDelta) -> None:
+    def _merge(self, delta: ShareDelta) -> None:
         key = (delta.model_id, delta.model_version, delta.window_start)
         buffer = self.windows.get(key)
         if buffer is None:
             horizon = timedelta(seconds=self.settings.window_s + self.settings.horizon_s)
             if delta.window_start + horizon <= self.predictions_seen.reached:  # its state was dropped already
-                self.after_horizon += len(delta.ids) + len(delta.labels)
+                self.after_horizon += 1
                 return
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
         share = buffer.shares.get(delta.partition)
         if share is None:
             share = buffer.shares[delta.partition] = Share(new_summary(delta.task))
-        share.late_at_source = max(share.late_at_source, delta.late_predictions)
-        skip = share.received - delta.first_row
-        if skip < 0:
-            raise DriftlineError(
-                f"rows {share.received}..{delta.first_row - 1} of partition {delta.partition} in window {key} never "
-                "arrived: the window-parts topic lost messages (retention shorter than the horizon?)"
-            )
-        share.received = max(share.received, delta.first_row + len(delta.ids))
-        if buffer.drift is None and skip < len(delta.ids):
-            self._take_rows(key, buffer, share, delta, skip)
-        self._take_labels(key, buffer, share, delta)
-
-    def _take_rows(self, key: WindowId, buffer: WindowBuffer, share: Share, delta: WindowDelta, skip: int) -> None:
-        """Hold rows ``skip`` onwards of ``delta``: into the share's summary, per-row values, feature counts."""
-        rows = range(skip, len(delta.ids))
-        share.ids.extend(delta.ids[skip:])
-        share.labelled.extend(bytes(len(rows)))
-        summary = share.summary
-        if isinstance(summary, BinarySummary):
-            positive_texts = self._positive(key[0])
-            positive = np.array([delta.predicted[i] in positive_texts for i in rows], dtype=bool)
-            scores = np.array(delta.scores[skip:], dtype=np.float64)
-            codes = np.array([buffer.combo_code(delta.sensitive[i]) for i in rows], dtype=np.intp)
-            summary.add_predictions(positive, scores, codes, buffer.combos)
-            share.positive.extend(positive.tobytes())
-            share.scores.extend(scores)
-            share.combos.extend(codes.tolist())
-            for i in rows:
-                self._detector_input("scores", key, delta.times[i], delta.ids[i], delta.scores[i])
-        else:
-            summary.add_predictions(len(rows))
-            if isinstance(summary, MulticlassSummary):
-                share.predicted.extend(delta.predicted[i] or "" for i in rows)
+        if delta.revision >= share.revision:
+            share.revision, share.summary = delta.revision, delta.summary
+            if delta.features:
+                if delta.profile != share.profile:
+                    share.tallies = {}
+                share.profile = delta.profile
+                share.tallies.update({name: raw.copy() for name, raw in delta.features.items()})
+                buffer.drift = None
+        where = f"of partition {delta.partition} in window {key}"
+        rows = _new_items(share.rows_received, delta.first_row, delta.rows, f"rows {where}")
+        share.rows_received += len(rows)
+        if rows:
+            share.rows.extend(rows)
+            buffer.drift = None
+            if buffer.profile is None:
+                self._bind_reference(key, buffer)
             else:
-                share.values.extend(delta.values[skip:])
-        if buffer.features is None:
-            self._bind_reference(key, buffer)
-        new_rows = [(delta.features[i], delta.scores[i], delta.predicted[i]) for i in rows]
-        if buffer.features is None:
-            share.unbinned.extend(new_rows)
-        else:
-            _count_features(buffer.features, new_rows)
-
-    def _take_labels(self, key: WindowId, buffer: WindowBuffer, share: Share, delta: WindowDelta) -> None:
-        """Apply the labels of ``delta`` to rows held and not labelled yet (a label is an assignment)."""
-        rows: list[int] = []
-        labels: list[str | None] = []
-        values: list[float] = []
-        positive_texts = self._positive(key[0])
-        for row, label, value, stamp in delta.labels:
-            if row >= share.held or share.labelled[row]:
-                continue  # a row that came after the window closed, or a label already applied
-            share.labelled[row] = 1
-            rows.append(row)
-            labels.append(label)
-            values.append(math.nan if value is None else value)
-            if value is None:
-                if buffer.task == "binary":
-                    error = bool(share.positive[row]) != (label in positive_texts)
-                else:
-                    error = share.predicted[row] != (label or "")
-                self._detector_input("errors", key, stamp, share.ids[row], float(error))
-        if not rows:
-            return
-        summary = share.summary
-        index = np.array(rows, dtype=np.intp)
-        if isinstance(summary, BinarySummary):
-            summary.add_labels(
-                np.frombuffer(share.positive, dtype=bool)[index],
-                np.frombuffer(share.scores, dtype=np.float64)[index],
-                np.frombuffer(share.combos, dtype=np.int64)[index].astype(np.intp),
-                buffer.combos,
-                np.array([label in positive_texts for label in labels], dtype=bool),
-            )
-        elif isinstance(summary, MulticlassSummary):
-            summary.add_labels([share.predicted[row] for row in rows], [label or "" for label in labels])
-        else:
-            summary.add_labels(np.frombuffer(share.values, dtype=np.float64)[index], np.array(values))
+                self._count_rows(buffer)
+        scores = _new_items(share.scores_received, delta.first_score, delta.scores, f"scores {where}")
+        errors = _new_items(share.errors_received, delta.first_error, delta.errors, f"errors {where}")
+        share.scores_received += len(scores)
+        share.errors_received += len(errors)
+        self._detector_inputs("scores", key, scores)
+        self._detector_inputs("errors", key, errors)
 
     # -- output --------------------------------------------------------------------------------------
 
@@ -367,17 +288,15 @@ class WindowEngine:
             taken.add((model_id, start))
             buffer.orphan_feedback = counts.get((model_id, start), 0) if first else 0
 
-    def _is_error(self, model_id: str, task: Task, predicted: str | None, truth: str | None) -> bool:
-        if task == "binary":
-            positive = self._positive(model_id)
-            return (predicted in positive) != (truth in positive)
-        return predicted != truth
-
-    def _detector_input(self, signal: Signal, key: WindowId, stamp: datetime, pid: str, value: float) -> None:
-        if stamp < self.detector_frontiers[signal]:
-            self.detector_late += 1
+    def _detector_inputs(self, signal: Signal, key: WindowId, items: list[tuple[datetime, str, float]]) -> None:
+        """Queue a window's new inputs of ``signal`` for the detectors; those behind the frontier are late."""
+        if not items:
             return
-        self.detector_inputs[signal].setdefault((key[0], key[1]), []).append(((stamp, pid), key, value))
+        frontier = self.detector_frontiers[signal]
+        queue = self.detector_inputs[signal].setdefault((key[0], key[1]), [])
+        before = len(queue)
+        queue.extend(((stamp, pid), key, value) for stamp, pid, value in items if stamp >= frontier)
+        self.detector_late += len(items) - (len(queue) - before)
 
     def _feed_detectors(self, watermark: datetime) -> None:
         """Feed every model's inputs of the slices behind the watermark, in (event time, prediction id) order.
@@ -433,15 +352,15 @@ class WindowEngine:
         self.unpublished_alarms.append((key, alarm))
 
     def _learn_reference(self, key: WindowId, buffer: WindowBuffer) -> None:
-        """Add a closing window's predictions to its version's first events; build the profile at N (dated at
+        """Add a closing window's uncounted rows to its version's first events; build the profile at N (dated at
         the end of the window that completed it)."""
         model = (key[0], key[1])
-        if self.profile_for(*model) is not None or model in self.own_profiles:
+        if self.reference_for(*model) is not None:
             return
         rows = self.first_events.setdefault(model, [])
         binary = buffer.task == "binary"
         for _partition, share in sorted(buffer.shares.items()):
-            for features, score, predicted in share.unbinned:
+            for features, score, predicted in share.rows:
                 rows.append({**features, "score": score if binary else None, "label": predicted})
                 if len(rows) >= self.settings.reference_first_n:
                     frame = pd.DataFrame(rows).dropna(axis=1, how="all")
@@ -451,31 +370,38 @@ class WindowEngine:
                     return
 
     def _bind_reference(self, key: WindowId, buffer: WindowBuffer) -> None:
-        """Start counting the window's features against its version's profile, if it has one by now (a
-        published one, or one built from its first events), with the rows kept until then."""
-        model = (key[0], key[1])
-        profile = self.profile_for(*model)
-        reference: Literal["provided", "first_events"] = "provided"
+        """Bind the window to its version's reference profile, if it has one by now (a published one, or one
+        built from its first events), and count the rows held uncounted against it."""
+        profile = self.profile_for(key[0], key[1])
+        buffer.reference = "provided"
         if profile is None:
-            profile, reference = self.own_profiles.get(model), "first_events"
+            profile, buffer.reference = self.own_profiles.get((key[0], key[1])), "first_events"
         if profile is None:
+            buffer.reference = "none"
             return
-        buffer.reference = reference
-        buffer.features = {name: feature_counts(feature) for name, feature in sorted(profile.features.items())}
-        for _partition, share in sorted(buffer.shares.items()):
-            _count_features(buffer.features, share.unbinned)
-            share.unbinned = []
+        buffer.profile = profile
+        self._count_rows(buffer)
 
-    def _positive(self, model_id: str) -> set[str]:
-        """The texts of a model's positive label (default 1 / true, or its pinned ``positive_label``)."""
-        contract = self.contracts.get(model_id)
-        positive = contract.positive_label if contract else 1
-        text = label_text(positive)
-        return {"1", "true"} if positive in (1, True) and not isinstance(positive, str) else {text or ""}
+    def _count_rows(self, buffer: WindowBuffer) -> None:
+        """Count the uncounted rows of every share into the window's ``counted`` tallies, and drop them."""
+        assert buffer.profile is not None
+        rows = [row for _p, share in sorted(buffer.shares.items()) for row in share.rows]
+        if not rows:
+            return
+        counts = {}
+        for name, feature in sorted(buffer.profile.features.items()):
+            held = buffer.counted.get(name)
+            counts[name] = (counts_of(feature, decode_tally(held)) if held is not None else None) or feature_counts(
+                feature
+            )
+        count_rows(counts, rows)
+        buffer.counted = {name: encode_tally(c.tally) for name, c in counts.items()}
+        for share in buffer.shares.values():
+            share.rows = []
 
     def _result(self, key: WindowId, buffer: WindowBuffer) -> WindowResult:
         model_id, version, start = key
-        drift = buffer.drift if buffer.drift is not None else self._seal(key, buffer)
+        drift = buffer.drift if buffer.drift is not None else self._read_drift(key, buffer)
         summary = buffer.summary()
         return WindowResult(
             model_id=model_id,
@@ -490,7 +416,7 @@ class WindowEngine:
                     "predictions": summary.predictions,
                     "labelled": summary.labelled,
                     "label_coverage": summary.labelled / summary.predictions if summary.predictions else None,
-                    "late_predictions": buffer.late_predictions,
+                    "late_predictions": summary.late,
                     "orphan_feedback": buffer.orphan_feedback,
                     **summary.performance(),
                 }
@@ -500,38 +426,41 @@ class WindowEngine:
             alarms=list(buffer.alarms),
         )
 
-    def _seal(self, key: WindowId, buffer: WindowBuffer) -> list[FeatureDrift]:
-        """Read the drift of a window that closed from its feature counts (learning the first-events
-        reference from it first), once; drop the counts."""
-        if buffer.features is None:
+    def _read_drift(self, key: WindowId, buffer: WindowBuffer) -> list[FeatureDrift]:
+        """The drift of a closed window (binding its reference first, learning the first-events one from it if
+        need be): per feature of the profile, the tallies counted against it added up."""
+        if buffer.profile is None:
             self._learn_reference(key, buffer)
             self._bind_reference(key, buffer)
-        features = buffer.features or {}
-        buffer.drift = [counts.drift(name) for name, counts in features.items()]
-        buffer.features = None
-        for share in buffer.shares.values():
-            share.unbinned = []
-        return buffer.drift
+        profile = buffer.profile
+        if profile is None:
+            buffer.drift = []
+            return buffer.drift
+        own = profile_key(profile)
+        sources = [buffer.counted] + [s.tallies for _p, s in sorted(buffer.shares.items()) if s.profile == own]
+        drift = []
+        for name, feature in sorted(profile.features.items()):
+            total: Tally | None = None
+            for tallies in sources:
+                raw = tallies.get(name)
+                if raw is None:
+                    continue
+                tally = decode_tally(raw)
+                if total is None:
+                    total = tally
+                elif type(tally) is type(total):
+                    total.merge(tally)  # type: ignore[arg-type]
+            counts = (counts_of(feature, total) if total is not None else None) or feature_counts(feature)
+            drift.append(counts.drift(name))
+        buffer.drift = drift
+        return drift
 
 
-def _count_features(
-    counts: dict[str, FeatureCounts], rows: Sequence[tuple[Mapping[str, object], float, str | None]]
-) -> None:
-    """Count the features of ``rows`` (features, score, predicted label): the score and predicted label as
-    their own pseudo-features. Numeric features take numbers (bools as 0/1) and ignore other values."""
-    if not rows:
-        return
-    for name, feature in counts.items():
-        if name == SCORE:
-            column: list[object] = [None if math.isnan(score) else score for _f, score, _p in rows]
-        elif name == PREDICTED_LABEL:
-            column = [predicted for _f, _s, predicted in rows]
-        else:
-            column = [features.get(name) for features, _s, _p in rows]
-        present = [v for v in column if v is not None]
-        missing = len(column) - len(present)
-        if isinstance(feature, NumericCounts):
-            numbers = np.array([float(v) for v in present if isinstance(v, int | float)], dtype=np.float64)
-            feature.add(numbers, missing)
-        else:
-            feature.add([str(v) for v in present], missing)
+def _new_items(received: int, first: int, items: list[Any], what: str) -> list[Any]:
+    """The items numbered ``first, first + 1, …`` that come after the ``received`` held (a gap is an error)."""
+    if first > received:
+        raise DriftlineError(
+            f"{what} {received}..{first - 1} never arrived: the window-parts topic lost messages (retention "
+            "shorter than the horizon?)"
+        )
+    return items[received - first :]

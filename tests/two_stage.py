@@ -11,13 +11,15 @@ from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
-from driftline.streams.joining import PartitionJoin
+from driftline.streams import deltas
+from driftline.streams.joining import JoinContext, PartitionJoin
 from driftline.streams.windows import Emission, WindowEngine
 
 
 class TwoStages:
     """One :class:`PartitionJoin` per partition and the :class:`WindowEngine` merging them; ``advance`` hands
-    every join's deltas to the engine (as a checkpoint does), then advances it. ``clock`` is processing time."""
+    every join's deltas to the engine, encoded and decoded (as a checkpoint does), then advances it; the joins
+    see the engine's reference profiles (as in one worker). ``clock`` is processing time."""
 
     def __init__(
         self,
@@ -30,6 +32,7 @@ class TwoStages:
         self.settings = settings
         self.clock = clock
         self.engine = WindowEngine(settings, profile_for, contracts, partitions=partitions)
+        self.context = JoinContext(self.engine.reference_for, contracts or {})
         self.joins = {partition: PartitionJoin(settings, partition, clock()) for partition in range(partitions)}
 
     def join(self, partition: int) -> PartitionJoin:
@@ -45,8 +48,8 @@ class TwoStages:
 
     def advance(self) -> Emission:
         for join in self.joins.values():
-            for delta in join.deltas(self.clock()):
-                self.engine.apply(delta)
+            for delta in join.deltas(self.clock(), self.context):
+                self.engine.apply(deltas.decode(deltas.encode(delta)))  # as through window-parts
             join.sent()
         return self.engine.advance()
 

@@ -21,67 +21,112 @@ error itself is usually far smaller, since cells err both ways).
 Per categorical feature: counts per reference category, one count for every category the reference never
 saw, nulls (PSI, Jensen–Shannon, chi-square and the new-category share exact).
 
-Every count is an integer and every sum exact, so counts merged from any split of the values give the same
-drift. Definitions of the distances: :mod:`driftline.streams.monitors.drift`.
+What a window holds per feature is a *tally* (:class:`NumericTally`, :class:`CategoricalTally`: plain
+msgspec data, no profile inside), so a source partition can count its share and send it; tallies of one
+profile merge by addition. Every count is an integer and every sum exact, so tallies merged from any split of
+the values give the same drift. Definitions of the distances: :mod:`driftline.streams.monitors.drift`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
 from driftline.schemas.results import FeatureDrift, FeatureProfile
 from driftline.streams.core.exact_sum import ExactSum
 from driftline.streams.monitors.drift import categorical_drift, ks_from_cdfs, numeric_drift
+from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE
+
+Row = tuple[Mapping[str, object], float, str | None]  # a prediction's features, score (NaN if none), predicted label
+
+
+def _zeros(length: int) -> NDArray[np.int64]:
+    return np.zeros(length, dtype=np.int64)
+
+
+class NumericTally(msgspec.Struct, tag="numeric"):
+    """A numeric feature's counts: reference bins, cells at and between sample points, tail sums, nulls."""
+
+    bins: NDArray[np.int64]
+    cells: NDArray[np.int64]
+    below: ExactSum = msgspec.field(default_factory=ExactSum)
+    above: ExactSum = msgspec.field(default_factory=ExactSum)
+    count: int = 0
+    missing: int = 0
+
+    def merge(self, other: NumericTally) -> None:
+        """Add ``other`` (a tally against the same profile) into this one."""
+        self.bins = self.bins + other.bins
+        self.cells = self.cells + other.cells
+        self.below, self.above = self.below + other.below, self.above + other.above
+        self.count += other.count
+        self.missing += other.missing
+
+
+class CategoricalTally(msgspec.Struct, tag="categorical"):
+    """A categorical feature's counts: per reference category, then one for every unseen category; nulls."""
+
+    counts: NDArray[np.int64]
+    missing: int = 0
+
+    def merge(self, other: CategoricalTally) -> None:
+        """Add ``other`` (a tally against the same profile) into this one."""
+        self.counts = self.counts + other.counts
+        self.missing += other.missing
+
+
+Tally = NumericTally | CategoricalTally
 
 
 class NumericCounts:
     """Counts of one numeric feature's window values against its reference profile."""
 
-    def __init__(self, profile: FeatureProfile) -> None:
+    def __init__(self, profile: FeatureProfile, tally: NumericTally | None = None) -> None:
         self.profile = profile
         self.edges = np.asarray(profile.bin_edges or [], dtype=np.float64)
         sample = np.sort(np.asarray(profile.sample or [], dtype=np.float64))
         self.points = np.unique(sample)
         self.sample_cdf = np.searchsorted(sample, self.points, side="right") / max(len(sample), 1)
         self.sample_size = len(sample)
-        self.bins = np.zeros(len(self.edges) + 1, dtype=np.int64)
-        self.cells = np.zeros(2 * len(self.points) + 1, dtype=np.int64)
-        self.below = ExactSum()
-        self.above = ExactSum()
-        self.count = 0
-        self.missing = 0
+        self.tally = tally or NumericTally(_zeros(len(self.edges) + 1), _zeros(2 * len(self.points) + 1))
+
+    def fits(self) -> bool:
+        """True when the tally has the shape of the profile's bins and cells."""
+        return len(self.tally.bins) == len(self.edges) + 1 and len(self.tally.cells) == 2 * len(self.points) + 1
 
     def add(self, values: NDArray[np.float64], missing: int) -> None:
         """Count non-null ``values`` and ``missing`` nulls."""
-        self.count += len(values)
-        self.missing += missing
-        self.bins += np.bincount(np.searchsorted(self.edges, values, side="right"), minlength=len(self.bins))
+        tally = self.tally
+        tally.count += len(values)
+        tally.missing += missing
+        tally.bins += np.bincount(np.searchsorted(self.edges, values, side="right"), minlength=len(tally.bins))
         if len(self.points) == 0 or len(values) == 0:
             return
         cells = np.searchsorted(self.points, values, side="left") + np.searchsorted(self.points, values, side="right")
-        self.cells += np.bincount(cells, minlength=len(self.cells))
+        tally.cells += np.bincount(cells, minlength=len(tally.cells))
         first, last = self.points[0], self.points[-1]
-        self.below.add(first - values[values < first])
-        self.above.add(values[values > last] - last)
+        tally.below.add(first - values[values < first])
+        tally.above.add(values[values > last] - last)
 
     def drift(self, feature: str) -> FeatureDrift:
         """The feature's drift row (Wasserstein within :meth:`wasserstein_bound` of the exact value)."""
+        tally = self.tally
         statistic = None
         wasserstein = None
-        if self.count and len(self.points):
-            cumulative = np.cumsum(self.cells)
-            at, before = cumulative[1::2] / self.count, cumulative[0::2][:-1] / self.count
+        if tally.count and len(self.points):
+            at, before = self._window_cdf()
             previous = np.concatenate([[0.0], self.sample_cdf[:-1]])
             statistic = ks_from_cdfs(at, before, self.sample_cdf, previous)
             wasserstein = self._wasserstein(at, before)[0]
         return numeric_drift(
             feature,
-            self.bins,
-            self.count,
-            self.missing,
+            tally.bins,
+            tally.count,
+            tally.missing,
             self.profile,
             ks_statistic=statistic,
             sample_size=self.sample_size,
@@ -90,10 +135,14 @@ class NumericCounts:
 
     def wasserstein_bound(self) -> float | None:
         """How far the Wasserstein distance of :meth:`drift` may be from the exact one, in reference spreads."""
-        if not self.count or not len(self.points) or not self.profile.spread:
+        if not self.tally.count or not len(self.points) or not self.profile.spread:
             return None
-        cumulative = np.cumsum(self.cells)
-        return self._wasserstein(cumulative[1::2] / self.count, cumulative[0::2][:-1] / self.count)[1]
+        return self._wasserstein(*self._window_cdf())[1]
+
+    def _window_cdf(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The window's CDF at each sample point, and just before it."""
+        cumulative = np.cumsum(self.tally.cells)
+        return cumulative[1::2] / self.tally.count, cumulative[0::2][:-1] / self.tally.count
 
     def _wasserstein(self, at: NDArray[np.float64], before: NDArray[np.float64]) -> tuple[float | None, float]:
         """Estimate and error bound of W / spread. On cell j ([u_{j−1}, u_j), width w) the window's CDF rises from
@@ -106,7 +155,7 @@ class NumericCounts:
         a, b, r = at[:-1], before[1:], self.sample_cdf[:-1]
         low = np.where(r <= a, a - r, np.where(r >= b, r - b, 0.0))
         high = np.where(r <= a, b - r, np.where(r >= b, r - a, np.maximum(r - a, b - r)))
-        tails = (self.below.value() + self.above.value()) / self.count
+        tails = (self.tally.below.value() + self.tally.above.value()) / self.tally.count
         estimate = tails + float(np.sum(width * (low + high) / 2))
         return estimate / spread, float(np.sum(width * (high - low) / 2)) / spread
 
@@ -114,22 +163,25 @@ class NumericCounts:
 class CategoricalCounts:
     """Counts of one categorical feature's window values: per reference category, unseen ones, nulls."""
 
-    def __init__(self, profile: FeatureProfile) -> None:
+    def __init__(self, profile: FeatureProfile, tally: CategoricalTally | None = None) -> None:
         self.profile = profile
         self.index = {category: i for i, category in enumerate(profile.category_shares or {})}
-        self.counts = np.zeros(len(self.index) + 1, dtype=np.int64)  # the last counts categories never seen
-        self.missing = 0
+        self.tally = tally or CategoricalTally(_zeros(len(self.index) + 1))
+
+    def fits(self) -> bool:
+        """True when the tally has a count per category of the profile, and one for the unseen."""
+        return len(self.tally.counts) == len(self.index) + 1
 
     def add(self, values: Sequence[str], missing: int) -> None:
         """Count non-null ``values`` (as text) and ``missing`` nulls."""
         unseen = len(self.index)
         codes = np.fromiter((self.index.get(v, unseen) for v in values), dtype=np.intp, count=len(values))
-        self.counts += np.bincount(codes, minlength=len(self.counts))
-        self.missing += missing
+        self.tally.counts += np.bincount(codes, minlength=len(self.tally.counts))
+        self.tally.missing += missing
 
     def drift(self, feature: str) -> FeatureDrift:
         """The feature's drift row."""
-        return categorical_drift(feature, self.counts, self.missing, self.profile)
+        return categorical_drift(feature, self.tally.counts, self.tally.missing, self.profile)
 
 
 FeatureCounts = NumericCounts | CategoricalCounts
@@ -138,3 +190,36 @@ FeatureCounts = NumericCounts | CategoricalCounts
 def feature_counts(profile: FeatureProfile) -> FeatureCounts:
     """Empty counts for a feature of ``profile``'s kind."""
     return NumericCounts(profile) if profile.kind == "numeric" else CategoricalCounts(profile)
+
+
+def counts_of(profile: FeatureProfile, tally: Tally) -> FeatureCounts | None:
+    """Counts holding ``tally``, read against ``profile``; None when the tally is of the other kind or another
+    shape (it was counted against another profile)."""
+    counts: FeatureCounts
+    if isinstance(tally, NumericTally) and profile.kind == "numeric":
+        counts = NumericCounts(profile, tally)
+    elif isinstance(tally, CategoricalTally) and profile.kind != "numeric":
+        counts = CategoricalCounts(profile, tally)
+    else:
+        return None
+    return counts if counts.fits() else None
+
+
+def count_rows(counts: Mapping[str, FeatureCounts], rows: Sequence[Row]) -> None:
+    """Count the features of ``rows``, the score and predicted label as their own pseudo-features. Numeric
+    features take numbers (bools as 0/1) and ignore other values."""
+    if not rows:
+        return
+    for name, feature in counts.items():
+        if name == SCORE:
+            column: list[object] = [None if math.isnan(score) else score for _f, score, _p in rows]
+        elif name == PREDICTED_LABEL:
+            column = [predicted for _f, _s, predicted in rows]
+        else:
+            column = [features.get(name) for features, _s, _p in rows]
+        present = [v for v in column if v is not None]
+        missing = len(column) - len(present)
+        if isinstance(feature, NumericCounts):
+            feature.add(np.array([float(v) for v in present if isinstance(v, int | float)], dtype=np.float64), missing)
+        else:
+            feature.add([str(v) for v in present], missing)

@@ -325,28 +325,6 @@ def _task(summary: Summary) -> str:
     return next(task for task, kind in _KINDS.items() if isinstance(summary, kind))
 
 
-def encode_hook(value: object) -> object:
-    """msgspec encoding of the summaries' own types: an exact sum as bytes, a histogram by its non-zero bins."""
-    if isinstance(value, ExactSum):
-        return value.total.to_bytes(value.total.bit_length() // 8 + 1, "little", signed=True)
-    if isinstance(value, np.ndarray):
-        bins = np.flatnonzero(value)
-        return [len(value), bins.astype("<u4").tobytes(), value[bins].astype("<i8").tobytes()]
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
-
-
-def decode_hook(kind: type, value: Any) -> object:
-    """The inverse of :func:`encode_hook`."""
-    if kind is ExactSum:
-        return ExactSum(int.from_bytes(value, "little", signed=True))
-    if kind is np.ndarray or getattr(kind, "__origin__", None) is np.ndarray:
-        length, bins, counts = value
-        histogram = np.zeros(length, dtype=np.int64)
-        histogram[np.frombuffer(bins, dtype="<u4")] = np.frombuffer(counts, dtype="<i8")
-        return histogram
-    raise NotImplementedError(f"cannot decode {kind.__name__}")
-
-
 def group_key(sensitive: Mapping[str, str]) -> Combo:
     """The combination of groups of a prediction's ``sensitive`` attributes."""
     return tuple(sorted(sensitive.items()))

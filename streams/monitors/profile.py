@@ -50,6 +50,11 @@ def feature_profile(column: pd.Series, seed: int = 0) -> FeatureProfile:
     )
 
 
+def profile_key(profile: ReferenceProfile) -> str:
+    """What tells one reference profile of a model version from another: its source and creation time."""
+    return f"{profile.source}:{profile.created_at.isoformat()}"
+
+
 def build_profile(
     frame: pd.DataFrame,
     model_id: str,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from scipy.stats import ks_2samp, wasserstein_distance
 from sklearn import metrics
 
+from driftline.streams.core.encoding import decode_hook, encode_hook
 from driftline.streams.core.exact_sum import ExactSum
 from driftline.streams.core.feature_counts import NumericCounts
 from driftline.streams.core.summary import (
@@ -22,8 +23,6 @@ from driftline.streams.core.summary import (
     MulticlassSummary,
     RegressionSummary,
     Summary,
-    decode_hook,
-    encode_hook,
     merged,
 )
 from driftline.streams.monitors.profile import feature_profile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -186,7 +187,7 @@ def test_drift_uses_the_provided_profile_or_else_one_built_from_the_first_events
     assert all(d.psi is not None and d.psi < 0.1 for d in with_own.drift if d.feature == "x")
 
 
-def test_a_partition_back_from_idleness_finds_its_windows_closed_not_reopened() -> None:
+def test_a_partition_back_from_idleness_adds_its_predictions_to_a_window_already_emitted() -> None:
     now = [0.0]
     engine = TwoStages(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0])
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
@@ -197,12 +198,13 @@ def test_a_partition_back_from_idleness_finds_its_windows_closed_not_reopened() 
     assert engine.watermark == T0 + timedelta(seconds=100)
 
     tick(engine, 20, partition=1)  # back, far behind: the watermark does not go back with it
-    engine.add_prediction(prediction(2, 30, 1, 0.9), 1)  # for the window already emitted
+    engine.add_prediction(prediction(2, 30, 1, 0.9), 1)  # in time on its partition, for a window already emitted
     [again] = results_of(engine)
 
     assert engine.watermark == T0 + timedelta(seconds=100)
-    assert (again.performance.predictions, again.performance.late_predictions) == (1, 1)
+    assert (again.performance.predictions, again.performance.late_predictions) == (2, 0)
     assert again.revision == closed.revision + 1
+    assert {d.feature: d.count for d in again.drift} == {d.feature: d.count + 1 for d in closed.drift}
 
 
 def mixed_stream(engine: TwoStages) -> None:
@@ -229,9 +231,42 @@ def test_replayed_and_reordered_deltas_give_the_same_windows(monkeypatch: pytest
     monkeypatch.setattr(joining, "VALUES_PER_DELTA", 50)  # many small deltas per window
     replayed = TwoStages(settings, partitions=3)
     mixed_stream(replayed)
-    sent = [deltas.encode(d) for p in (2, 1, 0) for d in replayed.joins[p].deltas(0.0)]  # partitions out of order
+    sent = [
+        deltas.encode(d) for p in (2, 1, 0) for d in replayed.joins[p].deltas(0.0, replayed.context)
+    ]  # partitions out of order
     for data in sent + sent[: len(sent) // 2]:  # and half of them again, as after a crash
         replayed.engine.apply(deltas.decode(data))
 
     assert len(sent) > 3 * 4  # chunked
     assert [r.model_dump() for r in replayed.engine.advance().results] == expected
+
+
+def test_a_join_restored_from_an_older_state_sends_its_shares_batched_otherwise_with_the_same_windows() -> None:
+    settings = MonitorSettings(window_s=60, grace_s=5, horizon_s=3000, idle_timeout_s=1e9, min_group_count=2)
+    straight = TwoStages(settings, partitions=3)
+    mixed_stream(straight)
+    expected = [r.model_dump() for r in straight.advance().results]
+
+    crashed = TwoStages(settings, partitions=3)
+    events: list[tuple[str, object, int]] = []
+    recorder = TwoStages(settings, partitions=3)
+    recorder.add_prediction = lambda event, partition=0: events.append(("p", event, partition))  # type: ignore[method-assign]
+    recorder.add_feedback = lambda event, partition=0: events.append(("f", event, partition))  # type: ignore[method-assign]
+    mixed_stream(recorder)
+
+    def feed(stages: TwoStages, part: list[tuple[str, object, int]]) -> None:
+        for kind, event, partition in part:
+            (stages.add_prediction if kind == "p" else stages.add_feedback)(event, partition)  # type: ignore[arg-type]
+
+    third = len(events) // 3
+    latest = {}
+    feed(crashed, events[:third])
+    crashed.advance()
+    saved = {p: pickle.dumps(join) for p, join in crashed.joins.items()}  # the checkpoint
+    feed(crashed, events[third : 2 * third])
+    latest.update({(r.model_id, r.window_start): r.model_dump() for r in crashed.advance().results})
+    crashed.joins = {p: pickle.loads(state) for p, state in saved.items()}  # restart: the state after was not saved
+    feed(crashed, events[third:])  # read again from the checkpoint, to the end
+    latest.update({(r.model_id, r.window_start): r.model_dump() for r in crashed.advance().results})
+
+    assert len(latest) == len(expected) and list(latest.values()) == expected
