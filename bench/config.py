@@ -40,6 +40,7 @@ class BenchConfig:
     reference_first_n: int = 1000
     partitions: int = 4
     seed: int = 8
+    labels_first: bool = False  # (c) reads every feedback message before any prediction: labels far ahead
 
     @property
     def predictions(self) -> int:

@@ -5,9 +5,10 @@ process (:class:`LocalCheckpoints`: deltas encoded and decoded, not sent through
 
 Run by the harness as ``python -m bench.core SPEC``; SPEC (JSON) gives ``settings`` (load_settings overrides),
 ``ends``, ``group`` and ``outputs`` (the topic prefix its results and triggers go to, so they do not mix with
-the worker's). Offsets are committed after each checkpoint, as the worker acknowledges them. After the last
-message it checkpoints once more, within the time measured (for its CPU time, as (d)): the windows the stream
-closed are published.
+the worker's) and ``labels_first`` (read every feedback partition to its end before any prediction, as a
+consumer that has fallen far behind on predictions does). Offsets are committed after each checkpoint, as the
+worker acknowledges them. After the last message it checkpoints once more, within the time measured (for its
+CPU time, as (d)): the windows the stream closed are published.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from bench.bare_consumer import BATCH, partition_ends
 from bench.measure import Meter
 from driftline.pipeline import build_monitor
+from driftline.schemas.topics import FEEDBACK
 from driftline.settings import load_settings
 from driftline.streams.monitor import LocalCheckpoints
 
@@ -33,9 +35,15 @@ def run(spec: dict[str, Any]) -> None:
     monitor, _profiles = build_monitor(settings, spec["outputs"])
     checkpoints = LocalCheckpoints(monitor, settings.data_path / "core" / f"{settings.worker.app_id}.checkpoint")
     consumer = Consumer({**settings.kafka.client_config(), "group.id": spec["group"], "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for topic, p in ends])
-    meter, unfinished, messages = Meter(), set(ends), 0
-    while unfinished:
+    feedback = settings.topic(FEEDBACK.name)
+    phases = [{tp for tp in ends if tp[0] == feedback}, {tp for tp in ends if tp[0] != feedback}]
+    if not spec.get("labels_first"):
+        phases = [set(ends)]
+    meter, unfinished, messages = Meter(), set(), 0
+    while phases or unfinished:
+        if not unfinished:
+            unfinished = phases.pop(0)
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for topic, p in sorted(unfinished)])
         batch = consumer.consume(BATCH, timeout=1.0)
         if batch and not meter.running:
             meter.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -31,6 +32,7 @@ from driftline.settings import load_settings
 from driftline.topics import create_topics
 
 RUN_ORDER: tuple[Shape, ...] = ("envelopes", "single")
+PLAIN_PROGRESS_S = 10.0  # without a terminal, a line of progress this often
 
 
 class Session:
@@ -105,7 +107,13 @@ class Session:
         if program == "c":
             outputs = f"{names.prefix}{names.app_id}."
             create_topics(load_settings(**{**settings, "kafka": {**settings["kafka"], "topic_prefix": outputs}}))
-            spec = {"settings": settings, "ends": stream.ends, "group": names.app_id, "outputs": outputs}
+            spec = {
+                "settings": settings,
+                "ends": stream.ends,
+                "group": names.app_id,
+                "outputs": outputs,
+                "labels_first": config.labels_first,
+            }
             return measure("bench.core", spec, log, progress)
         if program == "d":
             names.data_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +131,27 @@ class Session:
 
 
 @contextmanager
+def plain_progress(bar: Progress, console: Console, every_s: float = PLAIN_PROGRESS_S) -> Iterator[None]:
+    """Where rich draws no bar (a log, a pipe): a line per running task of ``bar`` every ``every_s``."""
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(every_s):
+            for task in bar.tasks:
+                if task.started and task.stop_time is None:
+                    done = f"{task.completed:,.0f}" + (f" of {task.total:,.0f}" if task.total else "")
+                    console.print(f"  {task.description}: {done}, {task.elapsed or 0:.0f} s", highlight=False)
+
+    thread = threading.Thread(target=report, name="bench-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
 def session(console: Console) -> Iterator[Session]:
     """A session that cleans up after itself: its processes, the broker, and its directory unless a program
     failed (then the logs stay, and their place is printed)."""
@@ -132,6 +161,8 @@ def session(console: Console) -> Iterator[Session]:
     try:
         with ExitStack() as stack:
             bar = stack.enter_context(Progress(*columns, console=console))
+            if not console.is_terminal:
+                stack.enter_context(plain_progress(bar, console))
             bootstrap = stack.enter_context(private_broker(home / "kafka", console.print))
             stack.callback(stop_all)
             current = Session(home, bootstrap, bar)

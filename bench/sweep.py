@@ -1,15 +1,24 @@
-"""``--sweep``: throughput and peak memory of the monitor core (c) against the number of models and the label
-horizon (how long pending predictions and closed windows are held for late labels), on envelopes.
+"""``--sweep``: throughput, CPU per event and peak memory of the monitor core (c) on envelopes, against the window
+size, the number of models, the label horizon, and labels read far ahead of their predictions.
 
-Traffic stays the same (events, event-time span); only the number of models it is spread over, or the
-horizon, changes. Every point builds references from a model's first 200 predictions (not 1,000), so that
-with 1,000 models (about 550 predictions each in a million events) drift is still computed. Each point
-appends nothing by itself: the sweep appends one history line with ``"mode": "sweep"``.
+- windows: one stream spanning ``WINDOW_SPAN_S`` (four days) of event time over ``WINDOW_MODELS`` models, with
+  5-minute, 1-hour and 1-day windows, each with a label horizon of three windows at least (the base 30
+  minutes, 3 hours, 3 days): a large window must cost no more per event than a small one. (A window costs
+  its bins once, whatever it holds: spread over 100 models, four days of a short stream leave about one
+  prediction per 5-minute window, which measures that fixed cost alone.)
+- models and horizons: the default stream (100 models, 30-minute horizon) spread over 10, 100 and 1,000 models,
+  and with horizons of 5 and 120 minutes;
+- labels first: the default stream, with (c) reading every feedback message before any prediction, so every
+  label waits for its prediction in the join.
+
+Traffic stays the same (events); every point builds references from a model's first 200 predictions (not
+1,000), so that with 1,000 models (about 550 predictions each in a million events) drift is still computed.
+Each point appends nothing by itself: the sweep appends one history line with ``"mode": "sweep"``.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.console import Console
@@ -23,21 +32,53 @@ from bench.run import session
 
 MODELS = (10, 100, 1000)
 HORIZONS_S = (300.0, 7200.0)  # besides the default, measured with 100 models
+WINDOWS_S = (300.0, 3600.0, 86400.0)
+WINDOW_SPAN_S = 4 * 86400.0  # so that 1-day windows close and their labels come within the horizon
+WINDOW_MODELS = 10
 REFERENCE_FIRST_N = 200
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement of the sweep: the run's parameters and the stream it reads (by tag)."""
+
+    config: BenchConfig
+    stream: str
+
+    def as_dict(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "stream": self.stream,
+            "models": config.models,
+            "window_s": config.window_s,
+            "horizon_s": config.horizon_s,
+            "labels_first": config.labels_first,
+        }
+
+
+def points(config: BenchConfig) -> tuple[dict[str, BenchConfig], list[Point]]:
+    """The streams (by tag) and the points of the sweep."""
+    base = replace(config, reference_first_n=REFERENCE_FIRST_N)
+    days = replace(base, models=WINDOW_MODELS, predictions_per_s=base.predictions / WINDOW_SPAN_S)
+    streams = {f"-m{m}": replace(base, models=m) for m in MODELS} | {"-days": days}
+    sweep = [Point(replace(days, window_s=w, horizon_s=max(base.horizon_s, 3 * w)), "-days") for w in WINDOWS_S]
+    sweep += [Point(replace(base, models=m), f"-m{m}") for m in MODELS]
+    sweep += [Point(replace(base, horizon_s=h), f"-m{base.models}") for h in HORIZONS_S]
+    sweep.append(Point(replace(base, labels_first=True), f"-m{base.models}"))
+    return streams, sweep
 
 
 def sweep(config: BenchConfig, console: Console) -> int:
     """Run the sweep, print its table, append its history line; return 1 if a point failed."""
     start = Start()
-    base = replace(config, reference_first_n=REFERENCE_FIRST_N)
-    points = [replace(base, models=m) for m in MODELS] + [replace(base, horizon_s=h) for h in HORIZONS_S]
-    measured: list[tuple[BenchConfig, Measurement | None]] = []
+    stream_configs, planned = points(config)
+    measured: list[tuple[Point, Measurement | None]] = []
     failures = []
     with session(console) as run:
-        streams = {m: run.produce(replace(base, models=m), "envelopes", f"-m{m}") for m in MODELS}
-        for point in points:
+        streams = {tag: run.produce(stream, "envelopes", tag) for tag, stream in stream_configs.items()}
+        for point in planned:
             try:
-                measured.append((point, run.run("c", point, streams[point.models])))
+                measured.append((point, run.run("c", point.config, streams[point.stream])))
             except RunError as failure:
                 failures.append(str(failure))
                 measured.append((point, None))
@@ -45,18 +86,29 @@ def sweep(config: BenchConfig, console: Console) -> int:
     console.print(_table(config, measured))
     for line in failures:
         console.print(f"[red]failed:[/red] {line}")
-    append(_history_line(base, measured, failures, start))
+    append(_history_line(stream_configs[f"-m{config.models}"], measured, failures, start))
     console.print(f"Appended to {HISTORY}")
     return 1 if failures else 0
 
 
-def _table(config: BenchConfig, measured: list[tuple[BenchConfig, Measurement | None]]) -> Table:
+def _duration(seconds: float) -> str:
+    return (
+        f"{seconds / 86400:g} d"
+        if seconds >= 86400
+        else f"{seconds / 3600:g} h"
+        if seconds >= 3600
+        else f"{seconds / 60:g} min"
+    )
+
+
+def _table(config: BenchConfig, measured: list[tuple[Point, Measurement | None]]) -> Table:
     table = Table(
-        title=f"monitor core (c) on {config.events:,} events in envelopes: models and label horizon",
+        title=f"monitor core (c) on {config.events:,} events in envelopes: window, models, horizon, labels first",
         title_justify="left",
     )
-    for column in ("models", "horizon", "events/s", "CPU s per M events", "peak RSS MiB", "windows emitted"):
+    for column in ("stream", "window", "models", "horizon", "events/s", "CPU s per M events", "peak RSS MiB"):
         table.add_column(column, justify="right")
+    table.add_column("windows emitted", justify="right")
     table.add_column("held at the end: pending predictions / windows", justify="right")
     for point, run in measured:
         cells = ["-"] * 5
@@ -68,13 +120,15 @@ def _table(config: BenchConfig, measured: list[tuple[BenchConfig, Measurement | 
                 f"{run.extra['windows_emitted']:,}",
                 f"{run.extra['pending']:,} / {run.extra['open_windows']:,}",
             ]
-        table.add_row(f"{point.models:,}", f"{point.horizon_s / 60:g} min", *cells)
+        c = point.config
+        stream = "4 days" if point.stream == "-days" else "default" + (", labels first" if c.labels_first else "")
+        table.add_row(stream, _duration(c.window_s), f"{c.models:,}", _duration(c.horizon_s), *cells)
     return table
 
 
 def _history_line(
     base: BenchConfig,
-    measured: list[tuple[BenchConfig, Measurement | None]],
+    measured: list[tuple[Point, Measurement | None]],
     failures: list[str],
     start: Start,
 ) -> dict[str, Any]:
@@ -82,9 +136,6 @@ def _history_line(
         "mode": "sweep",
         **provenance(start),
         "parameters": base.as_dict(),
-        "points": [
-            {"models": p.models, "horizon_s": p.horizon_s, **(run.as_dict() if run else {"failed": True})}
-            for p, run in measured
-        ],
+        "points": [{**p.as_dict(), **(run.as_dict() if run else {"failed": True})} for p, run in measured],
         "failures": failures,
     }

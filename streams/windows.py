@@ -63,7 +63,14 @@ from driftline.schemas.results import (
     WindowResult,
 )
 from driftline.settings import MonitorSettings
-from driftline.streams.core.feature_counts import Tally, count_rows, counts_of, feature_counts
+from driftline.streams.core.feature_counts import (
+    FeatureCounts,
+    Tally,
+    count_rows,
+    counts_of,
+    drift_rows,
+    feature_counts,
+)
 from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary
 from driftline.streams.deltas import (
     Delta,
@@ -438,7 +445,7 @@ class WindowEngine:
             return buffer.drift
         own = profile_key(profile)
         sources = [buffer.counted] + [s.tallies for _p, s in sorted(buffer.shares.items()) if s.profile == own]
-        drift = []
+        counts: dict[str, FeatureCounts] = {}
         for name, feature in sorted(profile.features.items()):
             total: Tally | None = None
             for tallies in sources:
@@ -450,8 +457,8 @@ class WindowEngine:
                     total = tally
                 elif type(tally) is type(total):
                     total.merge(tally)  # type: ignore[arg-type]
-            counts = (counts_of(feature, total) if total is not None else None) or feature_counts(feature)
-            drift.append(counts.drift(name))
+            counts[name] = (counts_of(feature, total) if total is not None else None) or feature_counts(feature)
+        drift = drift_rows(counts)
         buffer.drift = drift
         return drift
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -38,7 +39,13 @@ from numpy.typing import NDArray
 
 from driftline.schemas.results import FeatureDrift, FeatureProfile
 from driftline.streams.core.exact_sum import ExactSum
-from driftline.streams.monitors.drift import categorical_drift, ks_from_cdfs, numeric_drift
+from driftline.streams.monitors.drift import (
+    categorical_drift,
+    ks_effective_size,
+    ks_from_cdfs,
+    ks_pvalues,
+    numeric_drift,
+)
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE
 
 Row = tuple[Mapping[str, object], float, str | None]  # a prediction's features, score (NaN if none), predicted label
@@ -82,16 +89,51 @@ class CategoricalTally(msgspec.Struct, tag="categorical"):
 Tally = NumericTally | CategoricalTally
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """What counting against a numeric profile needs, computed once per profile: the bin edges, the sample's
+    distinct points u₀ < … < u_{k−1}, the sample's CDF at each, and the sample size."""
+
+    edges: NDArray[np.float64]
+    points: NDArray[np.float64]
+    sample_cdf: NDArray[np.float64]
+    sample_size: int
+
+
+_GRIDS: dict[int, tuple[FeatureProfile, _Grid]] = {}  # by id of the profile, which it holds (so the id stays its own)
+_GRIDS_MAX = 10_000
+
+
+def _grid(profile: FeatureProfile) -> _Grid:
+    held = _GRIDS.get(id(profile))
+    if held is not None and held[0] is profile:
+        return held[1]
+    sample = np.sort(np.asarray(profile.sample or [], dtype=np.float64))
+    points = np.unique(sample)
+    grid = _Grid(
+        edges=np.asarray(profile.bin_edges or [], dtype=np.float64),
+        points=points,
+        sample_cdf=np.searchsorted(sample, points, side="right") / max(len(sample), 1),
+        sample_size=len(sample),
+    )
+    if len(_GRIDS) >= _GRIDS_MAX:
+        _GRIDS.clear()
+    _GRIDS[id(profile)] = (profile, grid)
+    return grid
+
+
 class NumericCounts:
     """Counts of one numeric feature's window values against its reference profile."""
 
     def __init__(self, profile: FeatureProfile, tally: NumericTally | None = None) -> None:
         self.profile = profile
-        self.edges = np.asarray(profile.bin_edges or [], dtype=np.float64)
-        sample = np.sort(np.asarray(profile.sample or [], dtype=np.float64))
-        self.points = np.unique(sample)
-        self.sample_cdf = np.searchsorted(sample, self.points, side="right") / max(len(sample), 1)
-        self.sample_size = len(sample)
+        grid = _grid(profile)
+        self.edges, self.points, self.sample_cdf, self.sample_size = (
+            grid.edges,
+            grid.points,
+            grid.sample_cdf,
+            grid.sample_size,
+        )
         self.tally = tally or NumericTally(_zeros(len(self.edges) + 1), _zeros(2 * len(self.points) + 1))
 
     def fits(self) -> bool:
@@ -114,22 +156,29 @@ class NumericCounts:
 
     def drift(self, feature: str) -> FeatureDrift:
         """The feature's drift row (Wasserstein within :meth:`wasserstein_bound` of the exact value)."""
+        return drift_rows({feature: self})[0]
+
+    def ks(self) -> tuple[float, int] | None:
+        """The KS statistic against the sample and the n of its p-value; None without values or sample."""
+        if not self.tally.count or not len(self.points):
+            return None
+        at, before = self._window_cdf()
+        previous = np.concatenate([[0.0], self.sample_cdf[:-1]])
+        statistic = ks_from_cdfs(at, before, self.sample_cdf, previous)
+        return statistic, ks_effective_size(self.tally.count, self.sample_size)
+
+    def drift_with(self, feature: str, ks: tuple[float, int] | None, ks_pvalue: float | None) -> FeatureDrift:
+        """The drift row, given :meth:`ks` and its p-value."""
         tally = self.tally
-        statistic = None
-        wasserstein = None
-        if tally.count and len(self.points):
-            at, before = self._window_cdf()
-            previous = np.concatenate([[0.0], self.sample_cdf[:-1]])
-            statistic = ks_from_cdfs(at, before, self.sample_cdf, previous)
-            wasserstein = self._wasserstein(at, before)[0]
+        wasserstein = self._wasserstein(*self._window_cdf())[0] if ks is not None else None
         return numeric_drift(
             feature,
             tally.bins,
             tally.count,
             tally.missing,
             self.profile,
-            ks_statistic=statistic,
-            sample_size=self.sample_size,
+            ks_statistic=None if ks is None else ks[0],
+            ks_pvalue=ks_pvalue,
             wasserstein=wasserstein,
         )
 
@@ -160,12 +209,26 @@ class NumericCounts:
         return estimate / spread, float(np.sum(width * (high - low) / 2)) / spread
 
 
+_INDEXES: dict[int, tuple[FeatureProfile, dict[str, int]]] = {}  # as _GRIDS, for categorical profiles
+
+
+def _index(profile: FeatureProfile) -> dict[str, int]:
+    held = _INDEXES.get(id(profile))
+    if held is not None and held[0] is profile:
+        return held[1]
+    index = {category: i for i, category in enumerate(profile.category_shares or {})}
+    if len(_INDEXES) >= _GRIDS_MAX:
+        _INDEXES.clear()
+    _INDEXES[id(profile)] = (profile, index)
+    return index
+
+
 class CategoricalCounts:
     """Counts of one categorical feature's window values: per reference category, unseen ones, nulls."""
 
     def __init__(self, profile: FeatureProfile, tally: CategoricalTally | None = None) -> None:
         self.profile = profile
-        self.index = {category: i for i, category in enumerate(profile.category_shares or {})}
+        self.index = _index(profile)
         self.tally = tally or CategoricalTally(_zeros(len(self.index) + 1))
 
     def fits(self) -> bool:
@@ -185,6 +248,23 @@ class CategoricalCounts:
 
 
 FeatureCounts = NumericCounts | CategoricalCounts
+
+
+def drift_rows(counts: Mapping[str, FeatureCounts]) -> list[FeatureDrift]:
+    """The drift row of every feature of ``counts``, in its order; the KS p-values in one vectorised call."""
+    tests = {name: c.ks() for name, c in counts.items() if isinstance(c, NumericCounts)}
+    tested = [(name, ks) for name, ks in tests.items() if ks is not None]
+    pvalues = dict(
+        zip(
+            [name for name, _ks in tested],
+            ks_pvalues([k[0] for _n, k in tested], [k[1] for _n, k in tested]),
+            strict=True,
+        )
+    )
+    return [
+        c.drift_with(name, tests[name], pvalues.get(name)) if isinstance(c, NumericCounts) else c.drift(name)
+        for name, c in counts.items()
+    ]
 
 
 def feature_counts(profile: FeatureProfile) -> FeatureCounts:
