@@ -11,8 +11,9 @@ Contract of the deltas (they travel on the ``window-parts`` topic, msgpack-encod
 a replay sends the same deltas again, or the same state batched otherwise, so each is idempotent):
 
 - :class:`ShareDelta`: one source partition's *share* of a window, as a summary, never as rows:
-  - absolute parts, newest wins: the share's ``revision`` (its predictions, labels joined and late predictions;
-    only grows), its :mod:`~driftline.streams.core.summary` summary, and the feature tallies
+  - absolute parts, newest wins, sent once the window closed on the partition or while the partition is idle
+    (``summary`` is None in a delta without them): the share's ``revision`` (its predictions, labels joined and
+    late predictions; only grows), its :mod:`~driftline.streams.core.summary` summary, and the feature tallies
     (:mod:`~driftline.streams.core.feature_counts`) named in ``features``, counted against the reference
     profile ``profile`` names (features not named are unchanged since the last delta);
   - numbered parts, appended (a receiver skips what it holds, and a gap is an error): the rows whose features
@@ -52,7 +53,7 @@ class ShareDelta(msgspec.Struct, frozen=True, tag="share"):
     partition: int
     task: Task
     revision: int
-    summary: Summary
+    summary: Summary | None  # None: the absolute parts are not in this delta (the window is still open there)
     profile: str | None = None
     features: dict[str, msgspec.Raw] = {}  # each a tally encoded by encode_tally, decoded when needed
     first_row: int = 0

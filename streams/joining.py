@@ -114,7 +114,9 @@ class Share:
     scores_sent: int = 0
     errors_sent: int = 0
     features_changed: bool = False
-    changed: bool = False
+    revision_sent: int = -1  # the revision of the summary last delivered
+    sending_whole: bool = False  # the last deltas carry the summary and tallies
+    changed: bool = False  # something to fold or to send
 
     @property
     def revision(self) -> int:
@@ -189,15 +191,13 @@ class PartitionJoin:
 
     def deltas(self, now: float, context: JoinContext) -> list[Delta]:
         """What changed since the last :meth:`sent`, then the partition's progress; expires old state first.
-        Calling it again before :meth:`sent` gives the same deltas."""
+        Calling it again before :meth:`sent` gives the same deltas.
+
+        A share's summary and tallies go out once its window closed on this partition (and again when late
+        labels change it), or while the partition is idle: no window closes anywhere before every partition
+        that is not idle is past it, so the merger has every share it needs by then, and an open window costs no
+        traffic. Its numbered parts (uncounted rows, detector inputs) go out as they come."""
         self._expire()
-        out: list[Delta] = []
-        for key, share in self.shares.items():
-            if share.changed:
-                self._fold(key, share, context)
-                out.extend(_share_deltas(key, self.partition, share))
-        for model_id, start in sorted(self.changed_orphans):
-            out.append(OrphanCount(model_id, start, self.partition, self.orphans[(model_id, start)]))
         idle = self.settings.idle_timeout_s
         self.reporting = Progress(
             partition=self.partition,
@@ -206,6 +206,16 @@ class PartitionJoin:
             predictions_idle=now - self.predictions_heard >= idle,
             labels_idle=now - self.labels_heard >= idle,
         )
+        closing = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
+        out: list[Delta] = []
+        for key, share in self.shares.items():
+            if share.changed:
+                self._fold(key, share, context)
+                due = key[2] + closing <= self.predictions_mark or self.reporting.predictions_idle
+                share.sending_whole = due and (share.revision != share.revision_sent or share.features_changed)
+                out.extend(_share_deltas(key, self.partition, share))
+        for model_id, start in sorted(self.changed_orphans):
+            out.append(OrphanCount(model_id, start, self.partition, self.orphans[(model_id, start)]))
         if self.reporting != self.reported:
             out.append(self.reporting)
         return out
@@ -213,7 +223,7 @@ class PartitionJoin:
     def sent(self) -> None:
         """The last :meth:`deltas` were delivered: forget them. A share whose window closed here drops its feature
         counts once they went out (no prediction joins it any more)."""
-        grace = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
+        closing = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
         for (_model, _version, start), share in self.shares.items():
             if not share.changed:
                 continue
@@ -221,9 +231,11 @@ class PartitionJoin:
             share.scores_sent += len(share.unsent_scores)
             share.errors_sent += len(share.unsent_errors)
             share.unsent_rows, share.unsent_scores, share.unsent_errors = [], [], []
-            share.features_changed = share.changed = False
-            if start + grace <= self.predictions_mark:
-                share.features = None
+            if share.sending_whole:
+                share.revision_sent, share.features_changed, share.sending_whole = share.revision, False, False
+                if start + closing <= self.predictions_mark:
+                    share.features = None
+            share.changed = share.revision != share.revision_sent or share.features_changed
         self.changed_orphans.clear()
         self.reported = self.reporting
 
@@ -377,7 +389,7 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
         last.weight += cost
         return last
 
-    if share.features_changed:
+    if share.sending_whole and share.features_changed:
         for name, counts in (share.features or {}).items():
             raw = encode_tally(counts.tally)
             room(len(raw) // 8 + 1).features[name] = raw
@@ -387,6 +399,8 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
         room(3).scores.append(item)
     for item in share.unsent_errors:
         room(3).errors.append(item)
+    if not share.sending_whole and not (share.unsent_rows or share.unsent_scores or share.unsent_errors):
+        return []
     out: list[ShareDelta] = []
     rows, scores, errors = share.rows_sent, share.scores_sent, share.errors_sent
     for message in messages:
@@ -398,7 +412,7 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
                 partition=partition,
                 task=share.task,
                 revision=share.revision,
-                summary=share.summary,
+                summary=share.summary if share.sending_whole else None,
                 profile=share.profile,
                 features=message.features,
                 first_row=rows,

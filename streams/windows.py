@@ -212,7 +212,7 @@ class WindowEngine:
         share = buffer.shares.get(delta.partition)
         if share is None:
             share = buffer.shares[delta.partition] = Share(new_summary(delta.task))
-        if delta.revision >= share.revision:
+        if delta.summary is not None and delta.revision >= share.revision:
             share.revision, share.summary = delta.revision, delta.summary
             if delta.features:
                 if delta.profile != share.profile:

@@ -199,6 +199,8 @@ def test_a_partition_back_from_idleness_adds_its_predictions_to_a_window_already
 
     tick(engine, 20, partition=1)  # back, far behind: the watermark does not go back with it
     engine.add_prediction(prediction(2, 30, 1, 0.9), 1)  # in time on its partition, for a window already emitted
+    assert results_of(engine) == []  # its share goes out when the window closes on partition 1 too
+    tick(engine, 70, partition=1)
     [again] = results_of(engine)
 
     assert engine.watermark == T0 + timedelta(seconds=100)
