@@ -17,7 +17,9 @@ worker owning the partition, gives the same shares):
   Feedback still waiting when the partition's prediction time passes its own time plus the horizon is
   *orphaned*: counted per model and window start of its time. Waiting feedback is kept in a heap by time, so
   expiry takes the oldest and never looks at the rest.
-- State is dropped when the partition's prediction time passes a window's end plus the horizon.
+- State is dropped when the partition's prediction time passes a window's end plus the horizon. Whether a label
+  joins never depends on when that happens: a label for a window past it, or feedback older than the horizon
+  meeting its prediction, is treated as if the state were gone already.
 - Events are added to the summaries in batches, vectorised, when the deltas are read.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
   :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
@@ -97,7 +99,7 @@ class Share:
     ids: list[str] = field(default_factory=list)
     positive: bytearray = field(default_factory=bytearray)  # binary: the predicted label is the positive one
     scores: array[float] = field(default_factory=lambda: array("d"))
-    codes: array[int] = field(default_factory=lambda: array("l"))  # binary: index of the row's combo in combos
+    codes: array[int] = field(default_factory=lambda: array("q"))  # binary: index of the row's combo in combos
     combos: list[Combo] = field(default_factory=list)
     combo_codes: dict[Combo, int] = field(default_factory=dict)
     predicted: list[str] = field(default_factory=list)  # multiclass: the predicted label
@@ -134,13 +136,13 @@ class Share:
 
 
 class PartitionJoin:
-    """The join of one source partition; plain data, saved with the worker's checkpoint."""
+    """The join of one source partition; saved with the worker's checkpoint (:mod:`driftline.streams.snapshots`)."""
 
     def __init__(self, settings: MonitorSettings, partition: int, now: float) -> None:
         self.settings = settings
         self.partition = partition
         self.shares: dict[WindowId, Share] = {}
-        self.pending: dict[str, tuple[WindowId, int]] = {}  # index of the shares' rows: rebuilt, never saved
+        self.pending: dict[str, tuple[WindowId, int]] = {}  # index of the shares' rows (rebuilt, not saved)
         self.early: dict[str, FeedbackRecord] = {}
         self.early_by_time: list[tuple[datetime, str]] = []  # heap of the waiting feedback's (time, id)
         self.orphans: dict[tuple[str, datetime], int] = {}
@@ -152,6 +154,8 @@ class PartitionJoin:
         self.reported: Progress | None = None  # the progress last delivered
         self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
         self._last_window = (EPOCH, EPOCH)
+        self._window = timedelta(seconds=settings.window_s)
+        self._horizon = timedelta(seconds=settings.horizon_s)
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""
@@ -173,21 +177,26 @@ class PartitionJoin:
         share.new_rows.append(event)
         share.labelled.append(0)
         self.pending[event.prediction_id] = (key, row)
-        early = self.early.pop(event.prediction_id, None)
-        if early is not None:
-            self._label(share, row, early)
+        early = self.early.get(event.prediction_id)
+        if early is not None and early.timestamp >= self.predictions_mark - self._horizon:
+            del self.early[event.prediction_id]
+            self._label(share, row, early)  # (older feedback is orphaned, whether or not expiry ran yet)
 
     def add_feedback(self, event: FeedbackRecord, now: float) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
         self.labels_heard = now
         self.labels_mark = max(self.labels_mark, event.timestamp)
         slot = self.pending.get(event.prediction_id)
-        if slot is not None:
+        if slot is not None and slot[0][2] + self._window + self._horizon > self.predictions_mark:
             key, row = slot
             self._label(self.shares[key], row, event)
-        elif event.prediction_id not in self.early:
-            self.early[event.prediction_id] = event
-            heapq.heappush(self.early_by_time, (event.timestamp, event.prediction_id))
+        elif event.prediction_id not in self.early:  # (a window past the horizon is gone, dropped yet or not)
+            self.wait(event)
+
+    def wait(self, event: FeedbackRecord) -> None:
+        """Keep feedback whose prediction has not come (yet)."""
+        self.early[event.prediction_id] = event
+        heapq.heappush(self.early_by_time, (event.timestamp, event.prediction_id))
 
     def deltas(self, now: float, context: JoinContext) -> list[Delta]:
         """What changed since the last :meth:`sent`, then the partition's progress; expires old state first.
@@ -239,12 +248,8 @@ class PartitionJoin:
         self.changed_orphans.clear()
         self.reported = self.reporting
 
-    def __getstate__(self) -> dict[str, object]:
-        """The state to save: everything but the index of pending predictions (the shares' rows give it)."""
-        return {name: value for name, value in self.__dict__.items() if name != "pending"}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+    def index_pending(self) -> None:
+        """Rebuild the index of pending predictions from the shares' rows (it is not saved)."""
         self.pending = {
             prediction_id: (key, row)
             for key, share in self.shares.items()
@@ -302,7 +307,7 @@ class PartitionJoin:
                 share.values.extend(values)
         if share.features is None:
             profile = context.profile_for(key[0], key[1])
-            if profile is not None:
+            if profile is not None and share.profile is None:  # never twice: counts of before would be lost
                 share.profile = profile_key(profile)
                 share.features = {name: feature_counts(f) for name, f in sorted(profile.features.items())}
         if share.features is None:

@@ -20,7 +20,7 @@ Contract (at-least-once input, exactly-once effect):
      put its decisions in an outbox (steps 1 and this emission, :meth:`StreamMonitor.emit`, also run alone every
      ``checkpoint_s`` between checkpoints, which a large state spaces further apart); it returns the state of
      every join (with the last source offsets it includes) and every merger (with its policy, outbox and last
-     ``window-parts`` offset), pickled;
+     ``window-parts`` offset), as data (:mod:`driftline.streams.snapshots`: msgpack, never pickles);
   3. once the caller has made those durable (:meth:`CheckpointStore.save`), :meth:`StreamMonitor.saved`
      publishes the outbox (``publish_triggers``). A crash before the state is saved re-decides from the older
      state, having published nothing; a crash after it republishes the same decisions, same ids, from the
@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from confluent_kafka import murmur2
@@ -57,29 +56,15 @@ from driftline.schemas.policy import PolicySettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
-from driftline.streams import deltas
+from driftline.streams import deltas, snapshots
 from driftline.streams.joining import JoinContext, PartitionJoin
 from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import WindowEngine
 
-CHECKPOINT_VERSION = 5  # 4: windows hold summaries, not rows; 5: the joins summarise, window-parts carries shares
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
-ENGINE_FIELDS = (
-    "windows",
-    "orphans",
-    "predictions_seen",
-    "labels_seen",
-    "first_events",
-    "own_profiles",
-    "detectors",
-    "detector_inputs",
-    "detector_frontiers",
-    "detector_late",
-    "after_horizon",
-    "unpublished_alarms",
-)
 
+SnapshotT = TypeVar("SnapshotT", snapshots.JoinSnapshot, snapshots.MergerSnapshot)
 log = logging.getLogger(__name__)
 
 
@@ -142,22 +127,21 @@ class StreamMonitor:
     def assign(self, partitions: Iterable[int], store: CheckpointStore) -> None:
         """Own ``partitions`` (those not owned yet): load their last saved states, or start them empty."""
         now = time.monotonic()
-        for partition in sorted(set(partitions) - set(self.joins)):
-            join_state = _load(store, f"join-{partition}", partition)
+        new = sorted(set(partitions) - set(self.joins))
+        for partition in new:  # the mergers first: the joins look their versions' own profiles up in them
+            merger = self.mergers[partition] = self._new_merger()
+            merge_state = _load(store, f"merge-{partition}", partition, snapshots.MergerSnapshot)
+            if merge_state is not None:
+                policy, merger.outbox = snapshots.restore_merger(merge_state, merger.engine)
+                merger.policy.restore(policy)
+                self.offsets[(self.parts_topic, partition)] = merge_state.offset
+        for partition in new:
+            join_state = _load(store, f"join-{partition}", partition, snapshots.JoinSnapshot)
             if join_state is None:
                 self.joins[partition] = PartitionJoin(self.settings, partition, now)
             else:
-                self.joins[partition] = join_state["join"]
-                self.joins[partition].resume(now)
-                self.offsets.update(join_state["offsets"])
-            merger = self.mergers[partition] = self._new_merger()
-            merge_state = _load(store, f"merge-{partition}", partition)
-            if merge_state is not None:
-                for name in ENGINE_FIELDS:
-                    setattr(merger.engine, name, merge_state["engine"][name])
-                merger.policy.restore(merge_state["policy"])
-                merger.outbox = merge_state["outbox"]
-                self.offsets[(self.parts_topic, partition)] = merge_state["offset"]
+                self.joins[partition] = snapshots.restore_join(join_state, self.settings, self.join_context, now)
+                self.offsets.update({(topic, partition): offset for topic, offset in join_state.offsets.items()})
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Give ``partitions`` up: their states stay where they were last saved, for their next owner."""
@@ -261,22 +245,20 @@ class StreamMonitor:
     def checkpoint(self) -> dict[tuple[str, int], bytes]:
         """:meth:`emit`, then the state to save, ``{(name, partition): bytes}``."""
         self.emit()
-        states = {}
+        states: dict[tuple[str, int], snapshots.Snapshot] = {}
         for partition, join in self.joins.items():
-            offsets = {key: offset for key, offset in self.offsets.items() if key[1] == partition}
-            offsets.pop((self.parts_topic, partition), None)
-            states[(f"join-{partition}", partition)] = {"join": join, "offsets": offsets}
-        for partition, merger in self.mergers.items():
-            states[(f"merge-{partition}", partition)] = {
-                "engine": {name: getattr(merger.engine, name) for name in ENGINE_FIELDS},
-                "policy": merger.policy.state(),
-                "outbox": list(merger.outbox),
-                "offset": self.offsets.get((self.parts_topic, partition), -1),
+            offsets = {
+                topic: offset
+                for (topic, p), offset in self.offsets.items()
+                if p == partition and topic != self.parts_topic
             }
-        return {
-            name: pickle.dumps({"version": CHECKPOINT_VERSION, **state}, protocol=pickle.HIGHEST_PROTOCOL)
-            for name, state in states.items()
-        }
+            states[(f"join-{partition}", partition)] = snapshots.join_snapshot(join, offsets)
+        for partition, merger in self.mergers.items():
+            offset = self.offsets.get((self.parts_topic, partition), -1)
+            states[(f"merge-{partition}", partition)] = snapshots.merger_snapshot(
+                merger.engine, merger.policy.state(), merger.outbox, offset
+            )
+        return {name: snapshots.encode(state) for name, state in states.items()}
 
     def saved(self) -> None:
         """The state of the last :meth:`checkpoint` is durable: publish the decisions it holds."""
@@ -318,23 +300,20 @@ class StreamMonitor:
         return Merger(engine, TriggerPolicy(self.policy_settings, self.settings.window_s))
 
 
-def _load(store: CheckpointStore, name: str, partition: int) -> dict[str, Any] | None:
+def _load(store: CheckpointStore, name: str, partition: int, kind: type[SnapshotT]) -> SnapshotT | None:
     blob = store.load(name, partition)
     if blob is None:
         return None
-    saved: dict[str, Any] = pickle.loads(blob)  # our own state, written by StreamMonitor.checkpoint()
-    if saved.get("version") != CHECKPOINT_VERSION:
-        # resuming without it would skip what it covers (the group's offsets are past it): refuse
-        raise ConfigError(
-            f"saved state {name} has format {saved.get('version')}, this driftline reads {CHECKPOINT_VERSION}; "
-            "finish with the release that wrote it, or replay the topics under a new worker.app_id"
-        )
+    saved = snapshots.decode(blob, name)
+    if not isinstance(saved, kind):
+        raise ConfigError(f"saved state {name} holds a {type(saved).__name__}, not a {kind.__name__}")
     return saved
 
 
 class LocalCheckpoints:
     """Both stages in one process without Kafka between them, state in one local file: for the benchmark's
-    monitor core and tests. It gives ``monitor`` every partition, restored from ``path`` if it exists;
+    monitor core and tests. It gives ``monitor`` every partition, restored from ``path`` if it exists (a msgpack
+    list of (name, partition, state));
     :meth:`run` delivers the deltas straight to the mergers, then saves every state in one atomic file replace
     (write, fsync, rename)."""
 
@@ -342,8 +321,8 @@ class LocalCheckpoints:
         self.path = path
         self.saved: dict[tuple[str, int], bytes] = {}
         if path.exists():
-            with path.open("rb") as handle:
-                self.saved = pickle.load(handle)  # our own file, written by run()
+            saved = msgspec.msgpack.decode(path.read_bytes(), type=list[tuple[str, int, bytes]])
+            self.saved = {(name, partition): blob for name, partition, blob in saved}
         monitor.assign(range(monitor.partitions), self)
 
     def load(self, name: str, partition: int) -> bytes | None:
@@ -358,7 +337,7 @@ class LocalCheckpoints:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_suffix(".tmp")
         with staging.open("wb") as handle:
-            pickle.dump(self.saved, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.write(msgspec.msgpack.encode([(name, p, blob) for (name, p), blob in self.saved.items()]))
             handle.flush()
             os.fsync(handle.fileno())
         staging.replace(self.path)

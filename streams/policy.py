@@ -11,7 +11,7 @@ Contract
 - :meth:`TriggerPolicy.on_alarm` takes a detector alarm as soon as it is raised, with the window it falls in,
   and returns the trigger it decides, if any: a detector may fire before its window closes. An alarm also
   listed in ``result.alarms`` counts once (one detector verdict per window).
-- :meth:`TriggerPolicy.state` is the policy's memory as plain data (dicts, tuples, datetimes), to pickle with
+- :meth:`TriggerPolicy.state` is the policy's memory as plain data (dicts, tuples, datetimes), saved with
   the checkpoint; :meth:`TriggerPolicy.restore` puts it back, so a restart never decides a window twice.
   :meth:`TriggerPolicy.expire` forgets windows that can no longer be re-emitted.
 
@@ -137,11 +137,12 @@ class TriggerPolicy:
         self._state = PolicyState(windows={}, disarmed={}, last_fired={})
 
     def state(self) -> PolicyState:
-        """The live memory (not a copy): pickle it before the next call."""
+        """The live memory (not a copy): save it (msgpack, :mod:`driftline.streams.snapshots`) before the next
+        call."""
         return self._state
 
     def restore(self, state: PolicyState) -> None:
-        """Continue from ``state`` (from :meth:`state`, unpickled); the policy takes it over."""
+        """Continue from ``state`` (from :meth:`state`, saved and read back); the policy takes it over."""
         self._state = state
 
     def on_window(self, result: WindowResult) -> list[RetrainTrigger]:

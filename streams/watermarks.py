@@ -18,7 +18,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Watermark:
-    """Per-partition event-time marks and their combined watermark (plain data: pickles with a checkpoint)."""
+    """Per-partition event-time marks and their combined watermark (plain data, saved with a checkpoint)."""
 
     def __init__(self, partitions: int) -> None:
         self.marks: dict[int, datetime] = dict.fromkeys(range(partitions), EPOCH)

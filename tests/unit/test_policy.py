@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import doctest
 import os
-import pickle
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from scipy.stats import binomtest
@@ -244,13 +244,13 @@ def test_same_inputs_give_the_same_triggers_and_ids() -> None:
     assert [r.metric for r in first[0].reasons] == ["accuracy", "psi:age"]
 
 
-def test_a_restart_from_the_pickled_state_never_decides_a_window_twice() -> None:
+def test_a_restart_from_the_saved_state_never_decides_a_window_twice() -> None:
     uninterrupted = run(make_policy(), SEQUENCE)
     before = make_policy()
     run(before, SEQUENCE[:3])
 
     after = make_policy()
-    after.restore(pickle.loads(pickle.dumps(before.state())))
+    after.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(before.state()), type=PolicyState))  # as saved
 
     assert run(after, SEQUENCE) == uninterrupted[1:]  # the replay repeats the first three results
 

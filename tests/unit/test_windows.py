@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,7 +11,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import MonitorSettings
-from driftline.streams import deltas, joining
+from driftline.streams import deltas, joining, snapshots
 from driftline.streams.monitors.profile import build_profile
 from tests.two_stage import TwoStages
 
@@ -264,10 +263,13 @@ def test_a_join_restored_from_an_older_state_sends_its_shares_batched_otherwise_
     latest = {}
     feed(crashed, events[:third])
     crashed.advance()
-    saved = {p: pickle.dumps(join) for p, join in crashed.joins.items()}  # the checkpoint
+    saved = {p: snapshots.encode(snapshots.join_snapshot(join, {})) for p, join in crashed.joins.items()}
     feed(crashed, events[third : 2 * third])
     latest.update({(r.model_id, r.window_start): r.model_dump() for r in crashed.advance().results})
-    crashed.joins = {p: pickle.loads(state) for p, state in saved.items()}  # restart: the state after was not saved
+    crashed.joins = {  # restart: the state after the checkpoint was not saved
+        p: snapshots.restore_join(snapshots.decode(state, "join"), settings, crashed.context, 0.0)  # type: ignore[arg-type]
+        for p, state in saved.items()
+    }
     feed(crashed, events[third:])  # read again from the checkpoint, to the end
     latest.update({(r.model_id, r.window_start): r.model_dump() for r in crashed.advance().results})
 

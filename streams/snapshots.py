@@ -1,0 +1,463 @@
+"""The worker's saved state as data: versioned msgspec structures, msgpack-encoded, never pickles.
+
+A checkpoint saves, per owned partition, the join (:class:`JoinSnapshot`) and the merger (:class:`MergerSnapshot`:
+windows, watermarks, first events and own profiles, detectors, trigger policy, outbox). Every field is plain
+data (numbers, text, times, bytes, lists, maps), decoded against these types: a state that does not fit them is
+refused, and a state written by another format (``SNAPSHOT_FORMAT``) is refused with a clear error, so whoever
+can write the state topic can corrupt results but can no longer run code in the workers.
+
+What is not saved and how it comes back: the join's index of pending predictions (rebuilt from its shares' rows);
+the feature counts of an open share, saved as tallies and read again against the version's profile, which the
+worker knows by its key (if that profile is gone, the share's later rows go to the merger uncounted); a window's
+bound profile, saved by key and looked up again; ADWIN, saved as the bytes of River's own serialisation of its
+state (bincode, no code); Page-Hinkley, as its attributes.
+"""
+
+from __future__ import annotations
+
+from array import array
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from river.drift import ADWIN, PageHinkley
+from river.stats import Mean
+
+from driftline.schemas.errors import ConfigError
+from driftline.schemas.events import Task
+from driftline.schemas.records import FeedbackRecord, PredictionRecord
+from driftline.schemas.results import DetectorAlarm, FeatureDrift, ReferenceProfile, RetrainTrigger, WindowKey
+from driftline.settings import MonitorSettings
+from driftline.streams.core.encoding import decode_hook, encode_hook
+from driftline.streams.core.feature_counts import Tally, counts_of
+from driftline.streams.core.summary import Combo, Summary
+from driftline.streams.deltas import DetectorInput, Progress, UnbinnedRow
+from driftline.streams.joining import JoinContext, NewLabel, PartitionJoin, Share
+from driftline.streams.monitors.detectors import ModelDetectors
+from driftline.streams.monitors.profile import profile_key
+from driftline.streams.policy import PolicyState
+from driftline.streams.watermarks import Watermark
+from driftline.streams.windows import Share as MergedShare
+from driftline.streams.windows import Signal, WindowBuffer, WindowEngine
+
+SNAPSHOT_FORMAT = 6  # 4: windows hold summaries; 5: the joins summarise; 6: snapshots are data, not pickles
+
+Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
+Feedback = tuple[str, datetime, str | None, float | None, str | None]
+WindowId = tuple[str, str, datetime]
+
+
+class JoinShareSnapshot(msgspec.Struct, array_like=True):
+    """One share of a join (see :class:`~driftline.streams.joining.Share`)."""
+
+    model_id: str
+    model_version: str
+    window_start: datetime
+    task: Task
+    summary: Summary
+    ids: list[str]
+    positive: bytes
+    scores: bytes
+    codes: bytes
+    combos: list[Combo]
+    predicted: list[str]
+    values: bytes
+    labelled: bytes
+    profile: str | None
+    tallies: dict[str, Tally] | None
+    new_rows: list[Record]
+    new_labels: list[NewLabel]
+    unsent_rows: list[UnbinnedRow]
+    unsent_scores: list[DetectorInput]
+    unsent_errors: list[DetectorInput]
+    rows_sent: int
+    scores_sent: int
+    errors_sent: int
+    features_changed: bool
+    revision_sent: int
+    sending_whole: bool
+    changed: bool
+
+
+class JoinSnapshot(msgspec.Struct, tag="join"):
+    """A source partition's join and the source offsets it covers."""
+
+    format: int
+    partition: int
+    offsets: dict[str, int]
+    shares: list[JoinShareSnapshot]
+    early: list[Feedback]
+    orphans: list[tuple[str, datetime, int]]
+    changed_orphans: list[tuple[str, datetime]]
+    predictions_mark: datetime
+    labels_mark: datetime
+    reported: Progress | None
+
+
+class MergedShareSnapshot(msgspec.Struct, array_like=True):
+    """One source partition's share of a merged window (see :class:`~driftline.streams.windows.Share`)."""
+
+    partition: int
+    summary: Summary
+    revision: int
+    profile: str | None
+    tallies: dict[str, bytes]
+    rows: list[UnbinnedRow]
+    rows_received: int
+    scores_received: int
+    errors_received: int
+
+
+class WindowSnapshot(msgspec.Struct, array_like=True):
+    """One merged window (see :class:`~driftline.streams.windows.WindowBuffer`)."""
+
+    model_id: str
+    model_version: str
+    window_start: datetime
+    task: Task
+    shares: list[MergedShareSnapshot]
+    reference: Literal["provided", "first_events", "none"]
+    profile: str | None
+    counted: dict[str, bytes]
+    drift: list[dict[str, Any]] | None
+    orphan_feedback: int
+    alarms: list[dict[str, Any]]
+    emitted_revision: int
+
+
+class WatermarkSnapshot(msgspec.Struct, array_like=True):
+    marks: dict[int, datetime]
+    idle: dict[int, bool]
+    reached: datetime
+
+
+class DetectorSnapshot(msgspec.Struct, array_like=True):
+    """One model version's detectors: ADWIN as River's bytes, Page-Hinkley as its sums."""
+
+    model_id: str
+    model_version: str
+    adwin: bytes
+    adwin_detected: bool
+    page_hinkley: dict[str, float]
+    page_hinkley_detected: bool
+    errors_seen: int
+    scores_seen: int
+    recent_scores: list[float]
+
+
+QueuedInput = tuple[tuple[datetime, str], WindowId, float]
+
+
+class MergerSnapshot(msgspec.Struct, tag="merge"):
+    """A ``window-parts`` partition's merger, its trigger policy and outbox, and the offset it covers."""
+
+    format: int
+    offset: int
+    windows: list[WindowSnapshot]
+    orphans: list[tuple[int, str, datetime, int]]
+    predictions_seen: WatermarkSnapshot
+    labels_seen: WatermarkSnapshot
+    first_events: list[tuple[str, str, list[dict[str, Any]]]]
+    own_profiles: list[dict[str, Any]]
+    detectors: list[DetectorSnapshot]
+    detector_inputs: dict[Signal, list[tuple[str, str, list[QueuedInput]]]]
+    detector_frontiers: dict[Signal, datetime]
+    detector_late: int
+    after_horizon: int
+    unpublished_alarms: list[tuple[dict[str, Any], dict[str, Any]]]
+    policy: PolicyState
+    outbox: list[dict[str, Any]]
+
+
+Snapshot = JoinSnapshot | MergerSnapshot
+_encoder = msgspec.msgpack.Encoder(enc_hook=encode_hook)
+_decoder: msgspec.msgpack.Decoder[Snapshot] = msgspec.msgpack.Decoder(Snapshot, dec_hook=decode_hook)
+_PH_FIELDS = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    """msgpack bytes of a snapshot."""
+    return _encoder.encode(snapshot)
+
+
+def decode(data: bytes, name: str) -> Snapshot:
+    """The snapshot in ``data`` (saved under ``name``); :class:`ConfigError` when it is of another format or is
+    not a snapshot at all."""
+    try:
+        found = msgspec.msgpack.decode(data, type=dict[str, Any], dec_hook=decode_hook).get("format")
+    except msgspec.DecodeError:
+        found = None
+    if found != SNAPSHOT_FORMAT:
+        # resuming without it would skip what it covers (the group's offsets are past it): refuse
+        raise ConfigError(
+            f"saved state {name} has format {found}, this driftline reads {SNAPSHOT_FORMAT}; finish with the "
+            "release that wrote it, or replay the topics under a new worker.app_id"
+        )
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"saved state {name} is not a driftline state of format {SNAPSHOT_FORMAT}: {exc}") from exc
+
+
+# -- join ------------------------------------------------------------------------------------------
+
+
+def join_snapshot(join: PartitionJoin, offsets: dict[str, int]) -> JoinSnapshot:
+    """The saved form of ``join``, with the last source offsets (per topic) it includes."""
+    return JoinSnapshot(
+        format=SNAPSHOT_FORMAT,
+        partition=join.partition,
+        offsets=offsets,
+        shares=[_join_share(key, share) for key, share in join.shares.items()],
+        early=[tuple(feedback) for feedback in join.early.values()],  # type: ignore[misc]
+        orphans=[(model, start, count) for (model, start), count in join.orphans.items()],
+        changed_orphans=sorted(join.changed_orphans),
+        predictions_mark=join.predictions_mark,
+        labels_mark=join.labels_mark,
+        reported=join.reported,
+    )
+
+
+def _join_share(key: WindowId, share: Share) -> JoinShareSnapshot:
+    return JoinShareSnapshot(
+        model_id=key[0],
+        model_version=key[1],
+        window_start=key[2],
+        task=share.task,
+        summary=share.summary,
+        ids=share.ids,
+        positive=bytes(share.positive),
+        scores=share.scores.tobytes(),
+        codes=share.codes.tobytes(),
+        combos=share.combos,
+        predicted=share.predicted,
+        values=share.values.tobytes(),
+        labelled=bytes(share.labelled),
+        profile=share.profile,
+        tallies=None if share.features is None else {name: c.tally for name, c in share.features.items()},
+        new_rows=[(*row[:8], dict(row.features), dict(row.sensitive)) for row in share.new_rows],
+        new_labels=share.new_labels,
+        unsent_rows=share.unsent_rows,
+        unsent_scores=share.unsent_scores,
+        unsent_errors=share.unsent_errors,
+        rows_sent=share.rows_sent,
+        scores_sent=share.scores_sent,
+        errors_sent=share.errors_sent,
+        features_changed=share.features_changed,
+        revision_sent=share.revision_sent,
+        sending_whole=share.sending_whole,
+        changed=share.changed,
+    )
+
+
+def restore_join(snapshot: JoinSnapshot, settings: MonitorSettings, context: JoinContext, now: float) -> PartitionJoin:
+    """The join saved in ``snapshot``, its feature counts read against the profiles ``context`` knows."""
+    join = PartitionJoin(settings, snapshot.partition, now)
+    for saved in snapshot.shares:
+        key = (saved.model_id, saved.model_version, saved.window_start)
+        share = Share(saved.task, saved.summary)
+        share.ids = saved.ids
+        share.positive = bytearray(saved.positive)
+        share.scores = _array("d", saved.scores)
+        share.codes = _array("q", saved.codes)
+        share.combos = saved.combos
+        share.combo_codes = {combo: code for code, combo in enumerate(saved.combos)}
+        share.predicted = saved.predicted
+        share.values = _array("d", saved.values)
+        share.labelled = bytearray(saved.labelled)
+        share.profile = saved.profile
+        share.features = _counts(context, key, saved.profile, saved.tallies)
+        share.new_rows = [PredictionRecord(*row) for row in saved.new_rows]
+        share.new_labels = saved.new_labels
+        share.unsent_rows, share.unsent_scores, share.unsent_errors = (
+            saved.unsent_rows,
+            saved.unsent_scores,
+            saved.unsent_errors,
+        )
+        share.rows_sent, share.scores_sent, share.errors_sent = saved.rows_sent, saved.scores_sent, saved.errors_sent
+        share.features_changed, share.revision_sent = saved.features_changed, saved.revision_sent
+        share.sending_whole, share.changed = saved.sending_whole, saved.changed
+        join.shares[key] = share
+    join.index_pending()
+    for feedback in snapshot.early:
+        record = FeedbackRecord(*feedback)
+        join.wait(record)
+    join.orphans = {(model, start): count for model, start, count in snapshot.orphans}
+    join.changed_orphans = set(snapshot.changed_orphans)
+    join.predictions_mark, join.labels_mark = snapshot.predictions_mark, snapshot.labels_mark
+    join.reported = snapshot.reported
+    return join
+
+
+def _counts(
+    context: JoinContext, key: WindowId, profile: str | None, tallies: dict[str, Tally] | None
+) -> dict[str, Any] | None:
+    """The share's feature counts, read against its profile if the worker still knows it by its key."""
+    if tallies is None or profile is None:
+        return None
+    reference = context.profile_for(key[0], key[1])
+    if reference is None or profile_key(reference) != profile:
+        return None
+    counts = {}
+    for name, feature in sorted(reference.features.items()):
+        held = tallies.get(name)
+        counted = counts_of(feature, held) if held is not None else None
+        if counted is None:
+            return None
+        counts[name] = counted
+    return counts
+
+
+def _array(kind: str, data: bytes) -> array[Any]:
+    values = array(kind)
+    values.frombytes(data)
+    return values
+
+
+# -- merger ----------------------------------------------------------------------------------------
+
+
+def merger_snapshot(
+    engine: WindowEngine, policy: PolicyState, outbox: list[RetrainTrigger], offset: int
+) -> MergerSnapshot:
+    """The saved form of a merger: its engine, policy memory and undelivered decisions, and the ``window-parts``
+    offset they cover."""
+    inputs = {
+        signal: [(model, version, items) for (model, version), items in queues.items()]
+        for signal, queues in engine.detector_inputs.items()
+    }
+    return MergerSnapshot(
+        format=SNAPSHOT_FORMAT,
+        offset=offset,
+        windows=[_window(key, buffer) for key, buffer in engine.windows.items()],
+        orphans=[(p, model, start, count) for (p, model, start), count in engine.orphans.items()],
+        predictions_seen=_watermark(engine.predictions_seen),
+        labels_seen=_watermark(engine.labels_seen),
+        first_events=[(model, version, rows) for (model, version), rows in engine.first_events.items()],
+        own_profiles=[profile.model_dump(mode="json") for profile in engine.own_profiles.values()],
+        detectors=[_detectors(model, detectors) for model, detectors in engine.detectors.items()],
+        detector_inputs=inputs,
+        detector_frontiers=dict(engine.detector_frontiers),
+        detector_late=engine.detector_late,
+        after_horizon=engine.after_horizon,
+        unpublished_alarms=[
+            (key.model_dump(mode="json"), alarm.model_dump(mode="json")) for key, alarm in engine.unpublished_alarms
+        ],
+        policy=policy,
+        outbox=[trigger.model_dump(mode="json") for trigger in outbox],
+    )
+
+
+def _window(key: WindowId, buffer: WindowBuffer) -> WindowSnapshot:
+    return WindowSnapshot(
+        model_id=key[0],
+        model_version=key[1],
+        window_start=key[2],
+        task=buffer.task,
+        shares=[
+            MergedShareSnapshot(
+                partition=partition,
+                summary=share.summary,
+                revision=share.revision,
+                profile=share.profile,
+                tallies={name: bytes(raw) for name, raw in share.tallies.items()},
+                rows=share.rows,
+                rows_received=share.rows_received,
+                scores_received=share.scores_received,
+                errors_received=share.errors_received,
+            )
+            for partition, share in sorted(buffer.shares.items())
+        ],
+        reference=buffer.reference,
+        profile=None if buffer.profile is None else profile_key(buffer.profile),
+        counted={name: bytes(raw) for name, raw in buffer.counted.items()},
+        drift=None if buffer.drift is None else [row.model_dump(mode="json") for row in buffer.drift],
+        orphan_feedback=buffer.orphan_feedback,
+        alarms=[alarm.model_dump(mode="json") for alarm in buffer.alarms],
+        emitted_revision=buffer.emitted_revision,
+    )
+
+
+def _watermark(watermark: Watermark) -> WatermarkSnapshot:
+    return WatermarkSnapshot(dict(watermark.marks), dict(watermark.idle), watermark.reached)
+
+
+def _detectors(model: tuple[str, str], detectors: ModelDetectors) -> DetectorSnapshot:
+    ph = detectors.page_hinkley
+    return DetectorSnapshot(
+        model_id=model[0],
+        model_version=model[1],
+        adwin=detectors.adwin._helper.__getstate__(),
+        adwin_detected=detectors.adwin.drift_detected,
+        page_hinkley={"n": ph._x_mean.n, "mean": ph._x_mean.get(), **{name: getattr(ph, name) for name in _PH_FIELDS}},
+        page_hinkley_detected=ph.drift_detected,
+        errors_seen=detectors.errors_seen,
+        scores_seen=detectors.scores_seen,
+        recent_scores=list(detectors.recent_scores),
+    )
+
+
+def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[PolicyState, list[RetrainTrigger]]:
+    """Load ``snapshot`` into the empty ``engine``; the policy memory and outbox it holds."""
+    engine.own_profiles = {
+        (p.model_id, p.model_version): p for p in map(ReferenceProfile.model_validate, snapshot.own_profiles)
+    }
+    for saved in snapshot.windows:
+        key = (saved.model_id, saved.model_version, saved.window_start)
+        buffer = WindowBuffer(task=saved.task, reference=saved.reference)
+        for share in saved.shares:
+            buffer.shares[share.partition] = MergedShare(
+                summary=share.summary,
+                revision=share.revision,
+                profile=share.profile,
+                tallies={name: msgspec.Raw(raw) for name, raw in share.tallies.items()},
+                rows=share.rows,
+                rows_received=share.rows_received,
+                scores_received=share.scores_received,
+                errors_received=share.errors_received,
+            )
+        reference = engine.reference_for(key[0], key[1])
+        if saved.profile is not None and reference is not None and profile_key(reference) == saved.profile:
+            buffer.profile = reference
+        buffer.counted = {name: msgspec.Raw(raw) for name, raw in saved.counted.items()}
+        buffer.drift = None if saved.drift is None else [FeatureDrift.model_validate(row) for row in saved.drift]
+        buffer.orphan_feedback = saved.orphan_feedback
+        buffer.alarms = [DetectorAlarm.model_validate(alarm) for alarm in saved.alarms]
+        buffer.emitted_revision = saved.emitted_revision
+        engine.windows[key] = buffer
+    engine.orphans = {(p, model, start): count for p, model, start, count in snapshot.orphans}
+    for watermark, saved_mark in (
+        (engine.predictions_seen, snapshot.predictions_seen),
+        (engine.labels_seen, snapshot.labels_seen),
+    ):
+        watermark.marks, watermark.idle, watermark.reached = saved_mark.marks, saved_mark.idle, saved_mark.reached
+    engine.first_events = {(model, version): rows for model, version, rows in snapshot.first_events}
+    engine.detectors = {(d.model_id, d.model_version): _restore_detectors(d, engine) for d in snapshot.detectors}
+    engine.detector_inputs = {
+        signal: {(model, version): items for model, version, items in queues}
+        for signal, queues in snapshot.detector_inputs.items()
+    }
+    engine.detector_frontiers = snapshot.detector_frontiers
+    engine.detector_late, engine.after_horizon = snapshot.detector_late, snapshot.after_horizon
+    engine.unpublished_alarms = [
+        (WindowKey.model_validate(key), DetectorAlarm.model_validate(alarm))
+        for key, alarm in snapshot.unpublished_alarms
+    ]
+    return snapshot.policy, [RetrainTrigger.model_validate(trigger) for trigger in snapshot.outbox]
+
+
+def _restore_detectors(saved: DetectorSnapshot, engine: WindowEngine) -> ModelDetectors:
+    detectors = ModelDetectors(engine.detector_settings)
+    adwin: ADWIN = detectors.adwin
+    adwin._helper.__setstate__(saved.adwin)
+    adwin._drift_detected = saved.adwin_detected
+    ph: PageHinkley = detectors.page_hinkley
+    mean = Mean()
+    mean.n, mean._mean = saved.page_hinkley["n"], saved.page_hinkley["mean"]
+    ph._x_mean = mean
+    for name in _PH_FIELDS:
+        setattr(ph, name, saved.page_hinkley[name])
+    ph._drift_detected = saved.page_hinkley_detected
+    detectors.errors_seen, detectors.scores_seen = saved.errors_seen, saved.scores_seen
+    detectors.recent_scores.extend(saved.recent_scores)
+    return detectors
