@@ -65,7 +65,9 @@ def targets(results: Results) -> Table:
     table.add_column("met")
     latency = results.latency
     if latency is not None:
-        table.add_row(f"producer rate (half the worker's), {latency.events:,} events", f"{latency.rate:,.0f}/s", "", "")
+        table.add_row(
+            f"producer rate (half of worker + sink's), {latency.events:,} events", f"{latency.rate:,.0f}/s", "", ""
+        )
         table.add_row(
             "worker's backlog when the producer stopped; last closed window stored after",
             f"{latency.behind_events:,} events; {latency.complete_after_s:.1f} s",

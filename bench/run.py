@@ -188,19 +188,25 @@ def benchmark(config: BenchConfig, latency_s: float, console: Console) -> Result
             for program in "abcd":
                 _attempt(results, run, program, config, stream)
         _attempt(results, run, "e", config, results.streams["envelopes"])
-        worker = results.rate("d", "envelopes")
-        if worker is None:
-            results.failures.append("latency run skipped: the worker's rate on envelopes was not measured")
+        worker, sink = results.rate("d", "envelopes"), results.rate("e", "envelopes")
+        if worker is None or sink is None:
+            results.failures.append("latency run skipped: the worker's or the sink's rate was not measured")
         else:
             try:
-                with run.task("latency: driftline run at half the worker's rate", None) as progress:
+                with run.task("latency: driftline run at half its sustainable rate", None) as progress:
                     results.latency = measure_latency(
-                        config, run.names("bench.latency.", "run"), worker / 2, latency_s, progress
+                        config, run.names("bench.latency.", "run"), latency_rate(worker, sink), latency_s, progress
                     )
             except RunError as failure:
                 results.failures.append(f"latency run: {failure}")
         run.keep_logs = bool(results.failures)
     return results
+
+
+def latency_rate(worker: float, sink: float) -> float:
+    """The latency run's producer rate: half of what worker and sink sustain in one process, one after the other
+    (1 / (1/worker + 1/sink)), so that latencies measure the pipeline's delays, not a backlog that grows."""
+    return 0.5 / (1 / worker + 1 / sink)
 
 
 def _attempt(results: Results, run: Session, program: str, config: BenchConfig, stream: Stream) -> None:
