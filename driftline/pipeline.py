@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import faust
 
 from driftline.schemas.errors import ConfigError, DriftlineError
-from driftline.schemas.results import RetrainTrigger, WindowResult
+from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.topics import (
     FEEDBACK,
     PREDICTIONS,
@@ -33,19 +33,23 @@ from driftline.topics import check_connection
 
 
 def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[StreamMonitor, ProfileStore]:
-    """The monitor of ``settings``, reading reference profiles from their topic and publishing window results and
-    triggers with the idempotent producer (under the topic prefix ``outputs`` when given); and its profile store,
-    to close after."""
+    """The monitor of ``settings``, reading reference profiles from their topic and publishing window results,
+    triggers and the profiles it builds from first events with the idempotent producer (under the topic prefix
+    ``outputs`` when given); and its profile store, to close after."""
     profiles = ProfileStore(settings.kafka, settings.topic(REFERENCE_PROFILES.name))
     prefix = settings.kafka.topic_prefix if outputs is None else outputs
     results = KeyedPublisher(settings.kafka, prefix + WINDOW_RESULTS.name)
     triggers = KeyedPublisher(settings.kafka, prefix + RETRAIN_TRIGGERS.name)
+    own_profiles = KeyedPublisher(settings.kafka, prefix + REFERENCE_PROFILES.name)
 
     def publish_results(windows: list[WindowResult]) -> None:
         results.send(list(windows))
 
     def publish_triggers(decisions: list[RetrainTrigger]) -> None:
         triggers.send(list(decisions))
+
+    def publish_profiles(profiles: list[ReferenceProfile]) -> None:
+        own_profiles.send(list(profiles))
 
     monitor = StreamMonitor(
         settings.monitor,
@@ -54,6 +58,7 @@ def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[Strea
         publish_triggers,
         policy=settings.policy,
         profile_for=profiles.get,
+        publish_profiles=publish_profiles,
         contracts=settings.models,
         max_message_bytes=settings.sink.max_message_bytes,
         partitions=settings.kafka.partitions,

@@ -95,6 +95,7 @@ class StreamMonitor:
         *,
         policy: PolicySettings | None = None,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
+        publish_profiles: Callable[[list[ReferenceProfile]], None] = lambda _profiles: None,
         contracts: Mapping[str, ModelContract] | None = None,
         max_message_bytes: int = 1_048_576,
         partitions: int = 1,
@@ -104,6 +105,7 @@ class StreamMonitor:
         self.publish_triggers = publish_triggers
         self.policy_settings = policy or PolicySettings()
         self.profile_for = profile_for
+        self.publish_profiles = publish_profiles
         self.contracts = dict(contracts or {})
         self.partitions = partitions
         self.predictions_topic = topics["predictions"]
@@ -241,6 +243,9 @@ class StreamMonitor:
                 merger.outbox.extend(policy.on_window(result))
             lag = timedelta(seconds=self.settings.horizon_s + self.settings.window_s)
             policy.expire(merger.engine.watermark - lag)
+            if merger.engine.unpublished_profiles:  # at least once: the same profile again is no change
+                self.publish_profiles(merger.engine.unpublished_profiles)
+                merger.engine.unpublished_profiles = []
 
     def checkpoint(self) -> dict[tuple[str, int], bytes]:
         """:meth:`emit`, then the state to save, ``{(name, partition): bytes}``."""

@@ -165,6 +165,7 @@ class MergerSnapshot(msgspec.Struct, tag="merge"):
     detector_late: int
     after_horizon: int
     unpublished_alarms: list[tuple[dict[str, Any], dict[str, Any]]]
+    unpublished_profiles: list[dict[str, Any]]
     policy: PolicyState
     outbox: list[dict[str, Any]]
 
@@ -343,6 +344,7 @@ def merger_snapshot(
         unpublished_alarms=[
             (key.model_dump(mode="json"), alarm.model_dump(mode="json")) for key, alarm in engine.unpublished_alarms
         ],
+        unpublished_profiles=[profile.model_dump(mode="json") for profile in engine.unpublished_profiles],
         policy=policy,
         outbox=[trigger.model_dump(mode="json") for trigger in outbox],
     )
@@ -443,6 +445,7 @@ def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[Poli
         (WindowKey.model_validate(key), DetectorAlarm.model_validate(alarm))
         for key, alarm in snapshot.unpublished_alarms
     ]
+    engine.unpublished_profiles = [ReferenceProfile.model_validate(p) for p in snapshot.unpublished_profiles]
     return snapshot.policy, [RetrainTrigger.model_validate(trigger) for trigger in snapshot.outbox]
 
 

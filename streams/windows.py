@@ -28,7 +28,9 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
   have one).
 - Without a provided reference profile, a model version's profile is built from its first
   ``reference_first_n`` predictions in window order (then partition, then row), as its windows close, from the
-  rows the joins sent uncounted (a join counts features itself only once the version has a profile).
+  rows the joins sent uncounted (a join counts features itself only once the version has a profile). It is
+  offered for publishing (``unpublished_profiles``) to ``reference-profiles``, so the joins of every worker
+  count against it (the same profile, built the same from the same events, whichever merger built it).
 - Streaming detectors (:mod:`driftline.streams.monitors.detectors`) are fed per model version in event-time
   slices of ``detector_slice_s``: once the watermark passes a slice's end plus the grace period, its labelled
   predictions go to ADWIN (error indicator, ordered by feedback time, then prediction id) and its scores to
@@ -182,6 +184,7 @@ class WindowEngine:
         self.detector_late = 0
         self.after_horizon = 0
         self.unpublished_alarms: list[tuple[WindowKey, DetectorAlarm]] = []
+        self.unpublished_profiles: list[ReferenceProfile] = []  # built from first events, for reference-profiles
 
     def reference_for(self, model_id: str, model_version: str) -> ReferenceProfile | None:
         """The version's reference profile: the one published, or the one built from its first events."""
@@ -372,20 +375,19 @@ class WindowEngine:
                 if len(rows) >= self.settings.reference_first_n:
                     frame = pd.DataFrame(rows).dropna(axis=1, how="all")
                     end = key[2] + timedelta(seconds=self.settings.window_s)
-                    self.own_profiles[model] = build_profile(frame, *model, source="first_events", created_at=end)
+                    profile = build_profile(frame, *model, source="first_events", created_at=end)
+                    self.own_profiles[model] = profile
+                    self.unpublished_profiles.append(profile)
                     del self.first_events[model]
                     return
 
     def _bind_reference(self, key: WindowId, buffer: WindowBuffer) -> None:
         """Bind the window to its version's reference profile, if it has one by now (a published one, or one
         built from its first events), and count the rows held uncounted against it."""
-        profile = self.profile_for(key[0], key[1])
-        buffer.reference = "provided"
+        profile = self.reference_for(key[0], key[1])
         if profile is None:
-            profile, buffer.reference = self.own_profiles.get((key[0], key[1])), "first_events"
-        if profile is None:
-            buffer.reference = "none"
             return
+        buffer.reference = "first_events" if profile.source == "first_events" else "provided"
         buffer.profile = profile
         self._count_rows(buffer)
 

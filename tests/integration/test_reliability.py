@@ -715,7 +715,7 @@ def run_back_pressure(settings: Settings, tmp_path: Path, record: Record, *, eve
         sampling = threading.Event()
 
         def sample() -> None:
-            while not sampling.wait(0.2):
+            while not sampling.wait(0.05):
                 samples.append((time.monotonic(), worker_metrics(port).get("driftline_consumer_lag", 0)))
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -759,7 +759,7 @@ def run_back_pressure(settings: Settings, tmp_path: Path, record: Record, *, eve
 def test_producer_faster_than_the_worker_lag_grows_and_drains_with_bounded_memory(
     settings: Settings, tmp_path: Path, reliability: Record
 ) -> None:
-    run_back_pressure(settings, tmp_path, reliability, events=30_000, rss_limit_mb=1024)
+    run_back_pressure(settings, tmp_path, reliability, events=100_000, rss_limit_mb=1024)
 
 
 @pytest.mark.slow
