@@ -184,6 +184,16 @@ def test_drift_uses_the_provided_profile_or_else_one_built_from_the_first_events
     assert with_own.reference == "first_events"
     assert {d.feature for d in with_own.drift} >= {"x", "city", "__score__", "__predicted_label__"}
     assert all(d.psi is not None and d.psi < 0.1 for d in with_own.drift if d.feature == "x")
+    own = learned.engine.own_profiles[("m", "1")]
+    assert learned.engine.unpublished_profiles == [own]  # offered to reference-profiles, for every worker's joins
+
+    # read back from reference-profiles by another worker: still the first-events reference, the same drift
+    elsewhere = TwoStages(MonitorSettings(window_s=60, grace_s=5, reference_first_n=10), profile_for=lambda m, v: own)
+    for i in range(30):
+        elsewhere.add_prediction(prediction(i, i, 1, 0.7), 0)
+    tick(elsewhere, 70)
+    [read_back] = results_of(elsewhere)
+    assert read_back.reference == "first_events" and read_back.drift == with_own.drift
 
 
 def test_a_partition_back_from_idleness_adds_its_predictions_to_a_window_already_emitted() -> None:
