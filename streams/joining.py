@@ -247,6 +247,7 @@ class PartitionJoin:
             share.changed = share.revision != share.revision_sent or share.features_changed
         self.changed_orphans.clear()
         self.reported = self.reporting
+        self._drop_expired()  # what just went out for the last time
 
     def index_pending(self) -> None:
         """Rebuild the index of pending predictions from the shares' rows (it is not saved)."""
@@ -318,9 +319,7 @@ class PartitionJoin:
 
     def _expire(self) -> None:
         """Drop windows past the horizon; count feedback that waited longer than the horizon as orphaned."""
-        horizon = timedelta(seconds=self.settings.horizon_s)
-        size = timedelta(seconds=self.settings.window_s)
-        oldest = self.predictions_mark - horizon
+        oldest = self.predictions_mark - self._horizon
         waiting = self.early_by_time
         while waiting and waiting[0][0] < oldest:
             stamp, prediction_id = heapq.heappop(waiting)
@@ -333,10 +332,15 @@ class PartitionJoin:
             slot = (feedback.model_id, window_start(feedback.timestamp, self.settings.window_s))
             self.orphans[slot] = self.orphans.get(slot, 0) + 1
             self.changed_orphans.add(slot)
-        for key in [key for key, share in self.shares.items() if key[2] + size <= oldest and not share.changed]:
+        self._drop_expired()
+
+    def _drop_expired(self) -> None:
+        """Drop the shares and orphan counts past the horizon that have nothing left to send."""
+        oldest = self.predictions_mark - self._horizon - self._window
+        for key in [key for key, share in self.shares.items() if key[2] <= oldest and not share.changed]:
             for prediction_id in self.shares.pop(key).ids:
                 self.pending.pop(prediction_id, None)
-        for slot in [slot for slot in self.orphans if slot[1] + size <= oldest and slot not in self.changed_orphans]:
+        for slot in [slot for slot in self.orphans if slot[1] <= oldest and slot not in self.changed_orphans]:
             del self.orphans[slot]
 
 

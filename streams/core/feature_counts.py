@@ -297,9 +297,22 @@ def count_rows(counts: Mapping[str, FeatureCounts], rows: Sequence[Row]) -> None
             column = [predicted for _f, _s, predicted in rows]
         else:
             column = [features.get(name) for features, _s, _p in rows]
-        present = [v for v in column if v is not None]
-        missing = len(column) - len(present)
         if isinstance(feature, NumericCounts):
-            feature.add(np.array([float(v) for v in present if isinstance(v, int | float)], dtype=np.float64), missing)
+            _count_numbers(feature, column)
         else:
-            feature.add([str(v) for v in present], missing)
+            present = [str(v) for v in column if v is not None]
+            feature.add(present, len(column) - len(present))
+
+
+def _count_numbers(feature: NumericCounts, column: list[object]) -> None:
+    """Numbers of ``column`` (None is null; text, which a numeric feature ignores, is rare): one numpy conversion
+    (None becomes NaN: values are finite, so NaN marks the nulls), else one value at a time."""
+    try:
+        values = np.array(column, dtype=np.float64)
+    except (TypeError, ValueError):  # text among the numbers
+        present = [v for v in column if v is not None]
+        numbers = np.array([float(v) for v in present if isinstance(v, int | float)], dtype=np.float64)
+        feature.add(numbers, len(column) - len(present))
+        return
+    nulls = np.isnan(values)
+    feature.add(values[~nulls] if nulls.any() else values, int(nulls.sum()))

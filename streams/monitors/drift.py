@@ -9,9 +9,10 @@ renormalised so that empty bins do not make the logarithm infinite:
 - PSI = Σ (aᵢ − eᵢ)·ln(aᵢ / eᵢ)  (0.1 is a moderate shift, 0.25 a large one);
 - Jensen–Shannon distance = √JSD(a ‖ e), base 2, in [0, 1] (``scipy.spatial.distance.jensenshannon``);
 - numeric: the Kolmogorov–Smirnov statistic D = max |F_window(x) − F_reference(x)| of the window's values
-  against the reference sample, and its asymptotic two-sided p-value ``kstwo.sf(D, round(n·m / (n + m)))``
-  (exactly ``scipy.stats.ks_2samp(..., method="asymp")``: the exact method costs more than the rest of a
-  window's drift and the windows are large); the Wasserstein distance between them
+  against the reference sample, and its asymptotic two-sided p-value for n = round(n·m / (n + m)), from the
+  Kolmogorov distribution with Stephens' correction (:func:`ks_pvalues`: within 0.025 of
+  ``scipy.stats.ks_2samp(..., method="asymp")``, and within 0.002 where that is at most 0.1); the Wasserstein
+  distance between them
   (``scipy.stats.wasserstein_distance``) divided by the reference's standard deviation, so it reads in
   reference spreads;
 - categorical: the chi-square goodness-of-fit p-value of the window's counts against the reference shares,
@@ -30,12 +31,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.distance import jensenshannon
-from scipy.special import chdtrc
+from scipy.special import chdtrc, kolmogorov
 from scipy.stats import kstwo
 
 from driftline.schemas.results import FeatureDrift, FeatureProfile
 
 SHARE_FLOOR = 1e-4
+KS_EXACT_BELOW = 5  # effective sizes under this get kstwo.sf itself (cheap there)
+KS_PVALUE_BOUND = 0.025  # |ks_pvalues - kstwo.sf| at most (measured: 0.023 at n = 5..30, 0.006 over 500)
+KS_PVALUE_BOUND_SMALL = 0.002  # the same where kstwo.sf <= 0.1 (measured: 0.0014), where decisions are taken
 
 
 def _floored(shares: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -73,11 +77,21 @@ def ks_effective_size(count: int, sample_size: int) -> int:
 
 
 def ks_pvalues(statistics: list[float], sizes: list[int]) -> list[float]:
-    """Asymptotic two-sided KS p-values ``kstwo.sf(D, n)`` of several statistics in one vectorised call (the
-    call's fixed cost is most of its price)."""
+    """Two-sided KS p-values of statistics D with effective sizes n: the asymptotic Kolmogorov distribution with
+    Stephens' correction, Q((√n + 0.12 + 0.11/√n)·D) (``scipy.special.kolmogorov``), for n >= ``KS_EXACT_BELOW``;
+    below, ``kstwo.sf(D, n)``. Within ``KS_PVALUE_BOUND`` of ``kstwo.sf(D, n)`` (what ``ks_2samp(...,
+    method="asymp")`` returns), and within ``KS_PVALUE_BOUND_SMALL`` where that is at most 0.1 (measured on a grid
+    of n from 5 to 2,000 and D over (0, 1], and tested): the Simard–L'Ecuyer computation behind ``kstwo.sf`` costs
+    up to milliseconds per value, more than the rest of a window's drift."""
     if not statistics:
         return []
-    return [float(p) for p in np.clip(kstwo.sf(np.asarray(statistics), np.asarray(sizes)), 0.0, 1.0)]
+    d, n = np.asarray(statistics, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
+    root = np.sqrt(np.maximum(n, 1.0))
+    p = np.where(n >= KS_EXACT_BELOW, kolmogorov((root + 0.12 + 0.11 / root) * d), 0.0)
+    small = n < KS_EXACT_BELOW
+    if small.any():
+        p[small] = kstwo.sf(d[small], n[small])
+    return [float(value) for value in np.clip(p, 0.0, 1.0)]
 
 
 def numeric_drift(

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import chisquare, ks_2samp, wasserstein_distance
+from scipy.stats import chisquare, ks_2samp, kstwo, wasserstein_distance
 
-from driftline.streams.monitors.drift import SHARE_FLOOR, psi
+from driftline.streams.monitors.drift import KS_PVALUE_BOUND, KS_PVALUE_BOUND_SMALL, SHARE_FLOOR, ks_pvalues, psi
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile, feature_profile
 from tests.summaries import categorical_counts, numeric_counts
 
@@ -35,7 +35,8 @@ def test_numeric_drift_equals_scipy_on_the_reference_sample_and_grows_with_the_s
 
     sample = np.asarray(reference.sample)
     assert moved.ks_statistic == pytest.approx(ks_2samp(shifted, sample).statistic)
-    assert moved.ks_pvalue == pytest.approx(ks_2samp(shifted, sample, method="asymp").pvalue)
+    exact = ks_2samp(shifted, sample, method="asymp").pvalue
+    assert moved.ks_pvalue is not None and abs(moved.ks_pvalue - exact) <= KS_PVALUE_BOUND_SMALL  # exact ~ 1e-60
     bound = counts.wasserstein_bound()
     assert bound is not None and bound < 0.02  # half the mean gap between sample points at the window values
     assert abs(moved.wasserstein - wasserstein_distance(shifted, sample) / np.std(sample)) <= bound
@@ -96,3 +97,15 @@ def test_profile_covers_features_scores_and_predicted_labels() -> None:
     assert profile.features["age"].kind == "numeric" and profile.features["city"].kind == "categorical"
     assert profile.rows == 300
     assert len(profile.features["age"].bin_edges or []) == 9
+
+
+def test_ks_pvalues_are_within_their_stated_bounds_of_scipys_kstwo() -> None:
+    sizes = np.unique(np.geomspace(1, 2000, 40).astype(int))
+    statistics = np.linspace(0.0005, 1.0, 400)
+    d, n = np.meshgrid(statistics, sizes)
+    ours = np.array(ks_pvalues(d.ravel().tolist(), n.ravel().astype(int).tolist()))
+    exact = kstwo.sf(d.ravel(), n.ravel())
+    error = np.abs(ours - exact)
+    assert error.max() <= KS_PVALUE_BOUND
+    assert error[exact <= 0.1].max() <= KS_PVALUE_BOUND_SMALL
+    assert error[n.ravel() >= 500].max() <= 0.006
