@@ -48,7 +48,8 @@ def run(spec: dict[str, Any]) -> None:
         if batch and not meter.running:
             meter.start()
         for message in batch:
-            if message.error() is not None:
+            if message.error() is not None:  # left in the run's log: a run that misses events is kept with it
+                print(f"consumer error {message.topic()}[{message.partition()}]: {message.error()}", file=sys.stderr)
                 continue
             topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
             monitor.handle(topic, partition, offset, message.value())
