@@ -301,7 +301,7 @@ class StreamMonitor:
         return profile
 
     def _new_merger(self) -> Merger:
-        engine = WindowEngine(self.settings, self.profile_for, self.contracts, partitions=self.partitions)
+        engine = WindowEngine(self.settings, self.profile_for, partitions=self.partitions)
         return Merger(engine, TriggerPolicy(self.policy_settings, self.settings.window_s))
 
 

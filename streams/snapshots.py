@@ -37,8 +37,8 @@ from driftline.streams.monitors.detectors import ModelDetectors
 from driftline.streams.monitors.profile import profile_key
 from driftline.streams.policy import PolicyState
 from driftline.streams.watermarks import Watermark
+from driftline.streams.windows import QueuedInput, Signal, WindowBuffer, WindowEngine
 from driftline.streams.windows import Share as MergedShare
-from driftline.streams.windows import Signal, WindowBuffer, WindowEngine
 
 SNAPSHOT_FORMAT = 6  # 4: windows hold summaries; 5: the joins summarise; 6: snapshots are data, not pickles
 
@@ -145,9 +145,6 @@ class DetectorSnapshot(msgspec.Struct, array_like=True):
     recent_scores: list[float]
 
 
-QueuedInput = tuple[tuple[datetime, str], WindowId, float]
-
-
 class MergerSnapshot(msgspec.Struct, tag="merge"):
     """A ``window-parts`` partition's merger, its trigger policy and outbox, and the offset it covers."""
 
@@ -170,9 +167,16 @@ class MergerSnapshot(msgspec.Struct, tag="merge"):
     outbox: list[dict[str, Any]]
 
 
+class _Format(msgspec.Struct):
+    """What :func:`decode` reads first: the format alone (the rest is skipped, not built)."""
+
+    format: int | None = None
+
+
 Snapshot = JoinSnapshot | MergerSnapshot
 _encoder = msgspec.msgpack.Encoder(enc_hook=encode_hook)
 _decoder: msgspec.msgpack.Decoder[Snapshot] = msgspec.msgpack.Decoder(Snapshot, dec_hook=decode_hook)
+_format_decoder = msgspec.msgpack.Decoder(_Format)
 _PH_FIELDS = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
 
 
@@ -185,7 +189,7 @@ def decode(data: bytes, name: str) -> Snapshot:
     """The snapshot in ``data`` (saved under ``name``); :class:`ConfigError` when it is of another format or is
     not a snapshot at all."""
     try:
-        found = msgspec.msgpack.decode(data, type=dict[str, Any], dec_hook=decode_hook).get("format")
+        found = _format_decoder.decode(data).format
     except msgspec.DecodeError:
         found = None
     if found != SNAPSHOT_FORMAT:

@@ -45,7 +45,7 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -55,7 +55,6 @@ import pandas as pd
 
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.events import Task
-from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.results import (
     DetectorAlarm,
     FeatureDrift,
@@ -89,7 +88,7 @@ from driftline.streams.monitors.profile import build_profile, profile_key
 from driftline.streams.watermarks import EPOCH, Watermark
 
 ModelKey = tuple[str, str]  # model_id, model_version
-DetectorInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
+QueuedInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
 Signal = Literal["errors", "scores"]
 
 
@@ -159,12 +158,10 @@ class WindowEngine:
         self,
         settings: MonitorSettings,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
-        contracts: Mapping[str, ModelContract] | None = None,
         partitions: int = 0,
     ) -> None:
         self.settings = settings
         self.profile_for = profile_for
-        self.contracts = dict(contracts or {})
         self.windows: dict[WindowId, WindowBuffer] = {}
         self.orphans: dict[tuple[int, str, datetime], int] = {}
         self.predictions_seen = Watermark(partitions)
@@ -179,7 +176,7 @@ class WindowEngine:
         )
         self.detectors: dict[ModelKey, ModelDetectors] = {}
         # per signal: inputs not fed yet, and the frontier before which every slice was fed
-        self.detector_inputs: dict[Signal, dict[ModelKey, list[DetectorInput]]] = {"errors": {}, "scores": {}}
+        self.detector_inputs: dict[Signal, dict[ModelKey, list[QueuedInput]]] = {"errors": {}, "scores": {}}
         self.detector_frontiers: dict[Signal, datetime] = {"errors": EPOCH, "scores": EPOCH}
         self.detector_late = 0
         self.after_horizon = 0

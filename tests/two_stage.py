@@ -31,7 +31,7 @@ class TwoStages:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.engine = WindowEngine(settings, profile_for, contracts, partitions=partitions)
+        self.engine = WindowEngine(settings, profile_for, partitions=partitions)
         self.context = JoinContext(self.engine.reference_for, contracts or {})
         self.joins = {partition: PartitionJoin(settings, partition, clock()) for partition in range(partitions)}
 

@@ -30,8 +30,9 @@ the values give the same drift. Definitions of the distances: :mod:`driftline.st
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import msgspec
 import numpy as np
@@ -100,26 +101,32 @@ class _Grid:
     sample_size: int
 
 
-_GRIDS: dict[int, tuple[FeatureProfile, _Grid]] = {}  # by id of the profile, which it holds (so the id stays its own)
-_GRIDS_MAX = 10_000
+_DERIVED: dict[int, tuple[FeatureProfile, Any]] = {}  # by id of the profile, which it holds (the id stays its own)
+_DERIVED_MAX = 10_000
+Derived = TypeVar("Derived")
+
+
+def _derived(profile: FeatureProfile, build: Callable[[FeatureProfile], Derived]) -> Derived:
+    """``build(profile)``, computed once per profile (a profile is numeric or categorical: one thing per profile)."""
+    held = _DERIVED.get(id(profile))
+    if held is not None and held[0] is profile:
+        return cast(Derived, held[1])
+    value = build(profile)
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.clear()
+    _DERIVED[id(profile)] = (profile, value)
+    return value
 
 
 def _grid(profile: FeatureProfile) -> _Grid:
-    held = _GRIDS.get(id(profile))
-    if held is not None and held[0] is profile:
-        return held[1]
     sample = np.sort(np.asarray(profile.sample or [], dtype=np.float64))
     points = np.unique(sample)
-    grid = _Grid(
+    return _Grid(
         edges=np.asarray(profile.bin_edges or [], dtype=np.float64),
         points=points,
         sample_cdf=np.searchsorted(sample, points, side="right") / max(len(sample), 1),
         sample_size=len(sample),
     )
-    if len(_GRIDS) >= _GRIDS_MAX:
-        _GRIDS.clear()
-    _GRIDS[id(profile)] = (profile, grid)
-    return grid
 
 
 class NumericCounts:
@@ -127,7 +134,7 @@ class NumericCounts:
 
     def __init__(self, profile: FeatureProfile, tally: NumericTally | None = None) -> None:
         self.profile = profile
-        grid = _grid(profile)
+        grid = _derived(profile, _grid)
         self.edges, self.points, self.sample_cdf, self.sample_size = (
             grid.edges,
             grid.points,
@@ -209,18 +216,8 @@ class NumericCounts:
         return estimate / spread, float(np.sum(width * (high - low) / 2)) / spread
 
 
-_INDEXES: dict[int, tuple[FeatureProfile, dict[str, int]]] = {}  # as _GRIDS, for categorical profiles
-
-
 def _index(profile: FeatureProfile) -> dict[str, int]:
-    held = _INDEXES.get(id(profile))
-    if held is not None and held[0] is profile:
-        return held[1]
-    index = {category: i for i, category in enumerate(profile.category_shares or {})}
-    if len(_INDEXES) >= _GRIDS_MAX:
-        _INDEXES.clear()
-    _INDEXES[id(profile)] = (profile, index)
-    return index
+    return {category: i for i, category in enumerate(profile.category_shares or {})}
 
 
 class CategoricalCounts:
@@ -228,7 +225,7 @@ class CategoricalCounts:
 
     def __init__(self, profile: FeatureProfile, tally: CategoricalTally | None = None) -> None:
         self.profile = profile
-        self.index = _index(profile)
+        self.index = _derived(profile, _index)
         self.tally = tally or CategoricalTally(_zeros(len(self.index) + 1))
 
     def fits(self) -> bool:
