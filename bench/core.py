@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from bench.bare_consumer import BATCH, partition_ends
 from bench.measure import Meter
 from driftline.pipeline import build_monitor
+from driftline.schemas.decoding import kafka_time
 from driftline.schemas.topics import FEEDBACK
 from driftline.settings import load_settings
 from driftline.streams.monitor import LocalCheckpoints
@@ -52,7 +53,7 @@ def run(spec: dict[str, Any]) -> None:
                 print(f"consumer error {message.topic()}[{message.partition()}]: {message.error()}", file=sys.stderr)
                 continue
             topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
-            monitor.handle(topic, partition, offset, message.value())
+            monitor.handle(topic, partition, offset, message.value(), kafka_time(message.timestamp()[1]))
             messages += 1
             if offset + 1 >= ends[(topic, partition)]:
                 unfinished.discard((topic, partition))

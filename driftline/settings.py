@@ -229,6 +229,14 @@ class MonitorSettings(_Section):
     horizon_s: float = Field(
         7 * 86400.0, gt=0, description="How long after a window's end its late labels are still joined, seconds."
     )
+    max_future_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "An event stamped more than this after Kafka stored its message is a dead letter "
+            "(timestamp_in_future), for the worker and the sink alike."
+        ),
+    )
     idle_timeout_s: float = Field(
         10.0, gt=0, description="A partition silent this long (processing time) stops holding the watermark back."
     )

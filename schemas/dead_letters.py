@@ -25,6 +25,7 @@ class Reason(StrEnum):
     NOT_FINITE = "not_finite"
     UNKNOWN_MODEL_TYPE = "unknown_model_type"
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
     OVERSIZED = "oversized"
     TASK_MISMATCH = "task_mismatch"
     LABEL_TYPE_MISMATCH = "label_type_mismatch"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import pydantic_core
@@ -25,11 +26,26 @@ E = TypeVar("E", bound=BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a message was read: the identity of every row and dead letter made from it."""
+    """Where a message was read: the identity of every row and dead letter made from it, and when Kafka stored
+    it (the record's timestamp, seconds since the epoch; None when the record has none)."""
 
     topic: str
     partition: int
     offset: int
+    written_at: float | None = None
+
+
+def kafka_time(milliseconds: int | None) -> float | None:
+    """A Kafka record timestamp in milliseconds as seconds; None for a record without one (-1 or 0)."""
+    return milliseconds / 1000 if milliseconds is not None and milliseconds > 0 else None
+
+
+def latest_believable(written_at: float | None, max_future_s: float | None) -> datetime | None:
+    """The latest event time a message stored at ``written_at`` may carry: ``written_at + max_future_s``
+    (None: no bound, when either is unknown)."""
+    if written_at is None or max_future_s is None:
+        return None
+    return datetime.fromtimestamp(written_at, UTC) + timedelta(seconds=max_future_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +74,29 @@ class EventDecoder(Generic[E]):
         kind: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         check: Callable[[E], tuple[Reason, str] | None] | None = None,
+        max_future_s: float | None = None,
     ) -> None:
         self.model = model
         self.kind = kind
         self.max_message_bytes = max_message_bytes
         self.check = check
+        self.max_future_s = max_future_s
         self._envelope = TypeAdapter(list[model])  # type: ignore[valid-type]
 
     def decode(self, value: bytes | None, origin: Origin) -> DecodeResult[E]:
         """Events and dead letters of one message; ``value`` None (a tombstone) is a dead letter too.
 
-        Valid events that ``check`` objects to (a model's pinned contract) become dead letters as well.
+        Valid events become dead letters as well when their timestamp is more than ``max_future_s`` after the
+        time Kafka stored the message (``timestamp_in_future``: a clock that cannot be right must not move event
+        time), or when ``check`` objects to them (a model's pinned contract).
         """
         result = self._decode(value, origin)
-        if self.check is None or not result.events:
+        latest = latest_believable(origin.written_at, self.max_future_s)
+        if (self.check is None and latest is None) or not result.events:
             return result
         kept: list[Decoded[E]] = []
         for decoded in result.events:
-            violation = self.check(decoded.event)
+            violation = self._violation(decoded.event, latest)
             if violation is None:
                 kept.append(decoded)
                 continue
@@ -84,6 +105,16 @@ class EventDecoder(Generic[E]):
             original = value if whole_message and value else decoded.event.model_dump_json().encode()
             result.dead_letters.append(self._dead_letter(original, origin, decoded.envelope_index, *violation))
         return DecodeResult(kept, result.dead_letters)
+
+    def _violation(self, event: E, latest: datetime | None) -> tuple[Reason, str] | None:
+        stamp = getattr(event, "timestamp", None)  # events have one; results do not
+        if latest is not None and isinstance(stamp, datetime) and stamp > latest:
+            return Reason.TIMESTAMP_IN_FUTURE, (
+                f"{self.kind} {getattr(event, 'prediction_id', '')!r}: timestamp {stamp.isoformat()} is more than "
+                f"{self.max_future_s:g} s after Kafka stored the message: the producer's clock, or the "
+                "timestamp's unit, is wrong"
+            )
+        return self.check(event) if self.check is not None else None
 
     def _decode(self, value: bytes | None, origin: Origin) -> DecodeResult[E]:
         if not value:

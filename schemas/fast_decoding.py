@@ -91,8 +91,9 @@ class FastDecoder:
         self.pinned = pinned
         self.max_message_bytes = max_message_bytes
 
-    def predictions(self, value: bytes | None) -> list[PredictionRecord] | None:
-        """The records of a prediction message, or None when pydantic must decide."""
+    def predictions(self, value: bytes | None, latest: datetime | None = None) -> list[PredictionRecord] | None:
+        """The records of a prediction message, or None when pydantic must decide (also when an event is stamped
+        after ``latest``)."""
         if not value or len(value) > self.max_message_bytes:
             return None
         try:
@@ -103,13 +104,14 @@ class FastDecoder:
         records = []
         for event in events:
             record = self._prediction(event)
-            if record is None:
+            if record is None or (latest is not None and record.timestamp > latest):
                 return None
             records.append(record)
         return records or None
 
-    def feedback(self, value: bytes | None) -> list[FeedbackRecord] | None:
-        """The records of a feedback message, or None when pydantic must decide."""
+    def feedback(self, value: bytes | None, latest: datetime | None = None) -> list[FeedbackRecord] | None:
+        """The records of a feedback message, or None when pydantic must decide (also when an event is stamped
+        after ``latest``)."""
         if not value or len(value) > self.max_message_bytes:
             return None
         try:
@@ -123,6 +125,8 @@ class FastDecoder:
                 return None
             stamp = _event_time(event.timestamp)
             if stamp is None or (event.value is not UNSET and not math.isfinite(event.value)):
+                return None
+            if latest is not None and stamp > latest:
                 return None
             records.append(
                 FeedbackRecord(

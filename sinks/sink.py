@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from driftline.schemas.dead_letters import DeadLetter
-from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.decoding import EventDecoder, Origin, kafka_time
 from driftline.schemas.errors import BrokerError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.model_contracts import contract_check
@@ -89,19 +89,21 @@ class Sink:
         self.topics = {spec.name: settings.topic(spec.name) for spec in ALL_TOPICS if spec.stored}
         limit = settings.sink.max_message_bytes
 
-        def loader(
-            model: type[Any], kind: str, rows: Callable[[Any], dict[Table, list[Row]]], check: Any = None
-        ) -> _Loader:
-            return _Loader(EventDecoder(model, kind, limit, check), rows)
+        def loader(model: type[Any], kind: str, rows: Callable[[Any], dict[Table, list[Row]]]) -> _Loader:
+            return _Loader(EventDecoder(model, kind, limit), rows)
+
+        def events_loader(model: type[Any], kind: str, rows: Callable[[Any], dict[Table, list[Row]]]) -> _Loader:
+            """Events are judged as the worker judges them: pinned contracts, and timestamps in the future."""
+            return _Loader(EventDecoder(model, kind, limit, pinned, settings.monitor.max_future_s), rows)
 
         pinned = contract_check(settings.models)
         features = settings.clickhouse.store_raw_features
 
         self._loaders = {
-            self.topics["predictions"]: loader(
-                PredictionEvent, "prediction", lambda d: {PREDICTIONS: [prediction_row(d, features)]}, pinned
+            self.topics["predictions"]: events_loader(
+                PredictionEvent, "prediction", lambda d: {PREDICTIONS: [prediction_row(d, features)]}
             ),
-            self.topics["feedback"]: loader(FeedbackEvent, "feedback", lambda d: {FEEDBACK: [feedback_row(d)]}, pinned),
+            self.topics["feedback"]: events_loader(FeedbackEvent, "feedback", lambda d: {FEEDBACK: [feedback_row(d)]}),
             self.topics["window-results"]: loader(WindowResult, "window result", lambda d: window_rows(d.event)),
             self.topics["reference-profiles"]: loader(
                 ReferenceProfile, "reference profile", lambda d: {REFERENCE_PROFILES: [reference_profile_row(d.event)]}
@@ -204,7 +206,8 @@ class Sink:
             self.stats.dead_letters_by_reason[letter.reason.value] += 1
             return
         load = self._loaders[topic]
-        result = load.decoder.decode(message.value(), Origin(topic, partition, offset))
+        origin = Origin(topic, partition, offset, kafka_time(message.timestamp()[1]))
+        result = load.decoder.decode(message.value(), origin)
         for decoded in result.events:
             for table, rows in load.rows(decoded).items():
                 batch.rows[table].extend(rows)

@@ -169,7 +169,8 @@ class _Worker:
 
     def handle(self, event: EventT[bytes]) -> None:
         message = event.message
-        self.monitor.handle(message.topic, message.partition, message.offset, event.value)
+        written_at = message.timestamp if message.timestamp and message.timestamp > 0 else None  # seconds
+        self.monitor.handle(message.topic, message.partition, message.offset, event.value, written_at)
         self.heard[(message.topic, message.partition)] = time.monotonic()
         self.unacked.append(event)
 

@@ -47,7 +47,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 from confluent_kafka import murmur2
 
-from driftline.schemas.decoding import Decoded, EventDecoder, Origin
+from driftline.schemas.decoding import Decoded, EventDecoder, Origin, latest_believable
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.fast_decoding import FastDecoder
@@ -112,8 +112,11 @@ class StreamMonitor:
         self.parts_topic = topics["window-parts"]
         check = contract_check(self.contracts)
         self.decoders: dict[str, EventDecoder[Any]] = {
-            topics["predictions"]: EventDecoder(PredictionEvent, "prediction", max_message_bytes, check),
-            topics["feedback"]: EventDecoder(FeedbackEvent, "feedback", max_message_bytes, check),
+            topic: EventDecoder(model, kind, max_message_bytes, check, settings.max_future_s)
+            for topic, model, kind in (
+                (topics["predictions"], PredictionEvent, "prediction"),
+                (topics["feedback"], FeedbackEvent, "feedback"),
+            )
         }
         self.fast = FastDecoder(frozenset(self.contracts), max_message_bytes)
         self.joins: dict[int, PartitionJoin] = {}
@@ -155,16 +158,19 @@ class StreamMonitor:
 
     # -- input ---------------------------------------------------------------------------------------
 
-    def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
-        """Process one message of an owned partition; False when it was already covered by the saved state (a
-        replay)."""
+    def handle(
+        self, topic: str, partition: int, offset: int, value: bytes | None, written_at: float | None = None
+    ) -> bool:
+        """Process one message of an owned partition, stored by Kafka at ``written_at`` (the record's timestamp,
+        seconds; events stamped more than ``max_future_s`` after it are dead letters); False when it was already
+        covered by the saved state (a replay)."""
         if offset <= self.offsets.get((topic, partition), -1):
             self.counts["replayed"] += 1
             return False
         if topic == self.parts_topic:
             self._merge(partition, offset, value)
         else:
-            self._join(topic, partition, offset, value)
+            self._join(Origin(topic, partition, offset, written_at), value)
         self.offsets[(topic, partition)] = offset
         return True
 
@@ -172,20 +178,21 @@ class StreamMonitor:
         """True when ``partition`` was assigned (and not revoked since)."""
         return partition in self.joins
 
-    def _join(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+    def _join(self, origin: Origin, value: bytes | None) -> None:
         now = time.monotonic()
-        join = self.joins[partition]
-        if topic == self.predictions_topic:
-            predictions = self.fast.predictions(value)
+        join = self.joins[origin.partition]
+        latest = latest_believable(origin.written_at, self.settings.max_future_s)
+        if origin.topic == self.predictions_topic:
+            predictions = self.fast.predictions(value, latest)
             if predictions is None:
-                predictions = [prediction_record(d.event) for d in self._decode_slowly(topic, partition, offset, value)]
+                predictions = [prediction_record(d.event) for d in self._decode_slowly(origin, value)]
             for prediction in predictions:
                 join.add_prediction(prediction, now)
             self.counts["predictions"] += len(predictions)
         else:
-            feedback = self.fast.feedback(value)
+            feedback = self.fast.feedback(value, latest)
             if feedback is None:
-                feedback = [feedback_record(d.event) for d in self._decode_slowly(topic, partition, offset, value)]
+                feedback = [feedback_record(d.event) for d in self._decode_slowly(origin, value)]
             for label in feedback:
                 join.add_feedback(label, now)
             self.counts["feedback"] += len(feedback)
@@ -200,9 +207,9 @@ class StreamMonitor:
             return
         merger.engine.apply(delta)
 
-    def _decode_slowly(self, topic: str, partition: int, offset: int, value: bytes | None) -> list[Decoded[Any]]:
+    def _decode_slowly(self, origin: Origin, value: bytes | None) -> list[Decoded[Any]]:
         """pydantic's verdict on a message the fast decoder left to it; invalid events are counted."""
-        result = self.decoders[topic].decode(value, Origin(topic, partition, offset))
+        result = self.decoders[origin.topic].decode(value, origin)
         for letter in result.dead_letters:
             self.counts[f"dead_letter:{letter.reason.value}"] += 1
         return result.events

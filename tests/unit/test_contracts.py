@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
@@ -11,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftline.schemas.dead_letters import DeadLetter, Reason
-from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.decoding import EventDecoder, Origin, latest_believable
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.fast_decoding import FastDecoder
 from driftline.schemas.json_schema import CHECKED_IN, render, schemas
 from driftline.schemas.model_contracts import ModelContract, contract_check
 
@@ -214,3 +216,24 @@ def test_unpinned_models_pass_and_feedback_label_type_is_checked_when_it_names_i
     assert letter.reason == Reason.LABEL_TYPE_MISMATCH and "'1'" in letter.message
     anonymous = {"prediction_id": "p", "timestamp": 1_767_225_600_000, "value": 0.3}
     assert len(PINNED_FEEDBACK.decode(json.dumps(anonymous).encode(), ORIGIN).events) == 1
+
+
+def test_an_event_stamped_ahead_of_the_time_kafka_stored_it_is_a_dead_letter_and_the_fast_path_defers() -> None:
+    written = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)  # the record's timestamp: 10:00+01:00 is 09:00 UTC
+    decoder = EventDecoder(PredictionEvent, "prediction", max_future_s=300)
+    on_time = prediction(prediction_id="on-time", timestamp=(written + timedelta(seconds=299)).isoformat())
+    ahead = prediction(prediction_id="ahead", timestamp="2099-01-01T00:00:00Z")
+    value = json.dumps([on_time, ahead]).encode()
+    origin = Origin("driftline.predictions", 3, 42, written.timestamp())
+
+    result = decoder.decode(value, origin)
+
+    assert [d.event.prediction_id for d in result.events] == ["on-time"]
+    [letter] = result.dead_letters
+    assert letter.reason is Reason.TIMESTAMP_IN_FUTURE and letter.envelope_index == 1
+    assert "'ahead'" in letter.message and "300 s after Kafka stored" in letter.message
+    assert json.loads(letter.original)["timestamp"].startswith("2099-01-01")
+    assert len(decoder.decode(value, ORIGIN).events) == 2  # a record without a timestamp: no bound to apply
+    latest = latest_believable(origin.written_at, 300)
+    assert FastDecoder().predictions(value, latest) is None  # pydantic decides, and makes the dead letter
+    assert FastDecoder().predictions(json.dumps([on_time]).encode(), latest) is not None
