@@ -22,10 +22,12 @@ a replay sends the same deltas again, or the same state batched otherwise, so ea
     arrive, error indicators as labels are joined), each numbered from 0 per share in arrival order.
 - :class:`OrphanCount`: the feedback of a model whose prediction never came within the horizon, per window
   start of the feedback's time (absolute count per source partition);
-- :class:`Progress`: a source partition's event-time marks (latest prediction time and latest feedback time
-  read, each never going back) and whether each kind has been idle (nothing read for ``idle_timeout_s``);
-  sent after the deltas it covers, to every partition of ``window-parts``, so a window is merged only once
-  every partition that is not idle is past it.
+- :class:`Progress`: a source partition's event-time marks, each never going back: per model version its
+  latest prediction time and whether it has been idle there (none of its predictions read for
+  ``idle_timeout_s``), only for models whose mark changed, and to each ``window-parts`` partition only the
+  models routed to it; the partition's floor (least mark of its model versions not idle) and latest feedback time,
+  and whether each kind has been idle. Sent after the deltas it covers, so a window is merged only once
+  every partition that holds it back is past it (:class:`~driftline.streams.watermarks.ModelWatermarks`).
 """
 
 from __future__ import annotations
@@ -74,12 +76,15 @@ class OrphanCount(msgspec.Struct, frozen=True, tag="orphans"):
 
 
 class Progress(msgspec.Struct, frozen=True, tag="progress"):
-    """How far one source partition has been read, in event time."""
+    """How far one source partition has been read, in event time: per model version (those whose mark or
+    idleness changed since its last progress; to each ``window-parts`` partition the models routed to it), and
+    as a whole."""
 
     partition: int
-    predictions_mark: datetime
-    labels_mark: datetime
+    models: list[tuple[str, str, datetime, bool]]  # model id, version, latest prediction time, idle
+    floor: datetime  # the least mark of the models not idle here (the partition's reading position)
     predictions_idle: bool
+    labels_mark: datetime
     labels_idle: bool
 
 

@@ -7,24 +7,26 @@ worker owning the partition, gives the same shares):
 - A prediction counts in its window's *share* (tumbling event-time window of its timestamp, per model version):
   its :mod:`~driftline.streams.core.summary` summary, and its features counted against the version's reference
   profile (:mod:`~driftline.streams.core.feature_counts`) once the join knows one; until then the share keeps
-  the rows' features to send. A prediction id already seen counts once. A prediction whose window closed on
-  this partition (its end plus the grace period is at or before the latest prediction time read here) is
-  *late*: counted in the share's summary, not included.
+  the rows' features to send. A prediction id already seen counts once. Event time is kept per model version: a
+  prediction whose window closed on this partition (its end plus the grace period is at or before the latest
+  prediction time of its model version read here) is *late*: counted in the share's summary, not included.
+  Another model's (or version's) events never make it late.
 - Per prediction still open to a label the join keeps only what the label needs: its window, and in the share
   its predicted label (or value), score and combination of sensitive groups.
 - Feedback joins its prediction by id, in whichever order they arrive: feedback that comes first waits; a
   second label for the same prediction counts once; a label updates the label-dependent counts of its share.
-  Feedback still waiting when the partition's prediction time passes its own time plus the horizon is
-  *orphaned*: counted per model and window start of its time. Waiting feedback is kept in a heap by time, so
-  expiry takes the oldest and never looks at the rest.
-- State is dropped when the partition's prediction time passes a window's end plus the horizon. Whether a label
+  Feedback still waiting when its model's prediction time (the partition's latest prediction time, for
+  feedback that does not name its model) passes its own time plus the horizon is *orphaned*: counted per model
+  and window start of its time. Waiting feedback is kept in heaps by time, one per model, so expiry takes the
+  oldest and never looks at the rest.
+- State is dropped when its model version's prediction time passes a window's end plus the horizon. Whether a label
   joins never depends on when that happens: a label for a window past it, or feedback older than the horizon
   meeting its prediction, is treated as if the state were gone already.
 - Events are added to the summaries in batches, vectorised, when the deltas are read.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
   :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
-  when it changed; a partition without predictions for ``idle_timeout_s`` of processing time reports itself
-  idle, so it stops holding the windows of the others back.
+  when it changed: per model version its latest prediction time and whether it has been idle (none of its
+  predictions for ``idle_timeout_s`` of processing time, so the partition stops holding its windows back).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ from driftline.streams.deltas import (
     encode_tally,
 )
 from driftline.streams.monitors.profile import profile_key
-from driftline.streams.watermarks import EPOCH
+from driftline.streams.watermarks import EPOCH, ModelMark
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
+ModelKey = tuple[str, str]  # model_id, model_version
 VALUES_PER_DELTA = 40_000  # values in one message (a tally's cells, a row's features, ...): well under 1 MB
 NewLabel = tuple[int, str | None, float | None, datetime, str]  # row, label, value, time, prediction id
 
@@ -144,14 +147,19 @@ class PartitionJoin:
         self.shares: dict[WindowId, Share] = {}
         self.pending: dict[str, tuple[WindowId, int]] = {}  # index of the shares' rows (rebuilt, not saved)
         self.early: dict[str, FeedbackRecord] = {}
-        self.early_by_time: list[tuple[datetime, str]] = []  # heap of the waiting feedback's (time, id)
+        # per model named by the feedback (None: not named), a heap of the waiting feedback's (time, id)
+        self.early_by_time: dict[str | None, list[tuple[datetime, str]]] = {}
         self.orphans: dict[tuple[str, datetime], int] = {}
         self.changed_orphans: set[tuple[str, datetime]] = set()
-        self.predictions_mark = EPOCH
+        self.marks: dict[ModelKey, datetime] = {}  # per model version: its latest prediction time read here
+        self.heard: dict[ModelKey, float] = {}  # per model version: when (processing time) it was last read
+        self.model_marks: dict[str, datetime] = {}  # per model: the latest of its versions' marks
+        self.predictions_mark = EPOCH  # the latest prediction time of any model (the clock of unnamed feedback)
         self.labels_mark = EPOCH
         self.predictions_heard = now
         self.labels_heard = now
-        self.reported: Progress | None = None  # the progress last delivered
+        self.reported: dict[ModelKey, ModelMark] = {}  # per model version, the mark last delivered
+        self.reported_partition: tuple[datetime, bool, datetime, bool] | None = None
         self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
         self._last_window = (EPOCH, EPOCH)
         self._window = timedelta(seconds=settings.window_s)
@@ -159,8 +167,15 @@ class PartitionJoin:
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""
-        self.predictions_heard = now
-        self.predictions_mark = max(self.predictions_mark, event.timestamp)
+        version = (event.model_id, event.model_version)
+        self.predictions_heard = self.heard[version] = now
+        mark = self.marks.get(version, EPOCH)
+        if event.timestamp > mark:
+            mark = self.marks[version] = event.timestamp
+            if event.model_id not in self.model_marks:  # its first prediction here: the model's clock starts
+                self._expire_waiting(event.model_id)
+            self.model_marks[event.model_id] = max(mark, self.model_marks.get(event.model_id, EPOCH))
+            self.predictions_mark = max(self.predictions_mark, mark)
         if event.prediction_id in self.pending:
             return
         start = self._window_of(event.timestamp)
@@ -170,7 +185,7 @@ class PartitionJoin:
             share = self.shares[key] = Share(event.task, new_summary(event.task))
         share.changed = True
         closes = start + timedelta(seconds=self.settings.window_s + self.settings.grace_s)
-        if closes <= self.predictions_mark:
+        if closes <= mark:
             share.summary.late += 1
             return
         row = len(share.labelled)
@@ -178,7 +193,7 @@ class PartitionJoin:
         share.labelled.append(0)
         self.pending[event.prediction_id] = (key, row)
         early = self.early.get(event.prediction_id)
-        if early is not None and early.timestamp >= self.predictions_mark - self._horizon:
+        if early is not None and early.timestamp >= self._clock(early.model_id) - self._horizon:
             del self.early[event.prediction_id]
             self._label(share, row, early)  # (older feedback is orphaned, whether or not expiry ran yet)
 
@@ -187,7 +202,7 @@ class PartitionJoin:
         self.labels_heard = now
         self.labels_mark = max(self.labels_mark, event.timestamp)
         slot = self.pending.get(event.prediction_id)
-        if slot is not None and slot[0][2] + self._window + self._horizon > self.predictions_mark:
+        if slot is not None and slot[0][2] + self._window + self._horizon > self.marks[slot[0][:2]]:
             key, row = slot
             self._label(self.shares[key], row, event)
         elif event.prediction_id not in self.early:  # (a window past the horizon is gone, dropped yet or not)
@@ -196,7 +211,7 @@ class PartitionJoin:
     def wait(self, event: FeedbackRecord) -> None:
         """Keep feedback whose prediction has not come (yet)."""
         self.early[event.prediction_id] = event
-        heapq.heappush(self.early_by_time, (event.timestamp, event.prediction_id))
+        heapq.heappush(self.early_by_time.setdefault(event.model_id, []), (event.timestamp, event.prediction_id))
 
     def deltas(self, now: float, context: JoinContext) -> list[Delta]:
         """What changed since the last :meth:`sent`, then the partition's progress; expires old state first.
@@ -207,33 +222,42 @@ class PartitionJoin:
         that is not idle is past it, so the merger has every share it needs by then, and an open window costs no
         traffic. Its numbered parts (uncounted rows, detector inputs) go out as they come."""
         self._expire()
-        idle = self.settings.idle_timeout_s
-        self.reporting = Progress(
-            partition=self.partition,
-            predictions_mark=self.predictions_mark,
-            labels_mark=self.labels_mark,
-            predictions_idle=now - self.predictions_heard >= idle,
-            labels_idle=now - self.labels_heard >= idle,
-        )
+        progress = self.reporting = self._progress(now)
         closing = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
         out: list[Delta] = []
         for key, share in self.shares.items():
             if share.changed:
                 self._fold(key, share, context)
-                due = key[2] + closing <= self.predictions_mark or self.reporting.predictions_idle
+                due = key[2] + closing <= self.marks[key[:2]] or self._idle(key[:2], now)
                 share.sending_whole = due and (share.revision != share.revision_sent or share.features_changed)
                 out.extend(_share_deltas(key, self.partition, share))
         for model_id, start in sorted(self.changed_orphans):
             out.append(OrphanCount(model_id, start, self.partition, self.orphans[(model_id, start)]))
-        if self.reporting != self.reported:
-            out.append(self.reporting)
+        if progress is not None:
+            out.append(progress)
         return out
+
+    def _idle(self, version: ModelKey, now: float) -> bool:
+        return now - self.heard.get(version, now) >= self.settings.idle_timeout_s
+
+    def _progress(self, now: float) -> Progress | None:
+        """The partition's progress, with the models whose mark or idleness changed since the last delivered;
+        None when nothing changed."""
+        idle = self.settings.idle_timeout_s
+        models = {version: (mark, self._idle(version, now)) for version, mark in self.marks.items()}
+        active = [mark for mark, model_idle in models.values() if not model_idle]
+        floor = min(active) if active else self.predictions_mark
+        partition = (floor, now - self.predictions_heard >= idle, self.labels_mark, now - self.labels_heard >= idle)
+        changed = [(*version, *mark) for version, mark in models.items() if self.reported.get(version) != mark]
+        if not changed and partition == self.reported_partition:
+            return None
+        return Progress(self.partition, changed, *partition)
 
     def sent(self) -> None:
         """The last :meth:`deltas` were delivered: forget them. A share whose window closed here drops its feature
         counts once they went out (no prediction joins it any more)."""
         closing = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
-        for (_model, _version, start), share in self.shares.items():
+        for (model_id, version, start), share in self.shares.items():
             if not share.changed:
                 continue
             share.rows_sent += len(share.unsent_rows)
@@ -242,11 +266,19 @@ class PartitionJoin:
             share.unsent_rows, share.unsent_scores, share.unsent_errors = [], [], []
             if share.sending_whole:
                 share.revision_sent, share.features_changed, share.sending_whole = share.revision, False, False
-                if start + closing <= self.predictions_mark:
+                if start + closing <= self.marks[(model_id, version)]:
                     share.features = None
             share.changed = share.revision != share.revision_sent or share.features_changed
         self.changed_orphans.clear()
-        self.reported = self.reporting
+        if self.reporting is not None:
+            self.reported.update({(m, v): (mark, idle) for m, v, mark, idle in self.reporting.models})
+            progress = self.reporting
+            self.reported_partition = (
+                progress.floor,
+                progress.predictions_idle,
+                progress.labels_mark,
+                progress.labels_idle,
+            )
         self._drop_expired()  # what just went out for the last time
 
     def index_pending(self) -> None:
@@ -266,8 +298,11 @@ class PartitionJoin:
         return start
 
     def resume(self, now: float) -> None:
-        """After a restart: the partition counts as just heard from (processing time starts anew)."""
+        """After a restart: the partition and its models count as just heard from (processing time starts
+        anew), and its whole progress is reported again."""
         self.predictions_heard = self.labels_heard = now
+        self.heard = dict.fromkeys(self.marks, now)
+        self.reported, self.reported_partition = {}, None
 
     def _label(self, share: Share, row: int, event: FeedbackRecord) -> None:
         if share.labelled[row]:
@@ -317,10 +352,25 @@ class PartitionJoin:
             count_rows(share.features, list(zip(features, scores, predicted, strict=True)))
             share.features_changed = True
 
+    def _clock(self, model_id: str | None) -> datetime:
+        """The prediction time waiting feedback is judged by: its model's on this partition, once it has been
+        read here (the latest of its versions'); the partition's latest prediction time before that, or when the
+        feedback names no model."""
+        return self.predictions_mark if model_id is None else self.model_marks.get(model_id, self.predictions_mark)
+
     def _expire(self) -> None:
         """Drop windows past the horizon; count feedback that waited longer than the horizon as orphaned."""
-        oldest = self.predictions_mark - self._horizon
-        waiting = self.early_by_time
+        for model_id in list(self.early_by_time):
+            self._expire_waiting(model_id)
+        self._drop_expired()
+
+    def _expire_waiting(self, model_id: str | None) -> None:
+        """Orphan the feedback of ``model_id`` that waited longer than the horizon by :meth:`_clock`.
+
+        Also run when a model's first prediction is read here, before the clock switches to the model's own, so
+        what expired never depends on when expiry ran."""
+        waiting = self.early_by_time.get(model_id)
+        oldest = self._clock(model_id) - self._horizon
         while waiting and waiting[0][0] < oldest:
             stamp, prediction_id = heapq.heappop(waiting)
             feedback = self.early.get(prediction_id)
@@ -332,15 +382,21 @@ class PartitionJoin:
             slot = (feedback.model_id, window_start(feedback.timestamp, self.settings.window_s))
             self.orphans[slot] = self.orphans.get(slot, 0) + 1
             self.changed_orphans.add(slot)
-        self._drop_expired()
+        if not waiting:
+            self.early_by_time.pop(model_id, None)
 
     def _drop_expired(self) -> None:
         """Drop the shares and orphan counts past the horizon that have nothing left to send."""
-        oldest = self.predictions_mark - self._horizon - self._window
-        for key in [key for key, share in self.shares.items() if key[2] <= oldest and not share.changed]:
+        past = self._horizon + self._window
+        for key in [
+            key for key, share in self.shares.items() if key[2] <= self.marks[key[:2]] - past and not share.changed
+        ]:
             for prediction_id in self.shares.pop(key).ids:
                 self.pending.pop(prediction_id, None)
-        for slot in [slot for slot in self.orphans if slot[1] <= oldest and slot not in self.changed_orphans]:
+        expired = [
+            slot for slot in self.orphans if slot[1] <= self._clock(slot[0]) - past and slot not in self.changed_orphans
+        ]
+        for slot in expired:
             del self.orphans[slot]
 
 

@@ -40,7 +40,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -218,18 +219,25 @@ class StreamMonitor:
 
     def deltas(self) -> list[tuple[int, bytes, bytes]]:
         """Every join's new deltas as ``(window-parts partition, key, value)``: window rows and orphan counts to
-        their model's partition, progress to every partition (after the deltas it covers)."""
+        their model's partition, progress to every partition (after the deltas it covers), each with the marks
+        of the models routed to it."""
         now = self.checkpoint_started = time.monotonic()
         out: list[tuple[int, bytes, bytes]] = []
         for join in self.joins.values():
             for delta in join.deltas(now, self.join_context):
-                value = deltas.encode(delta)
                 if isinstance(delta, deltas.Progress):
-                    out.extend((target, b"", value) for target in range(self.partitions))
+                    routed: dict[int, list[tuple[str, str, datetime, bool]]] = {t: [] for t in range(self.partitions)}
+                    for mark in delta.models:
+                        routed[self._route(mark[0])].append(mark)
+                    for target, models in routed.items():
+                        out.append((target, b"", deltas.encode(msgspec.structs.replace(delta, models=models))))
                 else:
-                    key = delta.model_id.encode()
-                    out.append((int(murmur2(key, self.partitions)), key, value))
+                    out.append((self._route(delta.model_id), delta.model_id.encode(), deltas.encode(delta)))
         return out
+
+    def _route(self, model_id: str) -> int:
+        """The ``window-parts`` partition of a model's deltas (its merger): murmur2 of its id, as Kafka's."""
+        return int(murmur2(model_id.encode(), self.partitions))
 
     def deltas_delivered(self) -> None:
         """The last :meth:`deltas` are on ``window-parts``: the joins forget them."""
@@ -240,6 +248,7 @@ class StreamMonitor:
         """Publish what closed or changed and decide triggers (into the outbox, published by :meth:`saved`).
         Safe between checkpoints: a window emitted again after a crash has the same revision and collapses."""
         self.last_emit = time.monotonic()
+        past_horizon = timedelta(seconds=self.settings.horizon_s + self.settings.window_s)
         for merger in self.mergers.values():
             emission = merger.engine.advance(lambda emitted: self.publish_results(emitted.results))
             self.counts["windows_emitted"] += len(emission.results)
@@ -248,8 +257,7 @@ class StreamMonitor:
             merger.outbox.extend(t for key, alarm in emission.alarms if (t := policy.on_alarm(key, alarm)) is not None)
             for result in emission.results:
                 merger.outbox.extend(policy.on_window(result))
-            lag = timedelta(seconds=self.settings.horizon_s + self.settings.window_s)
-            policy.expire(merger.engine.watermark - lag)
+            policy.expire(partial(_past_horizon, merger.engine, past_horizon))
             if merger.engine.unpublished_profiles:  # at least once: the same profile again is no change
                 self.publish_profiles(merger.engine.unpublished_profiles)
                 merger.engine.unpublished_profiles = []
@@ -310,6 +318,11 @@ class StreamMonitor:
     def _new_merger(self) -> Merger:
         engine = WindowEngine(self.settings, self.profile_for, partitions=self.partitions)
         return Merger(engine, TriggerPolicy(self.policy_settings, self.settings.window_s))
+
+
+def _past_horizon(engine: WindowEngine, past_horizon: timedelta, version: tuple[str, str]) -> datetime:
+    """The start before which a model version's windows are never emitted again."""
+    return engine.watermark_of(*version) - past_horizon
 
 
 def _load(store: CheckpointStore, name: str, partition: int, kind: type[SnapshotT]) -> SnapshotT | None:

@@ -68,7 +68,7 @@ it last fired. ``evidence`` holds the keys of the rows behind the reasons:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, TypedDict
 
@@ -183,12 +183,14 @@ class TriggerPolicy:
         memory["verdicts"].setdefault(*detected)
         return self._decide(window.model_id, window.model_version, window.window_start)
 
-    def expire(self, before: datetime) -> None:
-        """Forget windows starting before ``before``, which the worker will never re-emit (past its label
-        horizon). A recovery among them re-arms its rule-metric first; a version left with no windows is
-        forgotten, disarmed rules included. Runs of consecutive breaches that reach further back are cut."""
+    def expire(self, before: Callable[[tuple[str, str]], datetime]) -> None:
+        """Forget the windows of each model version starting before ``before((model_id, model_version))``,
+        which the worker will never re-emit (past its label horizon). A recovery among them re-arms its
+        rule-metric first; a version left with no windows is forgotten, disarmed rules included. Runs of
+        consecutive breaches that reach further back are cut."""
         for version, windows in list(self._state["windows"].items()):
-            old = {start: memory for start, memory in windows.items() if start < before}
+            oldest = before(version)
+            old = {start: memory for start, memory in windows.items() if start < oldest}
             for key, fired_at in list(self._state["disarmed"].items()):
                 if key[:2] == version and any(
                     start > fired_at and _status_of(memory, key[2:]) == "recovered" for start, memory in old.items()

@@ -31,16 +31,16 @@ from driftline.settings import MonitorSettings
 from driftline.streams.core.encoding import decode_hook, encode_hook
 from driftline.streams.core.feature_counts import Tally, counts_of
 from driftline.streams.core.summary import Combo, Summary
-from driftline.streams.deltas import DetectorInput, Progress, UnbinnedRow
+from driftline.streams.deltas import DetectorInput, UnbinnedRow
 from driftline.streams.joining import JoinContext, NewLabel, PartitionJoin, Share
 from driftline.streams.monitors.detectors import ModelDetectors
 from driftline.streams.monitors.profile import profile_key
 from driftline.streams.policy import PolicyState
-from driftline.streams.watermarks import Watermark
+from driftline.streams.watermarks import EPOCH, Watermark
 from driftline.streams.windows import QueuedInput, Signal, WindowBuffer, WindowEngine
 from driftline.streams.windows import Share as MergedShare
 
-SNAPSHOT_FORMAT = 6  # 4: windows hold summaries; 5: the joins summarise; 6: snapshots are data, not pickles
+SNAPSHOT_FORMAT = 7  # 4: windows hold summaries; 5: the joins summarise; 6: snapshots are data; 7: clocks per model
 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
 Feedback = tuple[str, datetime, str | None, float | None, str | None]
@@ -89,9 +89,8 @@ class JoinSnapshot(msgspec.Struct, tag="join"):
     early: list[Feedback]
     orphans: list[tuple[str, datetime, int]]
     changed_orphans: list[tuple[str, datetime]]
-    predictions_mark: datetime
+    marks: list[tuple[str, str, datetime]]
     labels_mark: datetime
-    reported: Progress | None
 
 
 class MergedShareSnapshot(msgspec.Struct, array_like=True):
@@ -131,6 +130,13 @@ class WatermarkSnapshot(msgspec.Struct, array_like=True):
     reached: datetime
 
 
+class ModelWatermarksSnapshot(msgspec.Struct, array_like=True):
+    floors: dict[int, datetime]
+    partition_idle: dict[int, bool]
+    marks: list[tuple[str, str, dict[int, tuple[datetime, bool]]]]
+    reached: list[tuple[str, str, datetime]]
+
+
 class DetectorSnapshot(msgspec.Struct, array_like=True):
     """One model version's detectors: ADWIN as River's bytes, Page-Hinkley as its sums."""
 
@@ -152,13 +158,13 @@ class MergerSnapshot(msgspec.Struct, tag="merge"):
     offset: int
     windows: list[WindowSnapshot]
     orphans: list[tuple[int, str, datetime, int]]
-    predictions_seen: WatermarkSnapshot
+    predictions_seen: ModelWatermarksSnapshot
     labels_seen: WatermarkSnapshot
     first_events: list[tuple[str, str, list[dict[str, Any]]]]
     own_profiles: list[dict[str, Any]]
     detectors: list[DetectorSnapshot]
     detector_inputs: dict[Signal, list[tuple[str, str, list[QueuedInput]]]]
-    detector_frontiers: dict[Signal, datetime]
+    detector_frontiers: dict[Signal, list[tuple[str, str, datetime]]]
     detector_late: int
     after_horizon: int
     unpublished_alarms: list[tuple[dict[str, Any], dict[str, Any]]]
@@ -217,9 +223,8 @@ def join_snapshot(join: PartitionJoin, offsets: dict[str, int]) -> JoinSnapshot:
         early=[tuple(feedback) for feedback in join.early.values()],  # type: ignore[misc]
         orphans=[(model, start, count) for (model, start), count in join.orphans.items()],
         changed_orphans=sorted(join.changed_orphans),
-        predictions_mark=join.predictions_mark,
+        marks=[(*version, mark) for version, mark in join.marks.items()],
         labels_mark=join.labels_mark,
-        reported=join.reported,
     )
 
 
@@ -289,8 +294,11 @@ def restore_join(snapshot: JoinSnapshot, settings: MonitorSettings, context: Joi
         join.wait(record)
     join.orphans = {(model, start): count for model, start, count in snapshot.orphans}
     join.changed_orphans = set(snapshot.changed_orphans)
-    join.predictions_mark, join.labels_mark = snapshot.predictions_mark, snapshot.labels_mark
-    join.reported = snapshot.reported
+    join.marks = {(model_id, version): mark for model_id, version, mark in snapshot.marks}
+    for (model_id, _version), mark in join.marks.items():
+        join.model_marks[model_id] = max(mark, join.model_marks.get(model_id, EPOCH))
+    join.predictions_mark, join.labels_mark = max(join.marks.values(), default=EPOCH), snapshot.labels_mark
+    join.resume(now)
     return join
 
 
@@ -331,18 +339,27 @@ def merger_snapshot(
         signal: [(model, version, items) for (model, version), items in queues.items()]
         for signal, queues in engine.detector_inputs.items()
     }
+    seen = engine.predictions_seen
     return MergerSnapshot(
         format=SNAPSHOT_FORMAT,
         offset=offset,
         windows=[_window(key, buffer) for key, buffer in engine.windows.items()],
         orphans=[(p, model, start, count) for (p, model, start), count in engine.orphans.items()],
-        predictions_seen=_watermark(engine.predictions_seen),
+        predictions_seen=ModelWatermarksSnapshot(
+            dict(seen.floors),
+            dict(seen.partition_idle),
+            [(*version, dict(marks)) for version, marks in seen.marks.items()],
+            [(*version, mark) for version, mark in seen.reached.items()],
+        ),
         labels_seen=_watermark(engine.labels_seen),
         first_events=[(model, version, rows) for (model, version), rows in engine.first_events.items()],
         own_profiles=[profile.model_dump(mode="json") for profile in engine.own_profiles.values()],
         detectors=[_detectors(model, detectors) for model, detectors in engine.detectors.items()],
         detector_inputs=inputs,
-        detector_frontiers=dict(engine.detector_frontiers),
+        detector_frontiers={
+            signal: [(*version, frontier) for version, frontier in frontiers.items()]
+            for signal, frontiers in engine.detector_frontiers.items()
+        },
         detector_late=engine.detector_late,
         after_horizon=engine.after_horizon,
         unpublished_alarms=[
@@ -432,18 +449,22 @@ def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[Poli
         buffer.emitted_revision = saved.emitted_revision
         engine.windows[key] = buffer
     engine.orphans = {(p, model, start): count for p, model, start, count in snapshot.orphans}
-    for watermark, saved_mark in (
-        (engine.predictions_seen, snapshot.predictions_seen),
-        (engine.labels_seen, snapshot.labels_seen),
-    ):
-        watermark.marks, watermark.idle, watermark.reached = saved_mark.marks, saved_mark.idle, saved_mark.reached
+    seen, saved_seen = engine.predictions_seen, snapshot.predictions_seen
+    seen.floors, seen.partition_idle = saved_seen.floors, saved_seen.partition_idle
+    seen.marks = {(model_id, version): marks for model_id, version, marks in saved_seen.marks}
+    seen.reached = {(model_id, version): mark for model_id, version, mark in saved_seen.reached}
+    labels, saved_labels = engine.labels_seen, snapshot.labels_seen
+    labels.marks, labels.idle, labels.reached = saved_labels.marks, saved_labels.idle, saved_labels.reached
     engine.first_events = {(model, version): rows for model, version, rows in snapshot.first_events}
     engine.detectors = {(d.model_id, d.model_version): _restore_detectors(d, engine) for d in snapshot.detectors}
     engine.detector_inputs = {
         signal: {(model, version): items for model, version, items in queues}
         for signal, queues in snapshot.detector_inputs.items()
     }
-    engine.detector_frontiers = snapshot.detector_frontiers
+    engine.detector_frontiers = {
+        signal: {(model_id, version): frontier for model_id, version, frontier in frontiers}
+        for signal, frontiers in snapshot.detector_frontiers.items()
+    }
     engine.detector_late, engine.after_horizon = snapshot.detector_late, snapshot.after_horizon
     engine.unpublished_alarms = [
         (WindowKey.model_validate(key), DetectorAlarm.model_validate(alarm))

@@ -20,10 +20,13 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
   join sent uncounted, counted here (:mod:`driftline.streams.core.feature_counts`); shares counted against
   another profile (one replaced while the window was open) are left out of the drift. It is read again when a
   share's features change after the close.
-- Watermark (:class:`~driftline.streams.watermarks.Watermark`): the minimum over source partitions that are not
-  idle of their latest prediction time. A window closes when the watermark passes ``end + grace``: it is
-  emitted, and re-emitted each time it changes, until the watermark passes ``end + horizon``, when its state is
-  dropped; a share reaching a dropped window is counted in ``after_horizon``. Feedback orphaned on a partition
+- Watermark, per model version (:class:`~driftline.streams.watermarks.ModelWatermarks`): the minimum over
+  source partitions of the version's latest prediction time there (where it is not idle; a partition that never
+  read it holds it at its own floor). A window closes when its version's watermark passes ``end + grace``:
+  it is emitted, and re-emitted each time it changes, until the watermark passes ``end + horizon``, when its
+  state is dropped; a share reaching a dropped window is counted in ``after_horizon``. Another model's (or
+  version's) events never close a version's windows. Orphaned feedback expires by the latest of its model's
+  versions. Feedback orphaned on a partition
   counts in ``orphan_feedback`` of its model's window of that start (the first version, by name, when several
   have one).
 - Without a provided reference profile, a model version's profile is built from its first
@@ -32,7 +35,7 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
   offered for publishing (``unpublished_profiles``) to ``reference-profiles``, so the joins of every worker
   count against it (the same profile, built the same from the same events, whichever merger built it).
 - Streaming detectors (:mod:`driftline.streams.monitors.detectors`) are fed per model version in event-time
-  slices of ``detector_slice_s``: once the watermark passes a slice's end plus the grace period, its labelled
+  slices of ``detector_slice_s``: once the version's watermark passes a slice's end plus the grace period, its labelled
   predictions go to ADWIN (error indicator, ordered by feedback time, then prediction id) and its scores to
   Page-Hinkley (ordered by prediction time, then prediction id); the joins send both. Errors also wait for the
   feedback marks of the partitions. An alarm lands in the window of the prediction that raised it and is
@@ -85,7 +88,7 @@ from driftline.streams.deltas import (
 from driftline.streams.joining import WindowId, window_start
 from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelDetectors
 from driftline.streams.monitors.profile import build_profile, profile_key
-from driftline.streams.watermarks import EPOCH, Watermark
+from driftline.streams.watermarks import EPOCH, ModelWatermarks, Watermark
 
 ModelKey = tuple[str, str]  # model_id, model_version
 QueuedInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
@@ -164,7 +167,7 @@ class WindowEngine:
         self.profile_for = profile_for
         self.windows: dict[WindowId, WindowBuffer] = {}
         self.orphans: dict[tuple[int, str, datetime], int] = {}
-        self.predictions_seen = Watermark(partitions)
+        self.predictions_seen = ModelWatermarks(partitions)
         self.labels_seen = Watermark(partitions)
         self.first_events: dict[ModelKey, list[dict[str, object]]] = {}
         self.own_profiles: dict[ModelKey, ReferenceProfile] = {}
@@ -175,9 +178,9 @@ class WindowEngine:
             ph_min_instances=settings.page_hinkley_min_instances,
         )
         self.detectors: dict[ModelKey, ModelDetectors] = {}
-        # per signal: inputs not fed yet, and the frontier before which every slice was fed
+        # per signal: inputs not fed yet, and per model the frontier before which every slice was fed
         self.detector_inputs: dict[Signal, dict[ModelKey, list[QueuedInput]]] = {"errors": {}, "scores": {}}
-        self.detector_frontiers: dict[Signal, datetime] = {"errors": EPOCH, "scores": EPOCH}
+        self.detector_frontiers: dict[Signal, dict[ModelKey, datetime]] = {"errors": {}, "scores": {}}
         self.detector_late = 0
         self.after_horizon = 0
         self.unpublished_alarms: list[tuple[WindowKey, DetectorAlarm]] = []
@@ -192,7 +195,7 @@ class WindowEngine:
     def apply(self, delta: Delta) -> None:
         """Take one delta of a source partition (idempotent: a replayed delta changes nothing)."""
         if isinstance(delta, Progress):
-            self.predictions_seen.report(delta.partition, delta.predictions_mark, delta.predictions_idle)
+            self.predictions_seen.report(delta.partition, delta.floor, delta.predictions_idle, delta.models)
             self.labels_seen.report(delta.partition, delta.labels_mark, delta.labels_idle)
         elif isinstance(delta, OrphanCount):
             slot = (delta.partition, delta.model_id, delta.window_start)
@@ -205,7 +208,8 @@ class WindowEngine:
         buffer = self.windows.get(key)
         if buffer is None:
             horizon = timedelta(seconds=self.settings.window_s + self.settings.horizon_s)
-            if delta.window_start + horizon <= self.predictions_seen.reached:  # its state was dropped already
+            reached = self.predictions_seen.reached.get((delta.model_id, delta.model_version), EPOCH)
+            if delta.window_start + horizon <= reached:  # its state was dropped already
                 self.after_horizon += 1
                 return
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
@@ -246,16 +250,21 @@ class WindowEngine:
         ``publish`` receives them before any window is marked emitted: if it raises, nothing is marked emitted
         or dropped and the alarms stay unpublished, so the next call offers them again.
         """
-        watermark = self.watermark
+        marks = {version: self.watermark_of(*version) for version in self.predictions_seen.marks}
+        model_marks: dict[str, datetime] = {}  # per model, its latest version's: orphaned feedback expires by it
+        for (model_id, _version), mark in marks.items():
+            model_marks[model_id] = max(mark, model_marks.get(model_id, EPOCH))
+        latest = max(marks.values(), default=EPOCH)
         grace = timedelta(seconds=self.settings.grace_s)
         horizon = timedelta(seconds=self.settings.horizon_s)
         size = timedelta(seconds=self.settings.window_s)
         self._attribute_orphans()
-        self._feed_detectors(watermark)
+        self._feed_detectors()
         results, emitted, expired = [], [], []
         for key in sorted(self.windows, key=lambda k: (k[2], k[0], k[1])):
             buffer = self.windows[key]
             end = key[2] + size
+            watermark = marks.get(key[:2], EPOCH)
             if watermark < end + grace:
                 continue
             if buffer.revision != buffer.emitted_revision:
@@ -271,16 +280,15 @@ class WindowEngine:
             buffer.emitted_revision = buffer.revision
         for key in expired:
             del self.windows[key]
-        for slot in [slot for slot in self.orphans if watermark >= slot[2] + size + horizon]:
+        for slot in [slot for slot in self.orphans if model_marks.get(slot[1], latest) >= slot[2] + size + horizon]:
             del self.orphans[slot]
         return emission
 
     # -- internals -----------------------------------------------------------------------------------
 
-    @property
-    def watermark(self) -> datetime:
-        """The predictions' watermark: windows and lateness are judged against it."""
-        return self.predictions_seen.current()
+    def watermark_of(self, model_id: str, model_version: str) -> datetime:
+        """The watermark of a model version's predictions: its windows close against it."""
+        return self.predictions_seen.current((model_id, model_version))
 
     def _attribute_orphans(self) -> None:
         """Each window's orphaned feedback: the partitions' counts for its model and start, given to the first
@@ -299,42 +307,38 @@ class WindowEngine:
         """Queue a window's new inputs of ``signal`` for the detectors; those behind the frontier are late."""
         if not items:
             return
-        frontier = self.detector_frontiers[signal]
+        frontier = self.detector_frontiers[signal].get(key[:2], EPOCH)
         queue = self.detector_inputs[signal].setdefault((key[0], key[1]), [])
         before = len(queue)
         queue.extend(((stamp, pid), key, value) for stamp, pid, value in items if stamp >= frontier)
         self.detector_late += len(items) - (len(queue) - before)
 
-    def _feed_detectors(self, watermark: datetime) -> None:
-        """Feed every model's inputs of the slices behind the watermark, in (event time, prediction id) order.
-
-        Scores are complete up to the predictions' watermark; errors carry the feedback's time, so they wait
-        for the feedback partitions' watermark too (feedback may be read behind the predictions)."""
+    def _feed_detectors(self) -> None:
+        """Feed every model version's inputs of the slices behind its watermark, in (event time, prediction id)
+        order. Scores are complete up to the version's watermark; errors carry the feedback's time, so they wait for the
+        feedback partitions' watermark too (feedback may be read behind the predictions)."""
         grace = timedelta(seconds=self.settings.grace_s)
-        marks: dict[Signal, datetime] = {
-            "scores": watermark,
-            "errors": min(watermark, self.labels_seen.current()),
-        }
+        labels = self.labels_seen.current()
         feeds: tuple[tuple[Signal, Callable[..., list[Fired[Any]]]], ...] = (
             ("errors", ModelDetectors.feed_errors),
             ("scores", ModelDetectors.feed_scores),
         )
         for signal, feed in feeds:
-            if marks[signal] == EPOCH:
-                continue
-            frontier = window_start(marks[signal] - grace, self.settings.detector_slice_s)
-            if frontier <= self.detector_frontiers[signal]:
-                continue
-            inputs = self.detector_inputs[signal]
-            for model, items in inputs.items():
-                due = sorted(item for item in items if item[0][0] < frontier)
-                if not due:
+            inputs, frontiers = self.detector_inputs[signal], self.detector_frontiers[signal]
+            for model in sorted(inputs):
+                mark = self.watermark_of(*model)
+                mark = min(mark, labels) if signal == "errors" else mark
+                frontier = window_start(mark - grace, self.settings.detector_slice_s)
+                if mark == EPOCH or frontier <= frontiers.get(model, EPOCH):
                     continue
+                items = inputs[model]
+                due = sorted(item for item in items if item[0][0] < frontier)
                 inputs[model] = [item for item in items if item[0][0] >= frontier]
-                detectors = self.detectors.setdefault(model, ModelDetectors(self.detector_settings))
-                for fired in feed(detectors, [(order, (order, window), value) for order, window, value in due]):
-                    self._alarm(fired)
-            self.detector_frontiers[signal] = frontier
+                frontiers[model] = frontier
+                if due:
+                    detectors = self.detectors.setdefault(model, ModelDetectors(self.detector_settings))
+                    for fired in feed(detectors, [(order, (order, window), value) for order, window, value in due]):
+                        self._alarm(fired)
 
     def _alarm(self, fired: Fired[tuple[tuple[datetime, str], WindowId]]) -> None:
         (stamp, prediction_id), window = fired.tag

@@ -53,6 +53,5 @@ class TwoStages:
             join.sent()
         return self.engine.advance()
 
-    @property
-    def watermark(self) -> datetime:
-        return self.engine.watermark
+    def watermark(self, model_id: str = "m", model_version: str = "1") -> datetime:
+        return self.engine.watermark_of(model_id, model_version)

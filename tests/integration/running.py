@@ -53,13 +53,13 @@ def read_topic(settings: Settings, name: str, timeout_s: float = 60.0) -> list[b
 
 
 def published_windows(settings: Settings) -> dict[str, WindowResult]:
-    """The latest revision of every window on the window-results topic (the clock model's left out)."""
+    """The latest revision of every window on the window-results topic."""
     latest: dict[str, WindowResult] = {}
     for value in read_topic(settings, "window-results"):
         result = WindowResult.model_validate_json(value)
         if result.key not in latest or result.revision >= latest[result.key].revision:
             latest[result.key] = result
-    return {key: result for key, result in latest.items() if not key.startswith("clock/")}
+    return latest
 
 
 @contextmanager

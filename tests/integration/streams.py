@@ -31,7 +31,8 @@ def windowed(settings: Settings, **monitor: Any) -> Settings:
 @dataclass(frozen=True)
 class Stream:
     """Predictions of one model (each labelled one second later, in event-time order) over ``windows``
-    windows, then one prediction per clock key after them that closes every window."""
+    windows, then its *clock*: one prediction per clock key after them (ids ``clock-*``, in a window that never
+    closes, left out of :func:`stored`) that moves the model's event time past every window on every partition."""
 
     predictions: list[dict[str, Any]]
     feedback: list[dict[str, Any]]
@@ -61,7 +62,7 @@ class Stream:
 
     @property
     def clock(self) -> list[dict[str, Any]]:
-        """Predictions of a separate model after the last window (past any grace), on every partition."""
+        """Predictions of the model after the last window (past any grace), on every partition."""
         stamp = T0 + timedelta(seconds=(self.windows + 3) * WINDOW_S)
         return [
             {"prediction_id": f"clock-{k}", "timestamp": stamp, "features": {}, "label": 0, "score": 0.5}
@@ -98,7 +99,7 @@ class Stream:
                     monitor.log_feedback(label["prediction_id"], label=label["label"], timestamp=label["timestamp"])
                 between_chunks(chunk)
         if clock:
-            with Monitor("clock", "1", settings=settings) as monitor:
+            with Monitor(MODEL, "1", settings=settings) as monitor:
                 for event in self.clock:
                     monitor.log_prediction(
                         event["features"],
@@ -148,9 +149,10 @@ class Stored:
 
 
 def stored(ask: Callable[[str], int], model: str = MODEL) -> Stored:
-    """Count a model's predictions and feedback in ClickHouse, with FINAL and without; ``ask`` runs a query
+    """Count a model's predictions and feedback in ClickHouse (its clock's left out), with FINAL and without;
+    ``ask`` runs a query
     whose answer is one number (on a client, or through a running sink's SQL endpoint)."""
-    where = f"WHERE model_id = '{model}'"
+    where = f"WHERE model_id = '{model}' AND NOT startsWith(prediction_id, 'clock-')"
     return Stored(
         predictions=ask(f"SELECT count() FROM predictions FINAL {where}"),
         feedback=ask(f"SELECT count() FROM feedback FINAL {where}"),

@@ -886,7 +886,7 @@ def run_two_workers(settings: Settings, tmp_path: Path, record: Record, *, per_w
             max(0, accounted - owed),
             max(handovers),
             f"partitions moved with their state: {moved}; {len(events) - owed} events sent are duplicate ids or "
-            "the closing clock model's, outside the windows compared",
+            "the closing predictions', outside the windows compared",
         )
     )
     assert len(expected) == 18  # 3 models x 6 windows

@@ -170,7 +170,8 @@ def test_privacy_setting_stores_raw_predictions_without_features_and_the_same_wi
 
         features = (
             "SELECT countIf(length(features_numeric) > 0), countIf(length(features_categorical) > 0), "
-            f"countIf(length(features_missing) > 0), count() FROM predictions FINAL WHERE model_id = '{MODEL}'"
+            "countIf(length(features_missing) > 0), count() FROM predictions FINAL "
+            f"WHERE model_id = '{MODEL}' AND NOT startsWith(prediction_id, 'clock-')"
         )
         aggregates = (
             "SELECT window_start, feature, count, psi, wasserstein, jensen_shannon, missing_rate "

@@ -79,10 +79,11 @@ def send(settings: Settings, events: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def clock(settings: Settings, at: datetime) -> None:
-    """Predictions of another model on every partition, moving every partition's watermark to ``at``."""
-    with Monitor("clock", "0", settings=settings) as monitor:
+    """Predictions of the model on every partition, unlabelled, moving its event time to ``at``."""
+    with Monitor("churn", "3", settings=settings) as monitor:
         for p in range(16):
-            monitor.log_prediction({}, label=0, score=0.5, prediction_id=f"clock-{at.isoformat()}-{p}", timestamp=at)
+            pid = f"clock-{at.isoformat()}-{p}"
+            monitor.log_prediction({"x": 0.0}, label=0, score=0.05, prediction_id=pid, timestamp=at)
 
 
 class Subscriber:

@@ -518,10 +518,10 @@ def test_expiring_windows_keeps_the_recovery_they_held() -> None:
     policy = make_policy(cooldown_s=0)
     run(policy, [window(0, 0.8), window(1, 0.9)])
 
-    policy.expire(start(2))
+    policy.expire(lambda _model: start(2))
 
     assert fired_windows(policy.on_window(window(2, 0.8))) == [2]
-    policy.expire(start(10))
+    policy.expire(lambda _model: start(10))
     assert policy.state() == PolicyState(windows={}, disarmed={}, last_fired={"credit-risk": start(2)})
 
 

@@ -38,19 +38,11 @@ def feedback(i: int, second: float, label: int) -> FeedbackEvent:
     return FeedbackEvent(prediction_id=f"p{i}", timestamp=T0 + timedelta(seconds=second), label=label, model_id="m")
 
 
-def tick(engine: TwoStages, second: float, partition: int = 0) -> None:
-    """Move the watermark of ``partition`` by an event of another model."""
+def tick(engine: TwoStages, second: float, partition: int = 0, model: str = "m") -> None:
+    """Move the event time of ``model`` version 1 on ``partition``: a prediction of it at ``second`` (in a window
+    the test never closes)."""
     engine.add_prediction(
-        PredictionEvent.model_validate(
-            {
-                "prediction_id": f"tick-{second}-{partition}",
-                "model_id": "clock",
-                "model_version": "0",
-                "timestamp": T0 + timedelta(seconds=second),
-                "prediction": {"value": 0.0},
-            }
-        ),
-        partition,
+        prediction(0, second, 0, 0.5, prediction_id=f"tick-{second}-{partition}", model_id=model), partition
     )
 
 
@@ -144,12 +136,12 @@ def test_feedback_whose_prediction_never_comes_is_counted_orphan_after_the_horiz
     results_of(engine)
     tick(engine, 330)  # the feedback is older than the horizon: orphaned, counted in its window
 
-    [result] = results_of(engine)
+    [result] = [r for r in results_of(engine) if r.window_start == T0]
 
     assert result.performance.orphan_feedback == 1 and engine.joins[0].early == {}
     tick(engine, 360)  # past the window's end + horizon: its state is dropped
     results_of(engine)
-    assert not any(key[0] == "m" for key in engine.engine.windows)
+    assert T0 not in {key[2] for key in engine.engine.windows}
     assert "p1" not in engine.joins[0].pending
 
 
@@ -204,7 +196,7 @@ def test_a_partition_back_from_idleness_adds_its_predictions_to_a_window_already
     now[0] = 11.0  # partition 1 idles out: partition 0 alone moves the watermark past the first window
     tick(engine, 100, partition=0)
     [closed] = results_of(engine)
-    assert engine.watermark == T0 + timedelta(seconds=100)
+    assert engine.watermark() == T0 + timedelta(seconds=100)
 
     tick(engine, 20, partition=1)  # back, far behind: the watermark does not go back with it
     engine.add_prediction(prediction(2, 30, 1, 0.9), 1)  # in time on its partition, for a window already emitted
@@ -212,9 +204,9 @@ def test_a_partition_back_from_idleness_adds_its_predictions_to_a_window_already
     tick(engine, 70, partition=1)
     [again] = results_of(engine)
 
-    assert engine.watermark == T0 + timedelta(seconds=100)
-    assert (again.performance.predictions, again.performance.late_predictions) == (2, 0)
-    assert again.revision == closed.revision + 1
+    assert engine.watermark() == T0 + timedelta(seconds=100)
+    assert (again.performance.predictions, again.performance.late_predictions) == (4, 0)  # and 2 ticks
+    assert again.revision == closed.revision + 2  # prediction 2 and the tick at 20 s
     assert {d.feature: d.count for d in again.drift} == {d.feature: d.count + 1 for d in closed.drift}
 
 
@@ -284,3 +276,91 @@ def test_a_join_restored_from_an_older_state_sends_its_shares_batched_otherwise_
     latest.update({(r.model_id, r.window_start): r.model_dump() for r in crashed.advance().results})
 
     assert len(latest) == len(expected) and list(latest.values()) == expected
+
+
+def model_stream(
+    model: str, start_s: float, n: int, seed: int, version: str = "1"
+) -> list[tuple[PredictionEvent, FeedbackEvent]]:
+    """``n`` predictions of ``model`` from ``start_s``, one every 1.5 s, each with a label a second later."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i in range(n):
+        score = float(rng.random())
+        stamp = T0 + timedelta(seconds=start_s + 1.5 * i)
+        ids = {"prediction_id": f"{model}-{version}-{i}", "model_id": model, "model_version": version}
+        pairs.append(
+            (
+                prediction(i, 0, int(score >= 0.5), score, **ids, timestamp=stamp),
+                FeedbackEvent(
+                    prediction_id=f"{model}-{version}-{i}",
+                    timestamp=stamp + timedelta(seconds=1),
+                    label=int(rng.random() < score),
+                    model_id=model,
+                ),
+            )
+        )
+    return pairs
+
+
+def play(engine: TwoStages, pairs: list[tuple[PredictionEvent, FeedbackEvent]], spread: int = 1) -> None:
+    """Send the pairs to partitions 0 and 1 in turn, ``spread`` pairs at a time."""
+    for i, (event, label) in enumerate(pairs):
+        engine.add_prediction(event, partition=i // spread % 2)
+        engine.add_feedback(label, partition=i // spread % 2)
+
+
+def windows_by_key(results: list) -> dict:
+    return {(r.model_id, r.model_version, r.window_start): r.model_dump(exclude={"revision"}) for r in results}
+
+
+@pytest.mark.parametrize(("ahead", "behind"), [(("a", "1"), ("b", "1")), (("m", "2"), ("m", "1"))])
+def test_a_model_or_version_running_ahead_on_the_same_partitions_never_makes_another_late(
+    ahead: tuple[str, str], behind: tuple[str, str]
+) -> None:
+    """One model (or a canary version of the same model) sends an hour ahead of the other, interleaved on both
+    partitions: each version's windows close on its own progress, and the one behind gets the windows it gets
+    alone."""
+    early = model_stream(ahead[0], 3600, 200, seed=1, version=ahead[1])
+    late = model_stream(behind[0], 0, 200, seed=2, version=behind[1])
+    together = TwoStages(SETTINGS, partitions=2)
+    play(together, [pair for pairs in zip(early, late, strict=True) for pair in pairs], spread=2)
+    alone = TwoStages(SETTINGS, partitions=2)
+    play(alone, late)
+
+    mixed = together.advance().results
+    assert {(r.model_id, r.model_version) for r in mixed} == {ahead, behind}
+    assert all(r.performance.late_predictions == 0 for r in mixed)
+    by_version = windows_by_key([r for r in mixed if (r.model_id, r.model_version) == behind])
+    assert len(by_version) == 4 and by_version == windows_by_key(alone.advance().results)  # 5 windows, last open
+
+
+def test_a_backfill_of_a_new_model_after_live_traffic_gives_the_windows_of_its_events_sent_alone() -> None:
+    """A day of live traffic of one model, then yesterday's events of another: the backfill is not late."""
+    live, backfill = model_stream("live", 86_400, 200, seed=3), model_stream("backfilled", 0, 300, seed=4)
+    engine = TwoStages(SETTINGS, partitions=2)
+    play(engine, live)
+    engine.advance()
+    play(engine, backfill)
+    alone = TwoStages(SETTINGS, partitions=2)
+    play(alone, backfill)
+
+    backfilled = [r for r in engine.advance().results if r.model_id == "backfilled"]
+
+    assert len(backfilled) == 7 and all(r.performance.late_predictions == 0 for r in backfilled)
+    assert windows_by_key(backfilled) == windows_by_key(alone.advance().results)
+
+
+def test_the_last_window_of_a_version_that_stopped_closes_once_it_idles_and_other_traffic_passes_it() -> None:
+    now = [0.0]
+    engine = TwoStages(MonitorSettings(window_s=60, grace_s=5, idle_timeout_s=10), clock=lambda: now[0], partitions=2)
+    play(engine, model_stream("m", 0, 60, seed=5, version="1"))  # up to 88.5 s
+    play(engine, model_stream("m", 90, 60, seed=6, version="2"))  # the next version takes over, up to 178.5 s
+    first = {(r.model_version, r.window_start) for r in engine.advance().results}
+    assert first == {("1", T0), ("2", T0 + timedelta(seconds=60))}  # version 1's last window waits for it
+
+    now[0] = 11.0  # version 1 has been silent longer than the idle timeout; version 2 goes on
+    play(engine, model_stream("m", 180, 2, seed=7, version="2"))
+
+    [closed] = engine.advance().results
+    assert (closed.model_version, closed.window_start) == ("1", T0 + timedelta(seconds=60))
+    assert closed.performance.predictions == 20 and closed.performance.late_predictions == 0
