@@ -60,7 +60,7 @@ def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[Strea
         profile_for=profiles.get,
         publish_profiles=publish_profiles,
         contracts=settings.models,
-        max_message_bytes=settings.sink.max_message_bytes,
+        max_message_bytes=settings.kafka.max_message_bytes,
         partitions=settings.kafka.partitions,
     )
     return monitor, profiles

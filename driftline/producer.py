@@ -3,8 +3,12 @@
 Events are validated against the contracts before they are sent, keyed by ``prediction_id`` and placed on
 the partition Java clients and Faust would choose (murmur2), so a prediction and its feedback meet on the
 same partition. By default events are grouped per partition into batch envelopes (JSON arrays), bounded by
-``max_batch`` events and ``linger_s`` seconds, which amortises the per-message cost; ``envelopes=False``
-sends one event per message. Delivery errors reach ``on_error`` and make :meth:`Monitor.flush` raise.
+``max_batch`` events, ``linger_s`` seconds and ``kafka.max_message_bytes`` bytes (the limit the worker and
+the sink accept, so the client never sends a message they refuse), which amortises the per-message cost;
+``envelopes=False`` sends one event per message. An event larger than that limit raises
+:class:`ContractError` when it is logged; delivery errors reach ``on_error`` and make :meth:`Monitor.flush`
+(and ``close``) raise. One client serves any number of models: name the model per call (``model_id=``,
+``model_version=``) instead of, or to override, the client's.
 Security comes from ``[kafka]`` settings (SASL, TLS): a refused login or a failed TLS handshake raises
 :class:`BrokerError` from the next call instead of retrying forever.
 
@@ -37,15 +41,16 @@ from driftline.settings import Settings, load_settings
 from driftline.topics import cluster_metadata
 
 ErrorCallback = Callable[[str], None]
+PROTOCOL_OVERHEAD_BYTES = 65_536  # librdkafka counts a record's headers and framing in message.max.bytes
 
 
 class Monitor:
-    """Send one model version's predictions and feedback to driftline."""
+    """Send predictions and feedback to driftline: of one model version, or of any named per call."""
 
     def __init__(
         self,
-        model_id: str,
-        model_version: str,
+        model_id: str | None = None,
+        model_version: str | None = None,
         *,
         settings: Settings | None = None,
         envelopes: bool = True,
@@ -61,17 +66,19 @@ class Monitor:
         self.linger_s = linger_s
         self.on_error = on_error
         self.errors: list[str] = []
+        self.max_message_bytes = self.settings.kafka.max_message_bytes
         self._producer = Producer(
             {
                 **self.settings.kafka.client_config(),
                 "enable.idempotence": True,
                 "compression.type": "lz4",
                 "linger.ms": 5,
-                "message.max.bytes": 8_000_000,
+                "message.max.bytes": self.max_message_bytes + PROTOCOL_OVERHEAD_BYTES,
             }
         )
         self._partitions: dict[str, int] = {}
         self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self._pending_bytes: dict[tuple[str, int], int] = defaultdict(int)
         self._oldest: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -94,11 +101,15 @@ class Monitor:
         timestamp: datetime | int | str | None = None,
         sensitive: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        model_id: str | None = None,
+        model_version: str | None = None,
     ) -> str:
         """Validate and send one prediction; return its id (a new UUID unless given).
 
         Binary: ``label`` and ``score``; multiclass: ``label`` and optional ``scores``; regression: ``value``.
-        Raises :class:`ContractError` naming the field when the event breaks the contract.
+        ``model_id`` / ``model_version`` name the model for this call (default: the client's). Raises
+        :class:`ContractError` naming the field when the event breaks the contract or is larger than a message
+        may be.
         """
         prediction: dict[str, Any] = {}
         for key, item in (("label", label), ("score", score), ("scores", scores), ("value", value)):
@@ -108,8 +119,8 @@ class Monitor:
             PredictionEvent,
             {
                 "prediction_id": prediction_id or str(uuid.uuid4()),
-                "model_id": self.model_id,
-                "model_version": self.model_version,
+                "model_id": model_id or self.model_id,
+                "model_version": model_version or self.model_version,
                 "timestamp": timestamp if timestamp is not None else datetime.now(UTC),
                 "features": dict(features),
                 "prediction": prediction,
@@ -127,8 +138,10 @@ class Monitor:
         label: bool | int | str | None = None,
         value: float | None = None,
         timestamp: datetime | int | str | None = None,
+        model_id: str | None = None,
     ) -> None:
-        """Validate and send the true outcome of a prediction (``label``, or ``value`` for regression)."""
+        """Validate and send the true outcome of a prediction (``label``, or ``value`` for regression);
+        ``model_id`` names its model for this call (default: the client's; feedback may name none)."""
         event = _validated(
             FeedbackEvent,
             {
@@ -136,7 +149,7 @@ class Monitor:
                 "timestamp": timestamp if timestamp is not None else datetime.now(UTC),
                 "label": label,
                 "value": value,
-                "model_id": self.model_id,
+                "model_id": model_id or self.model_id,
             },
         )
         self._send(self.settings.topic(FEEDBACK.name), prediction_id, event.model_dump_json(exclude_none=True).encode())
@@ -147,8 +160,11 @@ class Monitor:
         *,
         feature_columns: Iterable[str] | None = None,
         sensitive_columns: Iterable[str] = (),
+        model_id: str | None = None,
+        model_version: str | None = None,
     ) -> int:
-        """Send every row of ``frame`` as a prediction; return how many.
+        """Send every row of ``frame`` as a prediction (of ``model_id`` / ``model_version``, default the
+        client's); return how many.
 
         Columns ``prediction_id``, ``timestamp``, ``label``, ``score`` and ``value`` are used when present;
         the features are ``feature_columns`` or every other column except ``sensitive_columns``.
@@ -165,10 +181,12 @@ class Monitor:
                 prediction_id=_plain(record.get("prediction_id")),
                 timestamp=_plain(record.get("timestamp")),
                 sensitive={name: str(record[name]) for name in sensitive},
+                model_id=model_id,
+                model_version=model_version,
             )
         return len(frame)
 
-    def log_feedback_frame(self, frame: pd.DataFrame) -> int:
+    def log_feedback_frame(self, frame: pd.DataFrame, *, model_id: str | None = None) -> int:
         """Send every row of ``frame`` (``prediction_id`` and ``label`` or ``value``, optional ``timestamp``)."""
         for record in frame.to_dict("records"):
             self.log_feedback(
@@ -176,6 +194,7 @@ class Monitor:
                 label=_plain(record.get("label")),
                 value=_plain(record.get("value")),
                 timestamp=_plain(record.get("timestamp")),
+                model_id=model_id,
             )
         return len(frame)
 
@@ -209,15 +228,29 @@ class Monitor:
     def _send(self, topic: str, key: str, payload: bytes) -> None:
         if self._refused is not None:
             raise self._refused
+        if len(payload) + 2 > self.max_message_bytes:  # even alone in an envelope, "[" + event + "]"
+            raise ContractError(
+                f"event {key!r} is {len(payload):,} bytes as JSON, over the {self.max_message_bytes:,} bytes a "
+                "message may have (kafka.max_message_bytes, the limit of the worker and the sink): send fewer or "
+                "shorter features",
+                field="features",
+                value=len(payload),
+            )
         partition = murmur2(key.encode(), self._partition_count(topic))
         if not self.envelopes:
             self._produce(topic, partition, key.encode(), payload)
             return
         with self._lock:
             slot = (topic, partition)
-            self._pending[slot].append(payload)
+            events = self._pending[slot]
+            # an envelope is "[" + events joined by "," + "]": its bytes with this event added must fit
+            if events and self._pending_bytes[slot] + len(events) + 2 + len(payload) > self.max_message_bytes:
+                self._produce_envelope(slot)
+                events = self._pending[slot]
+            events.append(payload)
+            self._pending_bytes[slot] += len(payload)
             self._oldest.setdefault(slot, time.monotonic())
-            full = len(self._pending[slot]) >= self.max_batch
+            full = len(events) >= self.max_batch
         if full:
             self._send_due(force=False)
 
@@ -232,10 +265,15 @@ class Monitor:
                 if events and (force or len(events) >= self.max_batch or now - self._oldest[slot] >= self.linger_s)
             ]
             for slot in due:
-                topic, partition = slot
-                events = self._pending.pop(slot)
-                self._oldest.pop(slot, None)
-                self._produce(topic, partition, None, b"[" + b",".join(events) + b"]")
+                self._produce_envelope(slot)
+
+    def _produce_envelope(self, slot: tuple[str, int]) -> None:
+        """Hand the slot's pending events to librdkafka as one envelope (called under the lock)."""
+        topic, partition = slot
+        events = self._pending.pop(slot)
+        self._pending_bytes.pop(slot, None)
+        self._oldest.pop(slot, None)
+        self._produce(topic, partition, None, b"[" + b",".join(events) + b"]")
 
     def _produce(self, topic: str, partition: int, key: bytes | None, payload: bytes) -> None:
         while True:

@@ -54,6 +54,14 @@ class KafkaSettings(_Section):
         4, ge=1, le=1024, description="Partitions of each data topic; predictions and feedback share it."
     )
     replication_factor: int = Field(1, ge=1, description="Replication factor of the topics driftline creates.")
+    max_message_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description=(
+            "Largest message driftline sends or reads: the producer client keeps its envelopes under it; larger "
+            "messages are dead letters (oversized) for the worker and the sink."
+        ),
+    )
     security_protocol: SecurityProtocol = Field(
         "PLAINTEXT",
         description="How clients talk to Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (TLS + SASL login).",
@@ -210,9 +218,6 @@ class SinkSettings(_Section):
     group_id: str = Field("driftline-sink", min_length=1, description="Kafka consumer group of the sink.")
     batch_rows: int = Field(20_000, ge=1, description="Insert once this many messages are buffered ...")
     batch_seconds: float = Field(1.0, gt=0, description="... or once this many seconds have passed.")
-    max_message_bytes: int = Field(
-        1_048_576, ge=1024, description="Messages larger than this are dead letters (reason oversized)."
-    )
     retry_max_seconds: float = Field(
         30.0, gt=0, description="Longest wait between retries while ClickHouse is unreachable."
     )

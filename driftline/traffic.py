@@ -156,47 +156,40 @@ class _Wire:
 
 
 class _MonitorSender:
-    """Valid events through one :class:`Monitor` per model version; malformed ones raw."""
+    """Valid events through one :class:`Monitor` (each naming its model version); malformed ones raw."""
 
     def __init__(self, settings: Settings, envelopes: bool, max_batch: int, linger_s: float) -> None:
-        self.settings, self.envelopes = settings, envelopes
-        self.max_batch, self.linger_s = max_batch, linger_s
+        self.settings = settings
         self.wire = _Wire(settings)
-        self.monitors: dict[tuple[str, str], Monitor] = {}
+        self.monitor = Monitor(settings=settings, envelopes=envelopes, max_batch=max_batch, linger_s=linger_s)
 
     def send(self, event: SimulatedEvent) -> None:
         if event.kind == "malformed":
             topic = self.settings.topic(event.topic)
             self.wire.produce(topic, self.wire.partition(topic, event.key), event.key.encode(), event.payload)
             return
-        slot = (event.model_id, event.model_version)
-        if slot not in self.monitors:
-            self.monitors[slot] = Monitor(
-                *slot,
-                settings=self.settings,
-                envelopes=self.envelopes,
-                max_batch=self.max_batch,
-                linger_s=self.linger_s,
-            )
-        monitor, body = self.monitors[slot], event.body
+        body = event.body
         if event.kind == "prediction":
-            monitor.log_prediction(
+            self.monitor.log_prediction(
                 body["features"],
                 label=body["prediction"]["label"],
                 score=body["prediction"]["score"],
                 prediction_id=body["prediction_id"],
                 timestamp=body["timestamp"],
                 sensitive=body["sensitive"],
+                model_id=event.model_id,
+                model_version=event.model_version,
             )
         else:
-            monitor.log_feedback(body["prediction_id"], label=body["label"], timestamp=body["timestamp"])
+            self.monitor.log_feedback(
+                body["prediction_id"], label=body["label"], timestamp=body["timestamp"], model_id=event.model_id
+            )
 
     def idle(self, seconds: float) -> None:
         self.wire.idle(seconds)
 
     def close(self) -> None:
-        for monitor in self.monitors.values():
-            monitor.close()
+        self.monitor.close()
         self.wire.close()
 
 
@@ -209,7 +202,9 @@ class _FastSender:
         self.wire = _Wire(settings)
         self._topics = {name: settings.topic(name) for name in (PREDICTIONS.name, FEEDBACK.name)}
         self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self._pending_bytes: dict[tuple[str, int], int] = defaultdict(int)
         self._oldest: dict[tuple[str, int], float] = {}
+        self._max_bytes = settings.kafka.max_message_bytes
 
     def send(self, event: SimulatedEvent) -> None:
         topic = self._topics[event.topic]
@@ -218,10 +213,15 @@ class _FastSender:
             self.wire.produce(topic, partition, event.key.encode(), event.payload)
             return
         slot = (topic, partition)
+        if self._pending[slot] and self._pending_bytes[slot] + len(self._pending[slot]) + 2 + len(event.payload) > (
+            self._max_bytes
+        ):  # "[" + events joined by "," + "]" stays under the consumers' limit, as the client's envelopes do
+            self._ship(slot)
         events = self._pending[slot]
         if not events:
             self._oldest[slot] = time.monotonic()
         events.append(event.payload)
+        self._pending_bytes[slot] += len(event.payload)
         if len(events) >= self.max_batch:
             self._ship(slot)
 
@@ -238,6 +238,7 @@ class _FastSender:
 
     def _ship(self, slot: tuple[str, int]) -> None:
         events = self._pending.pop(slot)
+        self._pending_bytes.pop(slot, None)
         self.wire.produce(slot[0], slot[1], None, b"[" + b",".join(events) + b"]")
 
 

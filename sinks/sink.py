@@ -87,7 +87,7 @@ class Sink:
         self.stats = SinkStats()
         kafka = settings.kafka.client_config()
         self.topics = {spec.name: settings.topic(spec.name) for spec in ALL_TOPICS if spec.stored}
-        limit = settings.sink.max_message_bytes
+        limit = settings.kafka.max_message_bytes
 
         def loader(model: type[Any], kind: str, rows: Callable[[Any], dict[Table, list[Row]]]) -> _Loader:
             return _Loader(EventDecoder(model, kind, limit), rows)
