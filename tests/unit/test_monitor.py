@@ -180,6 +180,24 @@ def test_changelog_store_chunks_a_state_and_a_half_written_one_leaves_the_previo
     assert ChangelogStore(StubTable()).load("join-1", 1) is None  # type: ignore[arg-type]
 
 
+def test_changelog_store_writes_a_state_only_when_it_changed(tmp_path: Path) -> None:
+    """An idle worker checkpoints the same state again and again: nothing more reaches the changelog."""
+    table = StubTable()
+    store = ChangelogStore(table)  # type: ignore[arg-type]
+    local = Recorder().monitor(tmp_path / "cp")
+    feed_breaching_window(local)
+    store.save(local.monitor.checkpoint())
+    written = len(table.changelog)
+    for _ in range(3):
+        store.save(local.monitor.checkpoint())  # no input in between
+    assert written > 0 and len(table.changelog) == written
+    local.handle("p", 0, 2, predictions(71, 1, "c"))
+    store.save(local.monitor.checkpoint())
+    assert len(table.changelog) > written
+    restored = ChangelogStore(restored_from(table.changelog))  # type: ignore[arg-type]
+    assert restored.load("join-0", 0) is not None and restored.digests["join-0"] == store.digests["join-0"]
+
+
 class StubConsumer:
     def __init__(self) -> None:
         self.seeks: list[tuple[str, int, int]] = []
@@ -213,3 +231,39 @@ def test_an_offset_jump_reads_the_partition_again_and_a_real_gap_is_accepted_aft
     local.monitor.offsets[("p", 0)] = 16
     assert asyncio.run(offsets_taken([17])) == [17]
     assert consumer.seeks == [("p", 0, 10), ("p", 0, 15)]
+
+
+def test_events_stamped_in_2099_are_dead_letters_and_every_model_keeps_its_windows(tmp_path: Path) -> None:
+    """Eight predictions stamped 2099 amid the traffic of two models (Kafka stored every message in March 2026):
+    they are dead letters, and every window equals the one the stream gives without them."""
+
+    def stream(with_future: bool) -> tuple[Recorder, Local]:
+        recorder = Recorder()
+        monitor = recorder.monitor(tmp_path / f"cp-{with_future}")
+        offsets = {"p": 0, "f": 0}
+        for minute in range(6):
+            for model in ("m", "n"):
+                events = json.loads(predictions(60 * minute, 40, f"{model}{minute}-"))
+                for event in events:
+                    event["model_id"] = model
+                if with_future and minute == 2:
+                    events[:4] = [{**event, "timestamp": "2099-01-01T00:00:00+00:00"} for event in events[:4]]
+                written = (T0 + timedelta(seconds=60 * minute + 40)).timestamp()
+                monitor.handle("p", 0, offsets["p"], envelope(events), written)
+                monitor.handle("f", 0, offsets["f"], wrong_labels(60 * minute, 40, f"{model}{minute}-"), written)
+                offsets["p"] += 1
+                offsets["f"] += 1
+        monitor.checkpoint()
+        return recorder, monitor
+
+    clean, _ = stream(with_future=False)
+    recorder, monitor = stream(with_future=True)
+
+    assert monitor.counts["dead_letter:timestamp_in_future"] == 8
+    windows = {(r.model_id, r.window_start): r.performance for r in recorder.results}
+    expected = {(r.model_id, r.window_start): r.performance for r in clean.results}
+    assert len(windows) == 10 and {model for model, _start in windows} == {"m", "n"}
+    for key, performance in windows.items():
+        assert performance.late_predictions == 0
+        missing = 4 if key[1] == T0 + timedelta(seconds=120) else 0
+        assert performance.predictions == expected[key].predictions - missing == 40 - missing
