@@ -79,7 +79,7 @@ def run(spec: dict[str, Any]) -> None:
         alarms=counts["alarms"],
         replayed=counts["replayed"],
         dead_letters=sum(n for name, n in counts.items() if name.startswith("dead_letter:")),
-        pending=sum(len(join.pending) for join in monitor.joins.values()),
+        pending=sum(join.waiting_predictions for join in monitor.joins.values()),
         open_windows=sum(len(merger.engine.windows) for merger in monitor.mergers.values()),
     )
     consumer.close()

@@ -52,4 +52,11 @@ def statements(database: str, raw_ttl_days: int | None = None) -> list[str]:
                 f"CREATE VIEW IF NOT EXISTS {database}.{table.name}_latest AS "
                 f"SELECT * FROM {database}.{table.name} FINAL"
             )
+        if table.counted_view:
+            order = ", ".join(map(_quote, table.order_by))
+            result.append(
+                f"CREATE VIEW IF NOT EXISTS {database}.{table.name}_counted AS "
+                f"SELECT * FROM {database}.{table.name} FINAL ORDER BY {order} "
+                f"LIMIT 1 BY {', '.join(map(_quote, table.counted_view))}"
+            )
     return result

@@ -40,6 +40,7 @@ class Table:
     partition_by: str | None = None
     latest_view: bool = False
     ttl_column: str | None = None  # raw events expire by event time when a TTL is configured
+    counted_view: tuple[str, ...] = ()  # a ``<name>_counted`` view keeps the first row (in key order) per these
 
     @property
     def column_names(self) -> list[str]:
@@ -97,6 +98,7 @@ FEEDBACK = Table(
     order_by=("prediction_id", "source_partition", "source_offset", "envelope_index"),
     partition_by="toYYYYMM(timestamp)",
     ttl_column="timestamp",
+    counted_view=("prediction_id", "model_id"),
 )
 
 DEAD_LETTERS = Table(
@@ -235,6 +237,11 @@ def reference_markdown() -> str:
     parts = []
     for table in ALL_TABLES:
         view = f" (read `{table.name}_latest`: the latest revision only)" if table.latest_view else ""
+        if table.counted_view:
+            view = (
+                f" (every one sent; `{table.name}_counted` keeps the one the windows count: the first read per "
+                f"{' and '.join(f'`{name}`' for name in table.counted_view)})"
+            )
         parts.append(f"#### `{table.name}`: one row per {table.row}{view}\n")
         parts.append("| column | type | meaning |\n| --- | --- | --- |")
         parts.extend(f"| `{c.name}` | `{c.type}` | {c.meaning} |" for c in table.columns)

@@ -345,7 +345,7 @@ class _MonitorCollector:
         yield GaugeMetricFamily(
             "driftline_pending_predictions",
             "Predictions awaiting labels",
-            value=sum(len(join.pending) for join in self.monitor.joins.values()),
+            value=sum(join.waiting_predictions for join in self.monitor.joins.values()),
         )
         yield GaugeMetricFamily("driftline_late_predictions", "Late predictions in held windows", value=late)
         yield GaugeMetricFamily("driftline_orphan_feedback", "Orphaned feedback in held windows", value=orphans)

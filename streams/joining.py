@@ -7,21 +7,23 @@ worker owning the partition, gives the same shares):
 - A prediction counts in its window's *share* (tumbling event-time window of its timestamp, per model version):
   its :mod:`~driftline.streams.core.summary` summary, and its features counted against the version's reference
   profile (:mod:`~driftline.streams.core.feature_counts`) once the join knows one; until then the share keeps
-  the rows' features to send. A prediction id already seen counts once. Event time is kept per model version: a
-  prediction whose window closed on this partition (its end plus the grace period is at or before the latest
-  prediction time of its model version read here) is *late*: counted in the share's summary, not included.
-  Another model's (or version's) events never make it late.
+  the rows' features to send. A prediction already seen (model and id) counts once. Event time is kept per
+  model version: a prediction whose window closed on this partition (its end plus the grace period is at or
+  before the latest prediction time of its model version read here) is *late*: counted in the share's summary,
+  not included. Another model's (or version's) events never make it late.
 - Per prediction still open to a label the join keeps only what the label needs: its window, and in the share
-  its predicted label (or value), score and combination of sensitive groups.
-- Feedback joins its prediction by id, in whichever order they arrive: feedback that comes first waits; a
-  second label for the same prediction counts once; a label updates the label-dependent counts of its share.
-  Feedback still waiting when its model's prediction time (the partition's latest prediction time, for
-  feedback that does not name its model) passes its own time plus the horizon is *orphaned*: counted per model
-  and window start of its time. Waiting feedback is kept in heaps by time, one per model, so expiry takes the
-  oldest and never looks at the rest.
-- State is dropped when its model version's prediction time passes a window's end plus the horizon. Whether a label
-  joins never depends on when that happens: a label for a window past it, or feedback older than the horizon
-  meeting its prediction, is treated as if the state were gone already.
+  its predicted label (or value), score and combination of sensitive groups. A prediction is identified by
+  (model, prediction id): another model may use the same id.
+- Feedback joins its prediction by (model, id), or by id alone when it names no model (then the id's first
+  model), in whichever order they arrive: feedback that comes first waits; a second label for the same
+  prediction counts once (the first read); a label updates the label-dependent counts of its share. Feedback
+  still waiting when its model's prediction time (the partition's latest prediction time, for feedback that
+  does not name its model) passes its own time plus the horizon is *orphaned*: counted per model and window
+  start of its time. Waiting feedback is kept in heaps by time, one per model, so expiry takes the oldest and
+  never looks at the rest.
+- State is dropped when its model version's prediction time passes a window's end plus the horizon. Whether a
+  label joins never depends on when that happens: a label for a window past it, or feedback older than the
+  horizon meeting its prediction, is treated as if the state were gone already.
 - Events are added to the summaries in batches, vectorised, when the deltas are read.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
   :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
@@ -145,8 +147,11 @@ class PartitionJoin:
         self.settings = settings
         self.partition = partition
         self.shares: dict[WindowId, Share] = {}
-        self.pending: dict[str, tuple[WindowId, int]] = {}  # index of the shares' rows (rebuilt, not saved)
-        self.early: dict[str, FeedbackRecord] = {}
+        # index of the shares' rows (rebuilt, not saved): by prediction id for the first model that used an id,
+        # by (model, prediction id) for another model using it again
+        self.pending: dict[str, tuple[WindowId, int]] = {}
+        self.reused: dict[tuple[str, str], tuple[WindowId, int]] = {}
+        self.early: dict[tuple[str | None, str], FeedbackRecord] = {}  # by (model it names, prediction id)
         # per model named by the feedback (None: not named), a heap of the waiting feedback's (time, id)
         self.early_by_time: dict[str | None, list[tuple[datetime, str]]] = {}
         self.orphans: dict[tuple[str, datetime], int] = {}
@@ -176,7 +181,7 @@ class PartitionJoin:
                 self._expire_waiting(event.model_id)
             self.model_marks[event.model_id] = max(mark, self.model_marks.get(event.model_id, EPOCH))
             self.predictions_mark = max(self.predictions_mark, mark)
-        if event.prediction_id in self.pending:
+        if self._slot(event.model_id, event.prediction_id) is not None:
             return
         start = self._window_of(event.timestamp)
         key = (event.model_id, event.model_version, start)
@@ -191,27 +196,48 @@ class PartitionJoin:
         row = len(share.labelled)
         share.new_rows.append(event)
         share.labelled.append(0)
-        self.pending[event.prediction_id] = (key, row)
-        early = self.early.get(event.prediction_id)
+        self._index(event.model_id, event.prediction_id, (key, row))
+        early = self.early.get((event.model_id, event.prediction_id)) or self.early.get((None, event.prediction_id))
         if early is not None and early.timestamp >= self._clock(early.model_id) - self._horizon:
-            del self.early[event.prediction_id]
+            del self.early[(early.model_id, early.prediction_id)]
             self._label(share, row, early)  # (older feedback is orphaned, whether or not expiry ran yet)
 
     def add_feedback(self, event: FeedbackRecord, now: float) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
         self.labels_heard = now
         self.labels_mark = max(self.labels_mark, event.timestamp)
-        slot = self.pending.get(event.prediction_id)
+        if event.model_id is None:
+            slot = self.pending.get(event.prediction_id)  # feedback naming no model: the id's first model
+        else:
+            slot = self._slot(event.model_id, event.prediction_id)
         if slot is not None and slot[0][2] + self._window + self._horizon > self.marks[slot[0][:2]]:
             key, row = slot
             self._label(self.shares[key], row, event)
-        elif event.prediction_id not in self.early:  # (a window past the horizon is gone, dropped yet or not)
+        elif (event.model_id, event.prediction_id) not in self.early:  # (past the horizon: gone, dropped or not)
             self.wait(event)
 
     def wait(self, event: FeedbackRecord) -> None:
         """Keep feedback whose prediction has not come (yet)."""
-        self.early[event.prediction_id] = event
+        self.early[(event.model_id, event.prediction_id)] = event
         heapq.heappush(self.early_by_time.setdefault(event.model_id, []), (event.timestamp, event.prediction_id))
+
+    @property
+    def waiting_predictions(self) -> int:
+        """Predictions whose window is still open to labels here."""
+        return len(self.pending) + len(self.reused)
+
+    def _slot(self, model_id: str, prediction_id: str) -> tuple[WindowId, int] | None:
+        """Where the prediction ``(model_id, prediction_id)`` is held, if it is."""
+        slot = self.pending.get(prediction_id)
+        if slot is not None and slot[0][0] == model_id:
+            return slot
+        return self.reused.get((model_id, prediction_id)) if self.reused else None
+
+    def _index(self, model_id: str, prediction_id: str, slot: tuple[WindowId, int]) -> None:
+        if prediction_id in self.pending:
+            self.reused[(model_id, prediction_id)] = slot
+        else:
+            self.pending[prediction_id] = slot
 
     def deltas(self, now: float, context: JoinContext) -> list[Delta]:
         """What changed since the last :meth:`sent`, then the partition's progress; expires old state first.
@@ -283,11 +309,10 @@ class PartitionJoin:
 
     def index_pending(self) -> None:
         """Rebuild the index of pending predictions from the shares' rows (it is not saved)."""
-        self.pending = {
-            prediction_id: (key, row)
-            for key, share in self.shares.items()
-            for row, prediction_id in enumerate([*share.ids, *(event.prediction_id for event in share.new_rows)])
-        }
+        self.pending, self.reused = {}, {}
+        for key, share in self.shares.items():
+            for row, prediction_id in enumerate([*share.ids, *(event.prediction_id for event in share.new_rows)]):
+                self._index(key[0], prediction_id, (key, row))
 
     def _window_of(self, stamp: datetime) -> datetime:
         """:func:`window_start` of ``stamp``, remembering the last window (most predictions fall in it)."""
@@ -373,10 +398,10 @@ class PartitionJoin:
         oldest = self._clock(model_id) - self._horizon
         while waiting and waiting[0][0] < oldest:
             stamp, prediction_id = heapq.heappop(waiting)
-            feedback = self.early.get(prediction_id)
+            feedback = self.early.get((model_id, prediction_id))
             if feedback is None or feedback.timestamp != stamp:
                 continue  # joined its prediction since
-            del self.early[prediction_id]
+            del self.early[(model_id, prediction_id)]
             if feedback.model_id is None:
                 continue
             slot = (feedback.model_id, window_start(feedback.timestamp, self.settings.window_s))
@@ -392,7 +417,10 @@ class PartitionJoin:
             key for key, share in self.shares.items() if key[2] <= self.marks[key[:2]] - past and not share.changed
         ]:
             for prediction_id in self.shares.pop(key).ids:
-                self.pending.pop(prediction_id, None)
+                if self._slot(key[0], prediction_id) == self.pending.get(prediction_id):
+                    self.pending.pop(prediction_id, None)
+                else:
+                    self.reused.pop((key[0], prediction_id), None)
         expired = [
             slot for slot in self.orphans if slot[1] <= self._clock(slot[0]) - past and slot not in self.changed_orphans
         ]

@@ -349,3 +349,20 @@ def test_readme_queries_answer_on_what_the_sink_stored(settings: Settings, click
     assert coverage == [("credit-risk", 0.5)]
     assert letters == [("not_json", 2), ("missing_field", 1)]
     assert triggers == [(naive + timedelta(hours=1), "credit-risk", "1.0", "critical", ["accuracy_below"])]
+
+
+def test_a_second_label_is_stored_and_feedback_counted_shows_the_one_the_windows_count(
+    settings: Settings, clickhouse: Client
+) -> None:
+    create_topics(settings)
+    with Monitor("credit-risk", "1.0", settings=settings, envelopes=False) as monitor:
+        monitor.log_prediction({"age": 30}, label=1, score=0.9, prediction_id="twice", timestamp=T0)
+        monitor.log_prediction({"age": 31}, label=1, score=0.9, prediction_id="other", timestamp=T0)
+        monitor.log_feedback("twice", label=1, timestamp=T0 + 1000)
+        monitor.log_feedback("twice", label=0, timestamp=T0 + 2000)  # a correction: stored, not counted
+        monitor.log_feedback("other", label=0, timestamp=T0 + 1000)
+    sink = Sink(settings, clickhouse)
+    run_sink_until(sink, lambda: count(clickhouse, "feedback") == 3)
+
+    counted = clickhouse.query("SELECT prediction_id, label FROM feedback_counted ORDER BY prediction_id")
+    assert counted.result_rows == [("other", "0"), ("twice", "1")]

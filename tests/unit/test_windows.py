@@ -364,3 +364,31 @@ def test_the_last_window_of_a_version_that_stopped_closes_once_it_idles_and_othe
     [closed] = engine.advance().results
     assert (closed.model_version, closed.window_start) == ("1", T0 + timedelta(seconds=60))
     assert closed.performance.predictions == 20 and closed.performance.late_predictions == 0
+
+
+def test_two_models_may_use_the_same_prediction_ids_and_each_gets_its_own_windows() -> None:
+    """Models "a" and "b" number their predictions alike (a-0 and b-0 are both "shared-0"): a prediction is
+    identified by (model, id), and each model's windows equal those it gets alone."""
+
+    def renamed(model: str, seed: int) -> list[tuple[PredictionEvent, FeedbackEvent]]:
+        pairs = model_stream(model, 0, 120, seed=seed)
+        return [
+            (
+                event.model_copy(update={"prediction_id": f"shared-{i}"}),
+                label.model_copy(update={"prediction_id": f"shared-{i}"}),
+            )
+            for i, (event, label) in enumerate(pairs)
+        ]
+
+    first, second = renamed("a", 8), renamed("b", 9)
+    together = TwoStages(SETTINGS, partitions=2)
+    play(together, [pair for pairs in zip(first, second, strict=True) for pair in pairs], spread=2)
+    tick(together, 200, 0, "a"), tick(together, 200, 1, "a"), tick(together, 200, 0, "b"), tick(together, 200, 1, "b")
+    mixed = windows_by_key([r for r in together.advance().results if r.window_start < T0 + timedelta(seconds=180)])
+    for model, pairs in (("a", first), ("b", second)):
+        alone = TwoStages(SETTINGS, partitions=2)
+        play(alone, pairs)
+        tick(alone, 200, 0, model), tick(alone, 200, 1, model)
+        expected = windows_by_key(alone.advance().results)
+        assert len(expected) == 3 and {k: v for k, v in mixed.items() if k[0] == model} == expected
+        assert all(v["performance"]["labelled"] == v["performance"]["predictions"] for v in expected.values())
