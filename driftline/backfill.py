@@ -1,14 +1,17 @@
 """``driftline backfill FILE``: send predictions or labels kept in a CSV or Parquet file, with progress.
 
 The file is read with pandas and sent through :class:`driftline.producer.Monitor` (validated, murmur2
-partitions, envelopes), so a backfill is indistinguishable from live traffic. Columns: ``prediction_id``,
-``timestamp``, ``label``, ``score``, ``value`` when present; for predictions every other column is a feature
-unless it is named as sensitive.
+partitions, envelopes), so a backfill is computed like live traffic: event time is kept per model version, so
+its windows close on its own events, whatever other models send. Columns: ``prediction_id``, ``timestamp``,
+``label``, ``score``, ``value`` when present; for predictions every other column is a feature unless it is
+named as sensitive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +26,28 @@ READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     ".parquet": pd.read_parquet,
     ".pq": pd.read_parquet,
 }
+
+
+@dataclass(frozen=True)
+class Backfilled:
+    """What a backfill sent: its rows, and the event time they span (None when the file has no ``timestamp``
+    column: the events were stamped as they were sent)."""
+
+    rows: int
+    first: datetime | None
+    last: datetime | None
+
+
+def event_time_span(frame: pd.DataFrame) -> tuple[datetime | None, datetime | None]:
+    """The earliest and latest ``timestamp`` of ``frame`` (epoch milliseconds or date-times), or (None, None)."""
+    if "timestamp" not in frame or frame.empty:
+        return None, None
+    column = frame["timestamp"]
+    if pd.api.types.is_numeric_dtype(column):
+        stamps = pd.to_datetime(column, unit="ms", utc=True)
+    else:
+        stamps = pd.to_datetime(column, utc=True, format="mixed")
+    return stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -44,8 +69,8 @@ def backfill(
     feedback: bool = False,
     sensitive_columns: tuple[str, ...] = (),
     progress: Callable[[int, int], None] = lambda _done, _total: None,
-) -> int:
-    """Send every row of ``path`` as a prediction (or, with ``feedback``, as a label); return the row count.
+) -> Backfilled:
+    """Send every row of ``path`` as a prediction (or, with ``feedback``, as a label); say what was sent.
 
     ``progress(done, total)`` is called after each chunk. A row that breaks the contract stops the backfill
     with its row number; the rows before it have been sent.
@@ -69,4 +94,4 @@ def backfill(
                     value=error.value,
                 ) from None
             progress(start + len(chunk), len(frame))
-    return len(frame)
+    return Backfilled(len(frame), *event_time_span(frame))

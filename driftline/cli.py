@@ -236,14 +236,18 @@ def backfill(
     ] = None,
 ) -> None:
     """Send the rows of a file as prediction (or feedback) events, with a progress bar."""
+    from datetime import timedelta
+
     from rich.progress import Progress
 
     from driftline.backfill import backfill as run_backfill
+    from driftline.streams.joining import window_start
 
+    config = settings()
     with Progress(console=err, transient=False) as bar:
         task = bar.add_task(f"Sending {file.name}", total=None)
         sent = run_backfill(
-            settings(),
+            config,
             file,
             model,
             version,
@@ -251,7 +255,20 @@ def backfill(
             sensitive_columns=tuple(sensitive or ()),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    say(f"Sent {sent} {'feedback' if feedback else 'prediction'} events for {model} {version}")
+    span = f", event time {sent.first:%Y-%m-%d %H:%M:%S} to {sent.last:%Y-%m-%d %H:%M:%S}" if sent.last else ""
+    say(f"Sent {sent.rows} {'feedback' if feedback else 'prediction'} events for {model} {version}{span}")
+    if sent.last is not None and not feedback:
+        last_end = window_start(sent.last, config.monitor.window_s) + timedelta(seconds=config.monitor.window_s)
+        query = (
+            "SELECT max(window_end) FROM performance_windows_latest "
+            f"WHERE model_id = '{model}' AND model_version = '{version}'"
+        )
+        say(
+            f"Its windows close on its own events; the last one, ending {last_end:%Y-%m-%d %H:%M:%S}, once {model} "
+            f"{version} has been quiet for {config.monitor.idle_timeout_s:g} s while other traffic flows (or when "
+            f"it sends again). Complete when this answers {last_end:%Y-%m-%d %H:%M:%S}:\n  driftline sql "
+            f'"{query}"'
+        )
 
 
 @reference_app.command("build")

@@ -14,8 +14,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
+from typer.testing import CliRunner
 
 from driftline.backfill import backfill
+from driftline.cli import app
 from driftline.producer import Monitor
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.results import (
@@ -32,6 +34,7 @@ from driftline.schemas.results import (
 from driftline.settings import Settings
 from driftline.sinks.sink import Sink
 from driftline.topics import create_topics
+from tests.integration.running import worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -287,7 +290,9 @@ def test_backfill_sends_a_parquet_of_predictions_and_a_csv_of_labels(
     )
     labels = backfill(settings, tmp_path / "labels.csv", "churn", "3", feedback=True)
 
-    assert (sent, labels, seen[-1]) == (30, 10, (30, 30))
+    assert (sent.rows, labels.rows, seen[-1]) == (30, 10, (30, 30))
+    assert (sent.first, sent.last) == (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 1, 0, 29, tzinfo=UTC))
+    assert labels.first is None  # the labels file has no timestamps: they were stamped as sent
     sink = Sink(settings, clickhouse)
     run_sink_until(sink, lambda: count(clickhouse, "predictions") == 30 and count(clickhouse, "feedback") == 10)
     row = clickhouse.query(
@@ -366,3 +371,23 @@ def test_a_second_label_is_stored_and_feedback_counted_shows_the_one_the_windows
 
     counted = clickhouse.query("SELECT prediction_id, label FROM feedback_counted ORDER BY prediction_id")
     assert counted.result_rows == [("other", "0"), ("twice", "1")]
+
+
+def test_the_backfill_command_says_what_it_sent_and_when_its_windows_are_complete(
+    settings: Settings, tmp_path: Path
+) -> None:
+    create_topics(settings)
+    path = tmp_path / "predictions.csv"
+    stamps = pd.date_range("2026-02-01 10:00", periods=30, freq="min", tz="UTC")
+    pd.DataFrame({"prediction_id": [f"c-{i}" for i in range(30)], "timestamp": stamps, "age": range(30)}).assign(
+        label=1, score=0.9
+    ).to_csv(path, index=False)
+    env = worker_env(settings, tmp_path, DRIFTLINE_MONITOR_WINDOW_S="3600", DRIFTLINE_MONITOR_IDLE_TIMEOUT_S="10")
+
+    result = CliRunner().invoke(app, ["backfill", str(path), "--model", "churn", "--version", "4"], env=env)
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Sent 30 prediction events for churn 4, event time 2026-02-01 10:00:00 to 2026-02-01 10:29:00" in text
+    assert "the last one, ending 2026-02-01 11:00:00, once churn 4 has been quiet for 10 s" in text
+    assert "model_id = 'churn' AND model_version = '4'" in text
