@@ -273,16 +273,45 @@ def backfill(
 
 @reference_app.command("build")
 def reference_build(
+    *,
     model: Annotated[str, typer.Option("--model", "-m", help="Model id.")],
     version: Annotated[str, typer.Option("--version", "-v", help="Model version.")],
-    source: Annotated[Path, typer.Option("--from", help="CSV or Parquet of training data (features, score, label).")],
+    source: Annotated[
+        Path, typer.Option("--from", help="CSV or Parquet of training data (features, score, predicted label).")
+    ],
     feature: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Profile only these columns.")] = None,
+    prediction_column: Annotated[
+        str, typer.Option("--prediction-column", help="Column of the model's predicted label.")
+    ] = "prediction",
+    score_column: Annotated[
+        str, typer.Option("--score-column", help="Column of the score (binary: probability of the positive class).")
+    ] = "score",
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", help="Column of the true outcome (left out of the features).")
+    ] = None,
+    sensitive: Annotated[
+        list[str] | None,
+        typer.Option("--sensitive", "-s", help="A sensitive attribute's column, left out of the features (repeat)."),
+    ] = None,
 ) -> None:
-    """Build a reference profile from a file and publish it to the workers."""
+    """Build a reference profile from a file and publish it to the workers.
+
+    A column named ``label`` must be named by --label-column (the true outcome) or --prediction-column (the
+    predicted label): profiling the one as the other is silent and wrong."""
     from driftline.backfill import read_frame
     from driftline.reference import build_and_publish
 
-    profile = build_and_publish(settings(), read_frame(source), model, version, feature)
+    profile = build_and_publish(
+        settings(),
+        read_frame(source),
+        model,
+        version,
+        feature,
+        prediction_column=prediction_column,
+        score_column=score_column,
+        label_column=label_column,
+        sensitive=tuple(sensitive or ()),
+    )
     say(f"Published the reference profile of {model} {version}: {profile.rows} rows, {len(profile.features)} features")
 
 

@@ -10,7 +10,7 @@
     simulation.produce(settings)                 # to Kafka through driftline.producer.Monitor (SendReport)
     simulation.produce(settings, fast=True)      # the fast path: same JSON and partitions, no validation
     simulation.to_parquet("out/")                # predictions.parquet, feedback.parquet
-    simulation.training_set(5_000)               # features, score, label: for `driftline reference build`
+    simulation.training_set(5_000)               # features, score, prediction: for `driftline reference build`
 
 The world, per prediction (``σ`` is the logistic function; seeds ``[seed]`` spawn independent streams for the
 models, the events and the training set, so the same config always gives the same events):
@@ -370,17 +370,17 @@ class Simulation:
 
     def training_set(self, rows: int = 5_000, *, model_id: str | None = None, at_s: float = 0.0) -> pd.DataFrame:
         """``rows`` rows of one model's world as it is at ``at_s`` seconds of event time (the first model and
-        the start by default): the feature columns, ``score`` and ``label`` (the predicted label).
+        the start by default): the feature columns, ``score`` and ``prediction`` (the predicted label).
 
         It is what ``driftline reference build --from FILE`` profiles: the profile's predicted-label
-        distribution is read from ``label``. Drawn from its own seed stream; the events do not change.
+        distribution is read from ``prediction``. Drawn from its own seed stream; the events do not change.
         """
         model = self.config.models.index(model_id) if model_id is not None else 0
         rng = np.random.default_rng(self._training_seed)
         draw = self._draw(rng, np.full(rows, float(at_s)), np.full(rows, model, dtype=np.intp))
         frame = pd.DataFrame(self._feature_columns(draw))
         frame["score"] = draw.score
-        frame["label"] = draw.predicted
+        frame["prediction"] = draw.predicted
         return frame
 
     def produce(

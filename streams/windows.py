@@ -372,7 +372,7 @@ class WindowEngine:
         binary = buffer.task == "binary"
         for _partition, share in sorted(buffer.shares.items()):
             for features, score, predicted in share.rows:
-                rows.append({**features, "score": score if binary else None, "label": predicted})
+                rows.append({**features, "score": score if binary else None, "prediction": predicted})
                 if len(rows) >= self.settings.reference_first_n:
                     frame = pd.DataFrame(rows).dropna(axis=1, how="all")
                     end = key[2] + timedelta(seconds=self.settings.window_s)

@@ -8,12 +8,14 @@ standard deviation; other columns get the share of each category. Nulls count to
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from driftline.schemas.errors import ConfigError
 from driftline.schemas.results import FeatureProfile, ReferenceProfile
 from driftline.streams.monitors.drift import numeric_bin_shares
 
@@ -21,6 +23,7 @@ SAMPLE_SIZE = 2_000
 BINS = 10
 SCORE = "__score__"
 PREDICTED_LABEL = "__predicted_label__"
+AMBIGUOUS = "label"  # the true outcome or the predicted label? refused unless named
 
 
 def feature_profile(column: pd.Series, seed: int = 0) -> FeatureProfile:
@@ -62,20 +65,35 @@ def build_profile(
     *,
     features: list[str] | None = None,
     score_column: str | None = "score",
-    label_column: str | None = "label",
+    prediction_column: str | None = "prediction",
+    label_column: str | None = None,
+    exclude: Iterable[str] = (),
     source: Literal["training_data", "first_events"] = "training_data",
     created_at: datetime | None = None,
 ) -> ReferenceProfile:
-    """A reference profile of ``frame``: every feature column, plus scores and predicted labels if present."""
+    """A reference profile of ``frame``: its features, plus the scores (``score_column``) and predicted labels
+    (``prediction_column``) when present.
+
+    The features are ``features``, or every other column but ``label_column`` (the true outcome), ``exclude``
+    (sensitive attributes, which arrive apart from the features), ``prediction_id`` and ``timestamp``. A column
+    named ``label`` that no argument names is refused (:class:`ConfigError`): in training data it is usually the
+    true outcome, in logged predictions the predicted label, and profiling it as the wrong one is silent.
+    """
     if frame.empty:
         raise ValueError("a reference profile needs at least one row")
-    reserved = {score_column, label_column, "prediction_id", "timestamp"}
+    named = {score_column, prediction_column, label_column}
+    if features is None and AMBIGUOUS in frame and AMBIGUOUS not in named:
+        raise ConfigError(
+            f"column {AMBIGUOUS!r} is ambiguous: name it as the true outcome (--label-column {AMBIGUOUS}) or as "
+            f"the model's predicted label (--prediction-column {AMBIGUOUS})"
+        )
+    reserved = {*named, *exclude, "prediction_id", "timestamp"}
     names = features if features is not None else [c for c in frame.columns if c not in reserved]
     profiles = {str(name): feature_profile(frame[name], seed=i) for i, name in enumerate(names)}
     if score_column and score_column in frame:
         profiles[SCORE] = feature_profile(frame[score_column].astype(float))
-    if label_column and label_column in frame:
-        profiles[PREDICTED_LABEL] = feature_profile(frame[label_column].astype(str))
+    if prediction_column and prediction_column in frame:
+        profiles[PREDICTED_LABEL] = feature_profile(frame[prediction_column].astype(str))
     return ReferenceProfile(
         model_id=model_id,
         model_version=model_version,

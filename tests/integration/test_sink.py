@@ -34,7 +34,7 @@ from driftline.schemas.results import (
 from driftline.settings import Settings
 from driftline.sinks.sink import Sink
 from driftline.topics import create_topics
-from tests.integration.running import worker_env
+from tests.integration.running import read_topic, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -391,3 +391,26 @@ def test_the_backfill_command_says_what_it_sent_and_when_its_windows_are_complet
     assert "Sent 30 prediction events for churn 4, event time 2026-02-01 10:00:00 to 2026-02-01 10:29:00" in text
     assert "the last one, ending 2026-02-01 11:00:00, once churn 4 has been quiet for 10 s" in text
     assert "model_id = 'churn' AND model_version = '4'" in text
+
+
+def test_reference_build_takes_the_columns_by_name_and_refuses_an_unnamed_label(
+    settings: Settings, tmp_path: Path
+) -> None:
+    create_topics(settings)
+    path = tmp_path / "training.csv"
+    pd.DataFrame(
+        {"age": range(40), "gender": ["f", "m"] * 20, "p": [0, 1, 1, 1] * 10, "label": [0, 1] * 20, "score": 0.5}
+    ).to_csv(path, index=False)
+    env = worker_env(settings, tmp_path)
+    build = ["reference", "build", "--model", "churn", "--version", "5", "--from", str(path)]
+
+    refused = CliRunner().invoke(app, build, env=env)
+    columns = ["--label-column", "label", "--prediction-column", "p", "-s", "gender"]
+    named = CliRunner().invoke(app, [*build, *columns], env=env)
+
+    assert isinstance(refused.exception, ConfigError)  # `driftline` prints it as one line and exits with 2
+    assert "column 'label' is ambiguous" in str(refused.exception)
+    assert named.exit_code == 0, named.output
+    [profile] = [ReferenceProfile.model_validate_json(value) for value in read_topic(settings, "reference-profiles")]
+    assert set(profile.features) == {"age", "__score__", "__predicted_label__"}
+    assert profile.features["__predicted_label__"].category_shares == {"1": 0.75, "0": 0.25}

@@ -8,6 +8,9 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chisquare, ks_2samp, kstwo, wasserstein_distance
 
+from driftline.reference import build_and_publish
+from driftline.schemas.errors import ConfigError
+from driftline.settings import Settings
 from driftline.streams.monitors.drift import KS_PVALUE_BOUND, KS_PVALUE_BOUND_SMALL, SHARE_FLOOR, ks_pvalues, psi
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile, feature_profile
 from tests.summaries import categorical_counts, numeric_counts
@@ -86,7 +89,7 @@ def test_profile_covers_features_scores_and_predicted_labels() -> None:
             "age": RNG.normal(40, 5, 300),
             "city": RNG.choice(["x", "y"], 300),
             "score": RNG.random(300),
-            "label": RNG.integers(0, 2, 300),
+            "prediction": RNG.integers(0, 2, 300),
             "prediction_id": [f"p{i}" for i in range(300)],
         }
     )
@@ -109,3 +112,35 @@ def test_ks_pvalues_are_within_their_stated_bounds_of_scipys_kstwo() -> None:
     assert error.max() <= KS_PVALUE_BOUND
     assert error[exact <= 0.1].max() <= KS_PVALUE_BOUND_SMALL
     assert error[n.ravel() >= 500].max() <= 0.006
+
+
+def test_a_column_named_label_must_be_named_and_true_outcomes_and_sensitive_columns_are_no_features() -> None:
+    """Training data's ``label`` is the true outcome: profiled as the predicted label it would be silently
+    wrong, so it is refused until named; the outcome and the sensitive attributes are left out of the features."""
+    frame = pd.DataFrame(
+        {
+            "age": RNG.normal(40, 5, 300),
+            "gender": RNG.choice(["f", "m"], 300),
+            "score": RNG.random(300),
+            "label": RNG.integers(0, 2, 300),
+            "prediction": (RNG.random(300) < 0.1).astype(int),
+        }
+    )
+    with pytest.raises(ConfigError, match=r"column 'label' is ambiguous: .*--label-column label"):
+        build_profile(frame, "m", "1")
+
+    profile = build_profile(frame, "m", "1", label_column="label", exclude=("gender",))
+
+    assert set(profile.features) == {"age", SCORE, PREDICTED_LABEL}
+    shares = profile.features[PREDICTED_LABEL].category_shares or {}
+    assert shares["1"] == pytest.approx(frame["prediction"].mean())  # the predictions', not the outcome's
+    as_predictions = build_profile(frame.drop(columns="prediction"), "m", "1", prediction_column="label")
+    assert (as_predictions.features[PREDICTED_LABEL].category_shares or {})["1"] == pytest.approx(frame["label"].mean())
+
+
+def test_reference_build_names_a_missing_column_and_the_columns_there_are() -> None:
+    frame = pd.DataFrame({"age": [1.0, 2.0], "score": [0.1, 0.9], "prediction": [0, 1]})
+    with pytest.raises(ConfigError, match=r"--sensitive gender: no such column; the file has \['age', 'score'"):
+        build_and_publish(Settings(), frame, "m", "1", sensitive=("gender",))
+    with pytest.raises(ConfigError, match="--label-column outcome: no such column"):
+        build_and_publish(Settings(), frame, "m", "1", label_column="outcome")

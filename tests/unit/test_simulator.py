@@ -283,7 +283,7 @@ def test_training_set_is_what_reference_build_profiles(tmp_path: Path) -> None:
     assert set(profile.features[PREDICTED_LABEL].category_shares or {}) == {"0", "1"}
     stream, _ = simulation.frames()
     assert training["score"].mean() == pytest.approx(stream["score"].mean(), abs=0.02)
-    assert training["label"].mean() == pytest.approx(stream["label"].mean(), abs=0.02)
+    assert training["prediction"].mean() == pytest.approx(stream["label"].mean(), abs=0.02)
 
 
 def test_parquet_files_hold_the_valid_events(tmp_path: Path) -> None:
@@ -370,7 +370,7 @@ def test_simulate_writes_parquet_and_a_training_set_without_a_broker(tmp_path: P
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(tmp_path / "out" / "predictions.parquet")) == 1000
     assert set(pd.read_parquet(tmp_path / "out" / "predictions.parquet")["phase"]) == {"stable", "covariate-drift"}
-    assert {"score", "label", "income"} <= set(pd.read_parquet(tmp_path / "training.parquet").columns)
+    assert {"score", "prediction", "income"} <= set(pd.read_parquet(tmp_path / "training.parquet").columns)
 
 
 def test_simulate_help_names_every_scenario() -> None:
@@ -392,4 +392,4 @@ def test_readme_simulation_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     exec(compile(example, "README.md", "exec"), namespace)
 
     assert len(namespace["predictions"]) == 20_000  # type: ignore[arg-type]
-    assert {"score", "label", "income"} <= set(namespace["training"].columns)  # type: ignore[attr-defined]
+    assert {"score", "prediction", "income"} <= set(namespace["training"].columns)  # type: ignore[attr-defined]
