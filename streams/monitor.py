@@ -254,9 +254,7 @@ class StreamMonitor:
             self.counts["windows_emitted"] += len(emission.results)
             self.counts["alarms"] += len(emission.alarms)
             policy = merger.policy
-            merger.outbox.extend(t for key, alarm in emission.alarms if (t := policy.on_alarm(key, alarm)) is not None)
-            for result in emission.results:
-                merger.outbox.extend(policy.on_window(result))
+            merger.outbox.extend(policy.on_emission(emission.results, emission.alarms))
             policy.expire(partial(_past_horizon, merger.engine, past_horizon))
             if merger.engine.unpublished_profiles:  # at least once: the same profile again is no change
                 self.publish_profiles(merger.engine.unpublished_profiles)

@@ -11,6 +11,8 @@ Contract
 - :meth:`TriggerPolicy.on_alarm` takes a detector alarm as soon as it is raised, with the window it falls in,
   and returns the trigger it decides, if any: a detector may fire before its window closes. An alarm also
   listed in ``result.alarms`` counts once (one detector verdict per window).
+- :meth:`TriggerPolicy.on_emission` takes what one emission of the worker brings (window results and alarms)
+  and judges it in window order, a window's alarms before its results: the worker calls it.
 - :meth:`TriggerPolicy.state` is the policy's memory as plain data (dicts, tuples, datetimes), saved with
   the checkpoint; :meth:`TriggerPolicy.restore` puts it back, so a restart never decides a window twice.
   :meth:`TriggerPolicy.expire` forgets windows that can no longer be re-emitted.
@@ -182,6 +184,26 @@ class TriggerPolicy:
         )
         memory["verdicts"].setdefault(*detected)
         return self._decide(window.model_id, window.model_version, window.window_start)
+
+    def on_emission(
+        self, results: Sequence[WindowResult], alarms: Sequence[tuple[WindowKey, DetectorAlarm]]
+    ) -> list[RetrainTrigger]:
+        """Decide what one emission of the worker brings, in window order, a window's alarms (in the order they
+        were raised) before its results, as a stream read live brings them. So an emission that closes many
+        windows at once (catching up a backlog, after a restart, a replay) decides as the live stream would:
+        an alarm in a later window never makes the results of an earlier one "older than the last fire"."""
+        order = sorted(
+            [(key.window_start, 0, i) for i, (key, _alarm) in enumerate(alarms)]
+            + [(result.window_start, 1, i) for i, result in enumerate(results)]
+        )
+        triggers: list[RetrainTrigger] = []
+        for _start, kind, i in order:
+            if kind == 0:
+                trigger = self.on_alarm(*alarms[i])
+                triggers.extend([trigger] if trigger is not None else [])
+            else:
+                triggers.extend(self.on_window(results[i]))
+        return triggers
 
     def expire(self, before: Callable[[tuple[str, str]], datetime]) -> None:
         """Forget the windows of each model version starting before ``before((model_id, model_version))``,

@@ -271,6 +271,24 @@ def test_a_detector_alarm_fires_immediately_in_the_window_it_falls_in() -> None:
     assert policy.on_alarm(key(5), alarm(5, "page_hinkley")) is None  # cooldown
 
 
+def test_an_emission_closing_several_windows_is_judged_in_window_order_as_the_live_stream_would_be() -> None:
+    """A backlog closes windows 1 to 3 at once, with an ADWIN alarm raised in window 3: window 1's accuracy
+    breach fires, as it does when the same windows come one by one; the alarm falls in the cooldown."""
+    results = [window(1, 0.5), window(2, 0.5), window(3, 0.5)]
+    alarms = [(key(3), alarm(3))]
+    live = make_policy()
+    one_by_one = [t for r in results[:2] for t in live.on_window(r)]
+    one_by_one += [t for t in [live.on_alarm(*alarms[0])] if t is not None] + live.on_window(results[2])
+
+    caught_up = make_policy().on_emission(list(reversed(results)), alarms)
+
+    assert fired_windows(caught_up) == fired_windows(one_by_one) == [1]
+    assert [t.trigger_id for t in caught_up] == [t.trigger_id for t in one_by_one]
+    alarm_first = make_policy()  # the order the worker used: every alarm of the emission, then the results
+    first = alarm_first.on_alarm(*alarms[0])
+    assert first is not None and fired_windows([first, *run(alarm_first, results)]) == [3]
+
+
 def test_an_alarm_seen_only_in_a_window_result_fires_and_one_under_min_samples_does_not() -> None:
     policy = make_policy(page_hinkley={"min_samples": 100})
 
