@@ -297,8 +297,9 @@ class PolicyRules(_Config):
         ge=0,
         allow_inf_nan=False,
         description=(
-            "After a trigger, the model's windows starting less than this many seconds (event time) after the "
-            "fired window's start, or before it, do not fire."
+            "After a trigger, the same problem (rule and metric, e.g. psi_above on psi:age) does not fire again for "
+            "the model in windows starting less than this many seconds (event time) after the fired window's "
+            "start, or before it; other problems fire on their own."
         ),
     )
     confidence: float = Field(

@@ -190,7 +190,9 @@ class RetrainTrigger(_Result):
     """One retraining decision: the policy fired for a model version in a window."""
 
     schema_version: Literal[1] = 1
-    trigger_id: str = Field(description="sha256 of model, version, window start and sorted rule names (dedupe key).")
+    trigger_id: str = Field(
+        description="sha256 of model, version, window start and sorted problems, rule/metric (dedupe key)."
+    )
     model_id: Id
     model_version: Id
     created_at: EventTime = Field(description="Event time of the decision (the watermark), not wall-clock time.")
@@ -208,7 +210,8 @@ class RetrainTrigger(_Result):
         return self.trigger_id
 
 
-def trigger_id(model_id: str, model_version: str, window_start: datetime, rules: list[str]) -> str:
-    """The id of a decision: the same model, version, window start and rules always give the same id."""
-    text = "\x1f".join([model_id, model_version, window_start.isoformat(), *sorted(rules)])
+def trigger_id(model_id: str, model_version: str, window_start: datetime, problems: list[str]) -> str:
+    """The id of a decision: the same model, version, window start and problems (``rule/metric``, e.g.
+    ``psi_above/psi:age``) always give the same id."""
+    text = "\x1f".join([model_id, model_version, window_start.isoformat(), *sorted(problems)])
     return hashlib.sha256(text.encode()).hexdigest()

@@ -137,7 +137,7 @@ RETRAIN_TRIGGERS = Table(
     "retrain_triggers",
     "retraining decision",
     (
-        _c("trigger_id", "String", "sha256 of model, version, window start and sorted rule names"),
+        _c("trigger_id", "String", "sha256 of model, version, window start and sorted problems (rule/metric)"),
         _c("model_id", "LowCardinality(String)", "the model"),
         _c("model_version", "LowCardinality(String)", "the model's version"),
         _c("created_at", "DateTime64(3, 'UTC')", "event time of the decision"),

@@ -42,17 +42,19 @@ with ``confidence`` 0, is judged on its point estimate. Recovery is always judge
 2. it is armed: it never fired for this model version, or a window after the one it last fired in and before
    w shows it recovered (detector rules are always armed: the detector restarts after firing).
 
-The policy fires for w when a rule-metric qualifies, w has not fired before (one decision per model version
-and window: a later revision in which more rules breach publishes nothing more), and w starts at least
-``cooldown_s`` after the start of the model's latest fired window (of any version; older windows never fire).
-Firing disarms the threshold rule-metrics it names. A re-emitted older window can complete a run of
-consecutive breaches that ends in a newer window: that newer window is decided then, which is why
-``on_window`` returns a list.
+Each rule-metric is a *problem* (``psi_above`` on ``psi:age``, ``adwin`` on ``adwin:error_rate``). The policy
+fires for w with the problems that qualify in w, have not fired in w yet, and are not cooling down: a problem
+cools down for ``cooldown_s`` after the start of the latest window it fired in (for the model, any version),
+and windows before that one never fire it again. So each problem gets its own trigger at its onset: another
+problem's trigger, in the same window or an earlier one, never holds it back, and a later revision of a window
+(more labels) fires only for problems new in it. Firing disarms the threshold rule-metrics it names. A
+re-emitted older window can complete a run of consecutive breaches that ends in a newer window: that newer
+window is decided then, which is why ``on_window`` returns a list.
 
 The trigger
 -----------
 ``trigger_id`` = :func:`~driftline.schemas.results.trigger_id` of model, version, window start and the sorted
-names of the rules that fired; ``created_at`` = the window's end (also when a detector decided before the
+problems that fired (``rule/metric``); ``created_at`` = the window's end (also when a detector decided before the
 window closed, so the trigger does not depend on which call decided it); ``severity`` is *critical* when a
 performance rule fired (``accuracy_below``, ``estimated_accuracy_below``, ``adwin``) or rules of two kinds
 (performance, drift, fairness) fired together, else *warning*. One reason per qualifying rule-metric, sorted
@@ -114,20 +116,20 @@ Reading = tuple[str, float, Bounds, int, tuple[str, ...]]
 
 
 class WindowMemory(TypedDict):
-    """What the policy keeps of one window: its latest revision's verdicts and whether it fired."""
+    """What the policy keeps of one window: its latest revision's verdicts and the problems it fired for."""
 
     revision: int  # -1 while only detector alarms are known
     end: datetime
     verdicts: dict[VerdictKey, Verdict]
-    fired: bool
+    fired: list[VerdictKey]
 
 
 class PolicyState(TypedDict):
-    """The policy's memory: windows per (model, version), disarmed rule-metrics, latest fire per model."""
+    """The policy's memory: windows per (model, version), disarmed rule-metrics, latest fire per problem."""
 
     windows: dict[tuple[str, str], dict[datetime, WindowMemory]]
     disarmed: dict[tuple[str, str, str, str], datetime]  # (model, version, rule, metric) -> start it fired in
-    last_fired: dict[str, datetime]  # model -> start of its latest fired window
+    last_fired: dict[tuple[str, str, str], datetime]  # (model, rule, metric) -> start of its latest fired window
 
 
 class TriggerPolicy:
@@ -167,7 +169,7 @@ class TriggerPolicy:
                     if samples >= rule.min_samples and (status := _status(rule, observed, bounds)) is not None:
                         verdicts[(name, metric)] = (status, observed, samples, evidence if status == "breach" else ())
         windows[result.window_start] = WindowMemory(
-            revision=result.revision, end=result.window_end, verdicts=verdicts, fired=bool(known and known["fired"])
+            revision=result.revision, end=result.window_end, verdicts=verdicts, fired=known["fired"] if known else []
         )
         reach = max((r.consecutive for r in policy.rules().values() if isinstance(r, ThresholdRule)), default=1)
         decided = (self._decide(*version, result.window_start + k * self.step) for k in range(reach))
@@ -180,7 +182,7 @@ class TriggerPolicy:
             return None
         windows = self._state["windows"].setdefault((window.model_id, window.model_version), {})
         memory = windows.setdefault(
-            window.window_start, WindowMemory(revision=-1, end=window.window_end, verdicts={}, fired=False)
+            window.window_start, WindowMemory(revision=-1, end=window.window_end, verdicts={}, fired=[])
         )
         memory["verdicts"].setdefault(*detected)
         return self._decide(window.model_id, window.model_version, window.window_start)
@@ -228,26 +230,35 @@ class TriggerPolicy:
     def _decide(self, model_id: str, model_version: str, start: datetime) -> RetrainTrigger | None:
         windows = self._state["windows"].get((model_id, model_version), {})
         memory = windows.get(start)
-        if memory is None or memory["fired"]:
+        if memory is None:
             return None
         policy = self.settings.for_model(model_id)
-        last = self._state["last_fired"].get(model_id)
-        if last is not None and start < last + timedelta(seconds=policy.cooldown_s):
-            return None
         qualifying = [
             (key, verdict)
             for key, verdict in sorted(memory["verdicts"].items())
-            if verdict[0] == "breach" and self._qualifies(policy, model_id, model_version, start, key)
+            if verdict[0] == "breach"
+            and key not in memory["fired"]
+            and not self._cooling_down(policy, model_id, start, key)
+            and self._qualifies(policy, model_id, model_version, start, key)
         ]
         if not qualifying:
             return None
-        memory["fired"] = True
-        self._state["last_fired"][model_id] = start
+        for key, _verdict in qualifying:
+            memory["fired"].append(key)
+            self._state["last_fired"][(model_id, *key)] = max(
+                start, self._state["last_fired"].get((model_id, *key), start)
+            )
         for key, _verdict in qualifying:
             if isinstance(policy.rules()[key[0]], ThresholdRule):
                 self._state["disarmed"][(model_id, model_version, *key)] = start
         window = WindowKey(model_id=model_id, model_version=model_version, window_start=start, window_end=memory["end"])
         return _trigger(policy, window, qualifying)
+
+    def _cooling_down(self, policy: PolicyRules, model_id: str, start: datetime, key: VerdictKey) -> bool:
+        """The problem ``key`` fired for the model (any version) in a window starting less than ``cooldown_s``
+        before ``start``, or after it."""
+        last = self._state["last_fired"].get((model_id, *key))
+        return last is not None and start < last + timedelta(seconds=policy.cooldown_s)
 
     def _qualifies(self, policy: PolicyRules, model_id: str, version: str, start: datetime, key: VerdictKey) -> bool:
         """Enabled, armed, and breaching in the ``consecutive − 1`` windows before ``start`` (it breaches in it)."""
@@ -466,7 +477,9 @@ def _trigger(policy: PolicyRules, window: WindowKey, qualifying: list[tuple[Verd
             )
         )
     return RetrainTrigger(
-        trigger_id=trigger_id(window.model_id, window.model_version, window.window_start, names),
+        trigger_id=trigger_id(
+            window.model_id, window.model_version, window.window_start, [f"{r}/{m}" for (r, m), _v in qualifying]
+        ),
         model_id=window.model_id,
         model_version=window.model_version,
         created_at=window.window_end,

@@ -138,7 +138,7 @@ def test_fires_once_at_the_first_qualifying_window_with_its_reason_and_evidence(
         }
     ]
     assert trigger.evidence == [f"performance_windows/credit-risk/1/{start(1).isoformat()}"]
-    assert trigger.trigger_id == trigger_id("credit-risk", "1", start(1), ["accuracy_below"])
+    assert trigger.trigger_id == trigger_id("credit-risk", "1", start(1), ["accuracy_below/accuracy"])
 
 
 def test_under_min_samples_a_window_neither_breaches_nor_recovers() -> None:
@@ -158,18 +158,20 @@ def test_does_not_fire_before_the_consecutive_window_count() -> None:
     assert fired_windows(policy.on_window(window(5, 0.7))) == [5]
 
 
-def test_cooldown_holds_back_other_rules_until_it_has_passed_in_event_time() -> None:
-    policy = make_policy(cooldown_s=3 * WINDOW_S)
-    drifting = [feature("age", psi=0.4)]
+def test_cooldown_holds_back_repeats_of_the_same_problem_not_other_evidence() -> None:
+    policy = make_policy(cooldown_s=5 * WINDOW_S)
 
     assert fired_windows(policy.on_window(window(0, 0.8))) == [0]
-    assert run(policy, [window(1, drift=drifting), window(2, drift=drifting)]) == []
-    (trigger,) = policy.on_window(window(3, drift=drifting))
+    (drift,) = policy.on_window(window(1, drift=[feature("age", psi=0.4)]))  # another problem: its own trigger
+    (second,) = policy.on_window(window(2, drift=[feature("age", psi=0.5), feature("income", psi=0.4)]))
+    assert [(r.rule, r.metric, r.observed) for r in drift.reasons] == [("psi_above", "psi:age", 0.4)]
+    assert [r.metric for r in second.reasons] == ["psi:income"]  # a second feature drifting while age still does
+    assert drift.severity == second.severity == "warning"
 
-    assert trigger.window_start == start(3)
-    assert [(r.rule, r.metric, r.observed) for r in trigger.reasons] == [("psi_above", "psi:age", 0.4)]
-    assert trigger.severity == "warning"
-    assert policy.on_window(window(2, 0.5, revision=2, drift=drifting)) == []  # older than the last fire
+    assert policy.on_window(window(3, 0.95)) == []  # accuracy recovers: its rule re-arms
+    assert policy.on_window(window(4, 0.8)) == []  # the same problem again, inside its cooldown
+    assert fired_windows(policy.on_window(window(5, 0.8))) == [5]  # ... and after it
+    assert policy.on_window(window(3, 0.5, revision=2)) == []  # a repeat between its fires: held back too
 
 
 def test_a_metric_hovering_inside_the_hysteresis_band_fires_once() -> None:
@@ -197,12 +199,14 @@ def test_fires_again_after_recovery_and_a_new_breach() -> None:
     assert triggers[0].trigger_id != triggers[1].trigger_id
 
 
-def test_re_emitted_revisions_of_a_window_never_give_a_second_trigger() -> None:
+def test_a_re_emitted_window_decides_a_problem_once_and_a_new_problem_in_it_once_more() -> None:
     policy = make_policy()
 
     assert fired_windows(policy.on_window(window(0, 0.8, labelled=200))) == [0]
-    assert policy.on_window(window(0, 0.6, labelled=400, revision=2, drift=[feature("age", psi=0.9)])) == []
-    assert policy.on_window(window(0, 0.6, labelled=400, revision=2)) == []
+    assert policy.on_window(window(0, 0.6, labelled=400, revision=2)) == []  # the same problem, decided
+    (drift,) = policy.on_window(window(0, 0.6, labelled=400, revision=3, drift=[feature("age", psi=0.9)]))
+    assert [r.metric for r in drift.reasons] == ["psi:age"]
+    assert policy.on_window(window(0, 0.6, labelled=450, revision=4, drift=[feature("age", psi=0.9)])) == []
 
 
 def test_out_of_order_re_emission_counts_consecutive_windows_by_start() -> None:
@@ -238,9 +242,10 @@ SEQUENCE = [
 def test_same_inputs_give_the_same_triggers_and_ids() -> None:
     first, second = run(make_policy(), SEQUENCE), run(make_policy(), SEQUENCE)
 
-    assert fired_windows(first) == [1, 8]
+    assert fired_windows(first) == [1, 8, 9]  # accuracy recovered in window 2 and breaches again in 9
     assert [t.model_dump() for t in first] == [t.model_dump() for t in second]
-    assert first[0].trigger_id == trigger_id("credit-risk", "1", start(1), ["psi_above", "accuracy_below"])
+    problems = ["psi_above/psi:age", "accuracy_below/accuracy"]
+    assert first[0].trigger_id == trigger_id("credit-risk", "1", start(1), problems)
     assert [r.metric for r in first[0].reasons] == ["accuracy", "psi:age"]
 
 
@@ -266,27 +271,31 @@ def test_a_detector_alarm_fires_immediately_in_the_window_it_falls_in() -> None:
     assert [(r.rule, r.metric, r.observed, r.threshold, r.sample_count) for r in trigger.reasons] == [
         ("adwin", "adwin:error_rate", 0.31, 0.0, 412)
     ]
-    assert trigger.trigger_id == trigger_id("credit-risk", "1", start(4), ["adwin"])
-    assert policy.on_window(window(4, 0.7, alarms=[alarm(4)])) == []  # the window already decided
-    assert policy.on_alarm(key(5), alarm(5, "page_hinkley")) is None  # cooldown
+    assert trigger.trigger_id == trigger_id("credit-risk", "1", start(4), ["adwin/adwin:error_rate"])
+    (results,) = policy.on_window(window(4, 0.7, alarms=[alarm(4)]))  # the alarm counts once; accuracy is news
+    assert [r.rule for r in results.reasons] == ["accuracy_below"]
+    assert policy.on_alarm(key(5), alarm(5, "adwin")) is None  # the same problem inside its cooldown
+    assert policy.on_alarm(key(5), alarm(5, "page_hinkley")) is not None  # another detector: its own
 
 
 def test_an_emission_closing_several_windows_is_judged_in_window_order_as_the_live_stream_would_be() -> None:
-    """A backlog closes windows 1 to 3 at once, with an ADWIN alarm raised in window 3: window 1's accuracy
-    breach fires, as it does when the same windows come one by one; the alarm falls in the cooldown."""
+    """A backlog closes windows 1 to 3 at once, with an ADWIN alarm raised in window 1 and another in window 3:
+    the triggers are those of the same windows coming one by one (the first alarm's, window 1's accuracy
+    breach, the second alarm inside its cooldown), whatever order the emission lists them in."""
     results = [window(1, 0.5), window(2, 0.5), window(3, 0.5)]
-    alarms = [(key(3), alarm(3))]
+    alarms = [(key(3), alarm(3)), (key(1), alarm(1))]
     live = make_policy()
-    one_by_one = [t for r in results[:2] for t in live.on_window(r)]
-    one_by_one += [t for t in [live.on_alarm(*alarms[0])] if t is not None] + live.on_window(results[2])
+    one_by_one = [t for t in [live.on_alarm(*alarms[1])] if t is not None] + live.on_window(results[0])
+    one_by_one += live.on_window(results[1]) + [t for t in [live.on_alarm(*alarms[0])] if t is not None]
+    one_by_one += live.on_window(results[2])
 
     caught_up = make_policy().on_emission(list(reversed(results)), alarms)
 
-    assert fired_windows(caught_up) == fired_windows(one_by_one) == [1]
+    assert fired_windows(caught_up) == fired_windows(one_by_one) == [1, 1]
     assert [t.trigger_id for t in caught_up] == [t.trigger_id for t in one_by_one]
     alarm_first = make_policy()  # the order the worker used: every alarm of the emission, then the results
-    first = alarm_first.on_alarm(*alarms[0])
-    assert first is not None and fired_windows([first, *run(alarm_first, results)]) == [3]
+    decided = [alarm_first.on_alarm(*pair) for pair in alarms]
+    assert fired_windows([t for t in decided if t is not None]) == [3]  # window 1's alarm fell in the cooldown
 
 
 def test_an_alarm_seen_only_in_a_window_result_fires_and_one_under_min_samples_does_not() -> None:
@@ -540,7 +549,8 @@ def test_expiring_windows_keeps_the_recovery_they_held() -> None:
 
     assert fired_windows(policy.on_window(window(2, 0.8))) == [2]
     policy.expire(lambda _model: start(10))
-    assert policy.state() == PolicyState(windows={}, disarmed={}, last_fired={"credit-risk": start(2)})
+    last = {("credit-risk", "accuracy_below", "accuracy"): start(2)}
+    assert policy.state() == PolicyState(windows={}, disarmed={}, last_fired=last)
 
 
 def test_policy_doctests() -> None:
