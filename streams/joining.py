@@ -21,9 +21,11 @@ worker owning the partition, gives the same shares):
   does not name its model) passes its own time plus the horizon is *orphaned*: counted per model and window
   start of its time. Waiting feedback is kept in heaps by time, one per model, so expiry takes the oldest and
   never looks at the rest.
-- State is dropped when its model version's prediction time passes a window's end plus the horizon. Whether a
-  label joins never depends on when that happens: a label for a window past it, or feedback older than the
-  horizon meeting its prediction, is treated as if the state were gone already.
+- A label counts in its prediction's window when its own time is before the window's end plus the horizon
+  (event time alone, so the order in which the two topics are read does not matter), and it is read before its
+  model version's prediction time here passes that plus the grace period, when the window's state is dropped.
+  Whether a label joins never depends on when the dropping happens: a label for a window past it, or feedback
+  older than the horizon meeting its prediction, is treated as if the state were gone already.
 - Events are added to the summaries in batches, vectorised, when the deltas are read.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
   :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
@@ -169,6 +171,8 @@ class PartitionJoin:
         self._last_window = (EPOCH, EPOCH)
         self._window = timedelta(seconds=settings.window_s)
         self._horizon = timedelta(seconds=settings.horizon_s)
+        self._labels_until = self._window + self._horizon  # after a window's start: labels later than it miss it
+        self._kept = self._labels_until + timedelta(seconds=settings.grace_s)  # its state, for labels read late
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""
@@ -198,9 +202,13 @@ class PartitionJoin:
         share.labelled.append(0)
         self._index(event.model_id, event.prediction_id, (key, row))
         early = self.early.get((event.model_id, event.prediction_id)) or self.early.get((None, event.prediction_id))
-        if early is not None and early.timestamp >= self._clock(early.model_id) - self._horizon:
+        if (
+            early is not None
+            and early.timestamp >= self._clock(early.model_id) - self._horizon  # (else orphaned, expired yet or not)
+            and early.timestamp < start + self._labels_until
+        ):
             del self.early[(early.model_id, early.prediction_id)]
-            self._label(share, row, early)  # (older feedback is orphaned, whether or not expiry ran yet)
+            self._label(share, row, early)
 
     def add_feedback(self, event: FeedbackRecord, now: float) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
@@ -210,10 +218,15 @@ class PartitionJoin:
             slot = self.pending.get(event.prediction_id)  # feedback naming no model: the id's first model
         else:
             slot = self._slot(event.model_id, event.prediction_id)
-        if slot is not None and slot[0][2] + self._window + self._horizon > self.marks[slot[0][:2]]:
+        start = slot[0][2] if slot is not None else EPOCH
+        if (
+            slot is not None
+            and start + self._kept > self.marks[slot[0][:2]]
+            and event.timestamp < start + self._labels_until
+        ):
             key, row = slot
             self._label(self.shares[key], row, event)
-        elif (event.model_id, event.prediction_id) not in self.early:  # (past the horizon: gone, dropped or not)
+        elif (event.model_id, event.prediction_id) not in self.early:  # (too late, or its state gone, dropped or not)
             self.wait(event)
 
     def wait(self, event: FeedbackRecord) -> None:
@@ -412,7 +425,7 @@ class PartitionJoin:
 
     def _drop_expired(self) -> None:
         """Drop the shares and orphan counts past the horizon that have nothing left to send."""
-        past = self._horizon + self._window
+        past = self._kept
         for key in [
             key for key, share in self.shares.items() if key[2] <= self.marks[key[:2]] - past and not share.changed
         ]:

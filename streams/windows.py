@@ -23,7 +23,7 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 - Watermark, per model version (:class:`~driftline.streams.watermarks.ModelWatermarks`): the minimum over
   source partitions of the version's latest prediction time there (where it is not idle; a partition that never
   read it holds it at its own floor). A window closes when its version's watermark passes ``end + grace``:
-  it is emitted, and re-emitted each time it changes, until the watermark passes ``end + horizon``, when its
+  it is emitted, and re-emitted each time it changes, until the watermark passes ``end + horizon + grace``, when its
   state is dropped; a share reaching a dropped window is counted in ``after_horizon``. Another model's (or
   version's) events never close a version's windows. Orphaned feedback expires by the latest of its model's
   versions. Feedback orphaned on a partition
@@ -207,7 +207,7 @@ class WindowEngine:
         key = (delta.model_id, delta.model_version, delta.window_start)
         buffer = self.windows.get(key)
         if buffer is None:
-            horizon = timedelta(seconds=self.settings.window_s + self.settings.horizon_s)
+            horizon = timedelta(seconds=self.settings.window_s + self.settings.horizon_s + self.settings.grace_s)
             reached = self.predictions_seen.reached.get((delta.model_id, delta.model_version), EPOCH)
             if delta.window_start + horizon <= reached:  # its state was dropped already
                 self.after_horizon += 1
@@ -256,7 +256,7 @@ class WindowEngine:
             model_marks[model_id] = max(mark, model_marks.get(model_id, EPOCH))
         latest = max(marks.values(), default=EPOCH)
         grace = timedelta(seconds=self.settings.grace_s)
-        horizon = timedelta(seconds=self.settings.horizon_s)
+        horizon = timedelta(seconds=self.settings.horizon_s + self.settings.grace_s)  # the joins keep labels so long
         size = timedelta(seconds=self.settings.window_s)
         self._attribute_orphans()
         self._feed_detectors()

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from confluent_kafka import murmur2
 
+from driftline.demo import Story
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
-from driftline.settings import MonitorSettings
+from driftline.settings import MonitorSettings, Settings
 from driftline.streams.app import ChangelogStore, _Worker
 from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
 
@@ -267,3 +270,51 @@ def test_events_stamped_in_2099_are_dead_letters_and_every_model_keeps_its_windo
         assert performance.late_predictions == 0
         missing = 4 if key[1] == T0 + timedelta(seconds=120) else 0
         assert performance.predictions == expected[key].predictions - missing == 40 - missing
+
+
+def test_the_same_story_delivered_four_ways_gives_the_same_triggers(tmp_path: Path) -> None:
+    """The demo's story (drift, a fairness gap, concept drift, a new version) as single events, as envelopes,
+    with checkpoints far apart, and with the whole feedback topic read before the predictions: the triggers,
+    ids included, are the same: decisions are a function of the events, not of how they were delivered."""
+    story = Story(seed=3, windows_per_phase=2, cooldown_windows=1, predictions_per_window=3_000)
+    settings = story.settings(Settings())
+    monitor_settings = settings.monitor.model_copy(update={"idle_timeout_s": 1e9})  # no processing-time cut
+    partitions = settings.kafka.partitions
+    events = [event for event in story.simulation().events() if event.kind != "malformed"]
+
+    def deliver(name: str, order: list[Any], envelope: int, checkpoint_every: int) -> list[str]:
+        triggers: list[RetrainTrigger] = []
+        monitor = StreamMonitor(
+            monitor_settings,
+            TOPICS | {"predictions": "predictions", "feedback": "feedback"},
+            lambda _r: None,
+            triggers.extend,
+            policy=settings.policy,
+            partitions=partitions,
+        )
+        local = Local(monitor, tmp_path / name)
+        offsets: Counter[tuple[str, int]] = Counter()
+        pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+
+        def send(slot: tuple[str, int]) -> None:
+            local.handle(slot[0], slot[1], offsets[slot], b"[" + b",".join(pending.pop(slot)) + b"]")
+            offsets[slot] += 1
+
+        for i, event in enumerate(order, 1):
+            slot = (event.topic, murmur2(event.key.encode(), partitions))
+            pending[slot].append(event.payload)
+            if len(pending[slot]) >= envelope:
+                send(slot)
+            if i % checkpoint_every == 0:
+                local.checkpoint()
+        for slot in list(pending):
+            send(slot)
+        local.checkpoint()
+        return sorted(trigger.trigger_id for trigger in triggers)
+
+    single = deliver("single", events, 1, 2_000)
+    assert len(single) >= 4
+    assert deliver("envelopes", events, 50, 2_000) == single
+    assert deliver("far-apart", events, 1, 9_000) == single
+    feedback_first = sorted(events, key=lambda event: event.topic != "feedback")
+    assert deliver("feedback-first", feedback_first, 50, 5_000) == single

@@ -139,7 +139,7 @@ def test_feedback_whose_prediction_never_comes_is_counted_orphan_after_the_horiz
     [result] = [r for r in results_of(engine) if r.window_start == T0]
 
     assert result.performance.orphan_feedback == 1 and engine.joins[0].early == {}
-    tick(engine, 360)  # past the window's end + horizon: its state is dropped
+    tick(engine, 366)  # past the window's end + horizon + grace: its state is dropped
     results_of(engine)
     assert T0 not in {key[2] for key in engine.engine.windows}
     assert "p1" not in engine.joins[0].pending
@@ -392,3 +392,26 @@ def test_two_models_may_use_the_same_prediction_ids_and_each_gets_its_own_window
         expected = windows_by_key(alone.advance().results)
         assert len(expected) == 3 and {k: v for k, v in mixed.items() if k[0] == model} == expected
         assert all(v["performance"]["labelled"] == v["performance"]["predictions"] for v in expected.values())
+
+
+def test_a_label_counts_by_its_own_time_whichever_topic_is_read_first() -> None:
+    """A label 290 s after the end of its window (horizon 300 s) counts, one 310 s after does not, whether the
+    labels are read after their predictions or the whole feedback topic first."""
+    late_ones = [feedback(1, 60 + 290, 1), feedback(2, 60 + 310, 1)]
+
+    def windows(feedback_first: bool) -> tuple[int, int]:
+        engine = TwoStages(SETTINGS)
+        if feedback_first:
+            for label in late_ones:
+                engine.add_feedback(label)
+        engine.add_prediction(prediction(1, 10, 1, 0.9))
+        engine.add_prediction(prediction(2, 20, 1, 0.9))
+        tick(engine, 362)  # the predictions move past end + horizon, within the grace: the labels still count
+        if not feedback_first:
+            for label in late_ones:
+                engine.add_feedback(label)
+        tick(engine, 366)  # past end + horizon + grace
+        [result] = [r for r in results_of(engine) if r.window_start == T0]
+        return result.performance.labelled, result.performance.orphan_feedback
+
+    assert windows(feedback_first=False) == windows(feedback_first=True) == (1, 0)
