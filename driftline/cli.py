@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -477,6 +478,14 @@ def simulate(
     if not send:
         return
     resolved = settings()
+    _check_event_time_is_believable(
+        simulation.config.start,
+        duration_s=duration,
+        predictions=predictions,
+        rate=rate,
+        speedup=speedup,
+        config=resolved,
+    )
     create_topics(resolved)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[sent]}"))
     with Progress(*columns, TimeElapsedColumn(), console=err) as bar:
@@ -514,6 +523,24 @@ def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")
         raise typer.Exit(130) from None
     print_summary(outcome, out)
     raise typer.Exit(0 if outcome.verdict.passed else 1)
+
+
+def _check_event_time_is_believable(
+    start: datetime, *, duration_s: float, predictions: int, rate: float, speedup: float, config: Settings
+) -> None:
+    """Refuse a simulation whose events would be stamped further ahead of the time they are sent than the
+    pipeline believes (``monitor.max_future_s``): they would all become ``timestamp_in_future`` dead letters."""
+    from datetime import UTC, timedelta
+
+    sending_s = max(duration_s / speedup if speedup > 0 else 0.0, predictions / rate if rate > 0 else 0.0)
+    ahead = start + timedelta(seconds=duration_s) - (datetime.now(UTC) + timedelta(seconds=sending_s))
+    if ahead.total_seconds() > config.monitor.max_future_s:
+        raise DriftlineError(
+            f"the simulated events would be stamped up to {ahead.total_seconds():,.0f} s ahead of the time they are "
+            f"sent, and the worker and the sink refuse events more than {config.monitor.max_future_s:g} s ahead "
+            "(timestamp_in_future): start in the past (the default start is), or pace event time at most as fast as "
+            "the clock (--speedup 1)"
+        )
 
 
 def main_entry() -> None:

@@ -28,7 +28,7 @@ from driftline.scenarios import (
     scenario,
 )
 from driftline.schemas.decoding import EventDecoder, Origin
-from driftline.schemas.errors import ConfigError
+from driftline.schemas.errors import ConfigError, DriftlineError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.simulator import SensitiveAttribute, Simulation, SimulationConfig, model_names
@@ -393,3 +393,15 @@ def test_readme_simulation_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
 
     assert len(namespace["predictions"]) == 20_000  # type: ignore[arg-type]
     assert {"score", "prediction", "income"} <= set(namespace["training"].columns)  # type: ignore[attr-defined]
+
+
+def test_simulating_event_time_ahead_of_the_clock_is_refused_before_anything_is_sent() -> None:
+    """A day from now played in a minute would be stamped up to a day ahead of Kafka's clock: every event a
+    timestamp_in_future dead letter. The command says so (no broker is asked: none runs here)."""
+    env = {"DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    ahead = ["simulate", "--start", "now", "--duration", "86400", "--speedup", "1440", "-n", "100"]
+
+    result = CliRunner().invoke(app, ahead, env=env)
+
+    assert isinstance(result.exception, DriftlineError)
+    assert "ahead of the time they are sent" in str(result.exception) and "--speedup 1" in str(result.exception)
