@@ -386,6 +386,8 @@ def sql(
         for row in frame.itertuples(index=False):
             table.add_row(*(str(value) for value in row))
         out.print(table)
+        if frame.empty:
+            say("(no rows)")
 
 
 @app.command()

@@ -57,6 +57,23 @@ def open_configured(settings: Settings) -> Client:
     )
 
 
+def open_existing(settings: Settings) -> Client:
+    """A client bound to the configured database, creating nothing (for reading): :class:`StorageError` naming
+    the databases there when it does not exist."""
+    password = settings.clickhouse.password
+    dsn, database = settings.clickhouse_dsn, settings.clickhouse.database
+    client = _connect(dsn, password.get_secret_value() if password else None)
+    if str(client.command(f"EXISTS DATABASE `{database}`")) != "1":
+        names = sorted(str(row[0]) for row in client.query("SHOW DATABASES").result_rows)
+        client.close()
+        raise StorageError(
+            f"no database {database!r} at {redacted(dsn)}: nothing stored there yet (run `driftline sink` or "
+            f"`driftline run`), or DRIFTLINE_CLICKHOUSE_DATABASE is misspelt; databases there: {names}"
+        )
+    client.database = database
+    return client
+
+
 def drop_database(client: Client, database: str) -> None:
     """Drop a database and everything in it (tests use one database per test)."""
     client.command(f"DROP DATABASE IF EXISTS {database}")

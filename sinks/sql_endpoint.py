@@ -9,6 +9,7 @@ when it answers, else the database itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import urllib.error
@@ -22,7 +23,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from driftline.schemas.errors import StorageError
 from driftline.settings import Settings
-from driftline.sinks.clickhouse import open_configured
+from driftline.sinks.clickhouse import open_existing
 
 READONLY = {"readonly": 1}
 MAX_QUERY_BYTES = 1_000_000
@@ -42,7 +43,7 @@ class SQLEndpoint:
                     return
                 sql = self.rfile.read(length).decode("utf-8", "replace")
                 try:
-                    frame = client.query_df(sql, settings=READONLY)
+                    frame = read_only(client, sql)
                 except ClickHouseError as error:
                     self._answer(HTTPStatus.BAD_REQUEST, str(error).splitlines()[0].encode())
                     return
@@ -79,13 +80,23 @@ def query(settings: Settings, sql: str) -> pd.DataFrame:
     except urllib.error.URLError as error:
         if isinstance(error, urllib.error.HTTPError):
             raise StorageError(f"query failed: {error.read().decode('utf-8', 'replace')}") from None
-    client = open_configured(settings)
+    client = open_existing(settings)  # a read never creates a database
     try:
-        return client.query_df(sql, settings=READONLY)
+        return read_only(client, sql)
     except ClickHouseError as error:
         raise StorageError(f"query failed: {str(error).splitlines()[0]}") from None
     finally:
         client.close()
+
+
+def read_only(client: Client, sql: str) -> pd.DataFrame:
+    """The answer to ``sql``, read-only, with its columns also when it has no rows."""
+    result = client.query(sql, settings=READONLY)
+    columns = list(result.column_names)
+    if not columns:  # embedded ClickHouse names no columns for an empty answer: ask for them
+        with contextlib.suppress(ClickHouseError):  # (not a SELECT: then there are none)
+            columns = [str(row[0]) for row in client.query(f"DESCRIBE ({sql})", settings=READONLY).result_rows]
+    return pd.DataFrame(result.result_rows, columns=columns)
 
 
 def query_endpoint(port: int, sql: str) -> pd.DataFrame:

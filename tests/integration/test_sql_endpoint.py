@@ -73,3 +73,29 @@ def test_sql_goes_through_the_running_sink_and_cannot_write(settings: Settings, 
         _, stderr = sink.communicate(timeout=60)
     assert sink.returncode == 0, stderr
     assert "Sink stopped: " in stderr
+
+
+def test_sql_on_a_misspelt_database_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DRIFTLINE_DATA_DIR": str(tmp_path),  # its own chDB path, no sink running
+        "DRIFTLINE_SINK_SQL_PORT": str(free_port()),
+    }
+
+    def sql(database: str, query: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DRIFTLINE, "sql", "-f", "csv", query],
+            env={**env, "DRIFTLINE_CLICKHOUSE_DATABASE": database},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    misspelt = sql("nosuchdb", "SELECT count() FROM predictions")
+    assert misspelt.returncode == 2 and "no database 'nosuchdb'" in misspelt.stderr
+    listed = sql("default", "SHOW DATABASES")  # ClickHouse's own database is always there
+    assert listed.returncode == 0, listed.stderr
+    assert "nosuchdb" not in listed.stdout.split()
+    empty = sql("default", "SELECT 1 AS one WHERE 0")
+    assert empty.returncode == 0 and empty.stdout == "one\n"
