@@ -9,7 +9,10 @@ variable, the value and what is expected.
 
 from __future__ import annotations
 
+import difflib
+import os
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -359,6 +362,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         config_file = DEFAULT_CONFIG_FILE
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file {config_file} (DRIFTLINE_CONFIG or --config) does not exist")
+    _refuse_unknown_environment(os.environ)
     settings_cls = Settings
     if config_file is not None:
         config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
@@ -375,6 +379,24 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError("invalid setting: " + "; ".join(problems)) from None
     except ValueError as exc:  # pydantic-settings reports undecodable TOML and env values this way
         raise ConfigError(f"invalid settings{f' in {config_file}' if config_file else ''}: {exc}") from None
+
+
+def _refuse_unknown_environment(environment: Mapping[str, str]) -> None:
+    """A ``DRIFTLINE_<SECTION>_...`` variable that names no setting is a typo (``DRIFTLINE_KAFKA_PARTITONS``):
+    a :class:`ConfigError` naming it and the closest setting, as an unknown key in the config file is."""
+    known: set[str] = set()
+    prefixes: list[str] = []
+    for section, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            prefixes.append(env_var_name((section,)) + "_")
+            known.update(env_var_name((section, name)) for name in field.annotation.model_fields)
+    unknown = sorted(name for name in environment if name.startswith(tuple(prefixes)) and name not in known)
+    if unknown:
+        hints = [
+            f"{name}" + (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1)) else "")
+            for name in unknown
+        ]
+        raise ConfigError(f"unknown setting in the environment: {'; '.join(hints)}")
 
 
 def _secret_fields() -> frozenset[str]:

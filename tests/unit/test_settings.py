@@ -86,3 +86,14 @@ def test_unknown_key_in_toml_and_missing_config_file_are_errors(tmp_path: Path) 
 def test_env_var_name_joins_the_location() -> None:
     assert env_var_name(("kafka", "topic_prefix")) == "DRIFTLINE_KAFKA_TOPIC_PREFIX"
     assert env_var_name(("data_dir",)) == "DRIFTLINE_DATA_DIR"
+
+
+def test_a_misspelt_setting_in_the_environment_is_an_error_naming_the_closest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_KAFKA_PARTITONS", "8")
+    with pytest.raises(ConfigError, match=r"DRIFTLINE_KAFKA_PARTITONS \(did you mean DRIFTLINE_KAFKA_PARTITIONS\?\)"):
+        load_settings()
+    monkeypatch.delenv("DRIFTLINE_KAFKA_PARTITONS")
+    monkeypatch.setenv("DRIFTLINE_MODEL_ID", "churn")  # not a section of settings: a retrain command's variable
+    assert load_settings().kafka.partitions == 4
