@@ -44,6 +44,12 @@ ErrorCallback = Callable[[str], None]
 PROTOCOL_OVERHEAD_BYTES = 65_536  # librdkafka counts a record's headers and framing in message.max.bytes
 
 
+def envelope_bytes(held_bytes: int, held_events: int, added: int) -> int:
+    """The size of the envelope ``"[" + events joined by "," + "]"`` once an event of ``added`` bytes joins
+    ``held_events`` events of ``held_bytes`` bytes in all."""
+    return held_bytes + added + held_events + 2
+
+
 class Monitor:
     """Send predictions and feedback to driftline: of one model version, or of any named per call."""
 
@@ -228,7 +234,7 @@ class Monitor:
     def _send(self, topic: str, key: str, payload: bytes) -> None:
         if self._refused is not None:
             raise self._refused
-        if len(payload) + 2 > self.max_message_bytes:  # even alone in an envelope, "[" + event + "]"
+        if envelope_bytes(0, 0, len(payload)) > self.max_message_bytes:  # even alone in an envelope
             raise ContractError(
                 f"event {key!r} is {len(payload):,} bytes as JSON, over the {self.max_message_bytes:,} bytes a "
                 "message may have (kafka.max_message_bytes, the limit of the worker and the sink): send fewer or "
@@ -243,8 +249,7 @@ class Monitor:
         with self._lock:
             slot = (topic, partition)
             events = self._pending[slot]
-            # an envelope is "[" + events joined by "," + "]": its bytes with this event added must fit
-            if events and self._pending_bytes[slot] + len(events) + 2 + len(payload) > self.max_message_bytes:
+            if events and envelope_bytes(self._pending_bytes[slot], len(events), len(payload)) > self.max_message_bytes:
                 self._produce_envelope(slot)
                 events = self._pending[slot]
             events.append(payload)

@@ -277,6 +277,13 @@ class MonitorSettings(_Section):
     page_hinkley_delta: float = Field(0.005, ge=0, description="Page-Hinkley's tolerated change δ per score.")
     page_hinkley_min_instances: int = Field(30, ge=1, description="Scores Page-Hinkley sees before it may fire.")
 
+    @property
+    def kept_s(self) -> float:
+        """How long after a window's start its state is kept, in event time: ``window + horizon + grace``
+        (labels count until its end plus the horizon; the grace lets those read a little late still join).
+        The joins, the merger and the policy all drop a window at this point."""
+        return self.window_s + self.horizon_s + self.grace_s
+
 
 class WorkerSettings(_Section):
     """The stream-processing worker (Faust app)."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, Message, Producer, murmur2
 
-from driftline.producer import Monitor
+from driftline.producer import Monitor, envelope_bytes
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
@@ -213,11 +213,10 @@ class _FastSender:
             self.wire.produce(topic, partition, event.key.encode(), event.payload)
             return
         slot = (topic, partition)
-        if self._pending[slot] and self._pending_bytes[slot] + len(self._pending[slot]) + 2 + len(event.payload) > (
-            self._max_bytes
-        ):  # "[" + events joined by "," + "]" stays under the consumers' limit, as the client's envelopes do
-            self._ship(slot)
         events = self._pending[slot]
+        if events and envelope_bytes(self._pending_bytes[slot], len(events), len(event.payload)) > self._max_bytes:
+            self._ship(slot)  # under the consumers' limit, as the client's envelopes are
+            events = self._pending[slot]
         if not events:
             self._oldest[slot] = time.monotonic()
         events.append(event.payload)

@@ -48,21 +48,16 @@ def open_client(dsn: str, database: str, password: str | None = None, raw_ttl_da
 
 def open_configured(settings: Settings) -> Client:
     """:func:`open_client` on the DSN, database, password and raw-event TTL of ``settings``."""
-    password = settings.clickhouse.password
     return open_client(
-        settings.clickhouse_dsn,
-        settings.clickhouse.database,
-        password.get_secret_value() if password else None,
-        settings.clickhouse.raw_ttl_days,
+        settings.clickhouse_dsn, settings.clickhouse.database, _password(settings), settings.clickhouse.raw_ttl_days
     )
 
 
 def open_existing(settings: Settings) -> Client:
     """A client bound to the configured database, creating nothing (for reading): :class:`StorageError` naming
     the databases there when it does not exist."""
-    password = settings.clickhouse.password
     dsn, database = settings.clickhouse_dsn, settings.clickhouse.database
-    client = _connect(dsn, password.get_secret_value() if password else None)
+    client = _connect(dsn, _password(settings))
     if str(client.command(f"EXISTS DATABASE `{database}`")) != "1":
         names = sorted(str(row[0]) for row in client.query("SHOW DATABASES").result_rows)
         client.close()
@@ -72,6 +67,11 @@ def open_existing(settings: Settings) -> Client:
         )
     client.database = database
     return client
+
+
+def _password(settings: Settings) -> str | None:
+    password = settings.clickhouse.password
+    return password.get_secret_value() if password else None
 
 
 def drop_database(client: Client, database: str) -> None:

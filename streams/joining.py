@@ -62,10 +62,9 @@ from driftline.streams.deltas import (
     encode_tally,
 )
 from driftline.streams.monitors.profile import profile_key
-from driftline.streams.watermarks import EPOCH, ModelMark
+from driftline.streams.watermarks import EPOCH, ModelKey, ModelMark
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
-ModelKey = tuple[str, str]  # model_id, model_version
 VALUES_PER_DELTA = 40_000  # values in one message (a tally's cells, a row's features, ...): well under 1 MB
 NewLabel = tuple[int, str | None, float | None, datetime, str]  # row, label, value, time, prediction id
 
@@ -172,7 +171,7 @@ class PartitionJoin:
         self._window = timedelta(seconds=settings.window_s)
         self._horizon = timedelta(seconds=settings.horizon_s)
         self._labels_until = self._window + self._horizon  # after a window's start: labels later than it miss it
-        self._kept = self._labels_until + timedelta(seconds=settings.grace_s)  # its state, for labels read late
+        self._kept = timedelta(seconds=settings.kept_s)  # after a window's start: its state, for labels read late
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""

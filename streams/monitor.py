@@ -248,7 +248,7 @@ class StreamMonitor:
         """Publish what closed or changed and decide triggers (into the outbox, published by :meth:`saved`).
         Safe between checkpoints: a window emitted again after a crash has the same revision and collapses."""
         self.last_emit = time.monotonic()
-        past_horizon = timedelta(seconds=self.settings.horizon_s + self.settings.window_s + self.settings.grace_s)
+        past_horizon = timedelta(seconds=self.settings.kept_s)
         for merger in self.mergers.values():
             emission = merger.engine.advance(lambda emitted: self.publish_results(emitted.results))
             self.counts["windows_emitted"] += len(emission.results)

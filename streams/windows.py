@@ -88,9 +88,8 @@ from driftline.streams.deltas import (
 from driftline.streams.joining import WindowId, window_start
 from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelDetectors
 from driftline.streams.monitors.profile import build_profile, profile_key
-from driftline.streams.watermarks import EPOCH, ModelWatermarks, Watermark
+from driftline.streams.watermarks import EPOCH, ModelKey, ModelWatermarks, Watermark
 
-ModelKey = tuple[str, str]  # model_id, model_version
 QueuedInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
 Signal = Literal["errors", "scores"]
 
@@ -207,9 +206,8 @@ class WindowEngine:
         key = (delta.model_id, delta.model_version, delta.window_start)
         buffer = self.windows.get(key)
         if buffer is None:
-            horizon = timedelta(seconds=self.settings.window_s + self.settings.horizon_s + self.settings.grace_s)
             reached = self.predictions_seen.reached.get((delta.model_id, delta.model_version), EPOCH)
-            if delta.window_start + horizon <= reached:  # its state was dropped already
+            if delta.window_start + timedelta(seconds=self.settings.kept_s) <= reached:  # dropped already
                 self.after_horizon += 1
                 return
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
@@ -256,10 +254,10 @@ class WindowEngine:
             model_marks[model_id] = max(mark, model_marks.get(model_id, EPOCH))
         latest = max(marks.values(), default=EPOCH)
         grace = timedelta(seconds=self.settings.grace_s)
-        horizon = timedelta(seconds=self.settings.horizon_s + self.settings.grace_s)  # the joins keep labels so long
+        kept = timedelta(seconds=self.settings.kept_s)  # as long as the joins keep labels
         size = timedelta(seconds=self.settings.window_s)
         self._attribute_orphans()
-        self._feed_detectors()
+        self._feed_detectors(marks)
         results, emitted, expired = [], [], []
         for key in sorted(self.windows, key=lambda k: (k[2], k[0], k[1])):
             buffer = self.windows[key]
@@ -270,7 +268,7 @@ class WindowEngine:
             if buffer.revision != buffer.emitted_revision:
                 results.append(self._result(key, buffer))
                 emitted.append(buffer)
-            if watermark >= end + horizon:
+            if watermark >= key[2] + kept:
                 expired.append(key)
         emission = Emission(results, list(self.unpublished_alarms))
         if results or emission.alarms:
@@ -280,7 +278,7 @@ class WindowEngine:
             buffer.emitted_revision = buffer.revision
         for key in expired:
             del self.windows[key]
-        for slot in [slot for slot in self.orphans if model_marks.get(slot[1], latest) >= slot[2] + size + horizon]:
+        for slot in [slot for slot in self.orphans if model_marks.get(slot[1], latest) >= slot[2] + kept]:
             del self.orphans[slot]
         return emission
 
@@ -313,10 +311,11 @@ class WindowEngine:
         queue.extend(((stamp, pid), key, value) for stamp, pid, value in items if stamp >= frontier)
         self.detector_late += len(items) - (len(queue) - before)
 
-    def _feed_detectors(self) -> None:
-        """Feed every model version's inputs of the slices behind its watermark, in (event time, prediction id)
-        order. Scores are complete up to the version's watermark; errors carry the feedback's time, so they wait for the
-        feedback partitions' watermark too (feedback may be read behind the predictions)."""
+    def _feed_detectors(self, marks: dict[ModelKey, datetime]) -> None:
+        """Feed every model version's inputs of the slices behind its watermark (``marks``, as :meth:`advance`
+        read them), in (event time, prediction id) order. Scores are complete up to the version's watermark;
+        errors carry the feedback's time, so they wait for the feedback partitions' watermark too (feedback may be
+        read behind the predictions)."""
         grace = timedelta(seconds=self.settings.grace_s)
         labels = self.labels_seen.current()
         feeds: tuple[tuple[Signal, Callable[..., list[Fired[Any]]]], ...] = (
@@ -326,7 +325,7 @@ class WindowEngine:
         for signal, feed in feeds:
             inputs, frontiers = self.detector_inputs[signal], self.detector_frontiers[signal]
             for model in sorted(inputs):
-                mark = self.watermark_of(*model)
+                mark = marks.get(model, EPOCH)
                 mark = min(mark, labels) if signal == "errors" else mark
                 frontier = window_start(mark - grace, self.settings.detector_slice_s)
                 if mark == EPOCH or frontier <= frontiers.get(model, EPOCH):
