@@ -15,6 +15,7 @@ from rich.table import Table
 
 from driftline import __version__
 from driftline.schemas.errors import DriftlineError
+from driftline.schemas.events import Task
 from driftline.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -294,13 +295,18 @@ def reference_build(
         list[str] | None,
         typer.Option("--sensitive", "-s", help="A sensitive attribute's column, left out of the features (repeat)."),
     ] = None,
+    task: Annotated[
+        Task | None,
+        typer.Option(help="The model's task (default: its pinned one, else inferred from the predictions)."),
+    ] = None,
 ) -> None:
     """Build a reference profile from a file and publish it to the workers.
 
     A column named ``label`` must be named by --label-column (the true outcome) or --prediction-column (the
-    predicted label): profiling the one as the other is silent and wrong."""
+    predicted label): profiling the one as the other is silent and wrong. With --label-column the profile
+    holds the reference's accuracy, which the default performance rules compare windows with."""
     from driftline.backfill import read_frame
-    from driftline.reference import build_and_publish
+    from driftline.reference import build_and_publish, reference_performance_line
 
     profile = build_and_publish(
         settings(),
@@ -312,8 +318,10 @@ def reference_build(
         score_column=score_column,
         label_column=label_column,
         sensitive=tuple(sensitive or ()),
+        task=task,
     )
     say(f"Published the reference profile of {model} {version}: {profile.rows} rows, {len(profile.features)} features")
+    say(reference_performance_line(profile))
 
 
 @schemas_app.command("export")
@@ -473,7 +481,10 @@ def simulate(
         for model_id in simulation.config.models:
             path = Path(str(training_set).replace("{model}", model_id))
             simulation.training_set(training_rows, model_id=model_id).to_parquet(path, index=False)
-            say(f"Wrote the training set of {model_id}: {path} (driftline reference build --from {path})")
+            say(
+                f"Wrote the training set of {model_id}: {path} (driftline reference build --model {model_id} "
+                f"--version V --from {path} {simulation.reference_options()})"
+            )
     if parquet is not None:
         written = simulation.to_parquet(parquet)
         say(f"Wrote {', '.join(map(str, written))}")

@@ -46,14 +46,14 @@ from rich.text import Text
 from driftline.detection import Verdict, WindowRows, drifted_features, judge, rows_of
 from driftline.local_kafka import LocalKafka
 from driftline.pipeline import run_in_process
-from driftline.reference import build_and_publish
+from driftline.reference import build_reference, publish_profile, reference_performance_line
 from driftline.scenarios import Scenario, scenario
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.policy import PolicySettings
-from driftline.schemas.results import RetrainTrigger, WindowResult
+from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.topics import ALL_TOPICS, RETRAIN_TRIGGERS, WINDOW_RESULTS
 from driftline.settings import Settings
-from driftline.simulator import DEFAULT_START, Simulation, SimulationConfig
+from driftline.simulator import DEFAULT_START, TRAINING_OUTCOME, Simulation, SimulationConfig
 from driftline.sinks.clickhouse import drop_database, is_embedded, open_configured, redacted
 from driftline.sinks.sink import Sink
 from driftline.streams.monitor import StreamMonitor
@@ -190,7 +190,8 @@ QUERIES = (
     AnalystQuery(
         "Which features drifted, how far, and from which window",
         "SELECT feature, round(max(psi), 3) AS worst_psi, round(max(wasserstein), 3) AS worst_wasserstein, "
-        "minIf(window_start, psi > 0.2) AS first_over_0_2 FROM drift_windows_latest WHERE model_version = '1.0' "
+        "minIf(window_start, psi > 0.2) AS first_over_0_2 FROM drift_windows_latest "
+        "WHERE model_version = '1.0' AND NOT too_few_samples "
         "GROUP BY feature HAVING worst_psi > 0.2 ORDER BY worst_psi DESC",
     ),
     AnalystQuery(
@@ -402,12 +403,13 @@ def run_demo(settings: Settings, story: Story, console: Console) -> Outcome:
     create_topics(settings)
     console.print(f"Topics: {DEMO_PREFIX}* at {settings.kafka.bootstrap}", highlight=False)
     simulation = story.simulation()
-    for version, at_s in _releases(story.scenario(), simulation):
-        training = simulation.training_set(story.training_rows, at_s=at_s)
-        build_and_publish(settings, training, MODEL_ID, version)
+    for profile, at_s in story_references(settings, story, simulation):
+        publish_profile(settings, profile)
+        trained_at = pd.Timestamp(DEFAULT_START) + timedelta(seconds=at_s)
         console.print(
-            f"Published the reference profile of {MODEL_ID} {version}, built from {story.training_rows:,} simulated "
-            f"training rows of the world at {pd.Timestamp(DEFAULT_START) + timedelta(seconds=at_s):%H:%M}",
+            f"Published the reference profile of {MODEL_ID} {profile.model_version}, built from "
+            f"{story.training_rows:,} simulated training rows of the world at {trained_at:%H:%M}. "
+            + reference_performance_line(profile),
             highlight=False,
         )
     client = open_configured(settings)
@@ -474,6 +476,27 @@ def _ensure_broker(settings: Settings, console: Console) -> str:
         f"{settings.kafka.bootstrap} (the local broker, pid {status.pid}, started by the demo): it stays up; "
         f"`driftline kafka stop` stops it, its log is {local.log_file}"
     )
+
+
+def story_references(settings: Settings, story: Story, simulation: Simulation) -> list[tuple[ReferenceProfile, float]]:
+    """The reference profile of each version the story serves, built as ``driftline reference build`` would
+    from a simulated training set (with its true outcomes and sensitive column) of the world at the time the
+    version was trained, with that time (event-time seconds from the start)."""
+    sensitive = tuple(attribute.name for attribute in simulation.config.sensitive)
+    return [
+        (
+            build_reference(
+                settings,
+                simulation.training_set(story.training_rows, at_s=at_s),
+                MODEL_ID,
+                version,
+                label_column=TRAINING_OUTCOME,
+                sensitive=sensitive,
+            ),
+            at_s,
+        )
+        for version, at_s in _releases(story.scenario(), simulation)
+    ]
 
 
 def _releases(story: Scenario, simulation: Simulation) -> list[tuple[str, float]]:

@@ -19,14 +19,17 @@ counts, hysteresis or cooldown), or a streaming detector's alarm in it:
 The Holm-corrected KS rule is a test over a window's family of features, not a threshold on one: it is not read.
 
 A phase **injects** the effects it puts in force that the phase before it did not have. Each injected problem
-expects a flag of its kind (:class:`Expectation`); a new model version is a remedy, not a problem. The
-:class:`Verdict` holds when every injected problem is flagged in the window where its phase starts or the
-next one, every phase that injects a problem has a trigger in a window of its own, and no trigger falls in a
-phase where no effect is in force (the stable period).
+expects a flag of its kind (:class:`Expectation`) and a retraining trigger of its kind: a trigger is read as
+one flag per reason (:func:`trigger_flags`: the rule's kind, ``integrity`` for the missing-rate rule, on the
+reason's feature or attribute). A new model version is a remedy, not a problem. The :class:`Verdict` holds
+when every injected problem is flagged, and has a trigger of its kind, in the window where its phase starts or
+the next one; when no trigger falls in a phase where no effect is in force (the stable period); and when no
+trigger falls in a version's first window (nothing about a version is known to have changed then).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -179,10 +182,12 @@ def _performance_flags(name: str, rule: PerformanceBelow, frame: pd.DataFrame) -
             if pd.notna(row["label_coverage"]) and row["label_coverage"] > rule.max_label_coverage:
                 continue
             samples = row["predictions"]
-        if pd.notna(value) and samples >= rule.min_samples and rule.breaches(float(value)):
-            found.append(
-                _flag(row, "performance", name, rule.metric, rule.metric, observed=value, threshold=rule.threshold)
-            )
+        reference = row.get(f"reference_{rule.metric}")
+        threshold = rule.threshold_for(None if pd.isna(reference) else float(reference))
+        if threshold is None or pd.isna(value) or samples < rule.min_samples:
+            continue
+        if rule.breaches(threshold, float(value)):
+            found.append(_flag(row, "performance", name, rule.metric, rule.metric, observed=value, threshold=threshold))
     return found
 
 
@@ -191,13 +196,16 @@ def _drift_flags(
 ) -> list[Flag]:
     integrity = isinstance(rule, MissingRateIncreaseAbove)
     kind: Kind = "integrity" if integrity else "drift"
-    found = []
+    threshold = rule.threshold_for(None)
+    found: list[Flag] = []
+    if threshold is None:
+        return found
     for row in _records(frame):
         value, feature = row[rule.metric], str(row["feature"])
         samples = predictions.get((row["model_version"], row["window_start"]), 0) if integrity else row["count"]
-        if pd.notna(value) and samples >= rule.min_samples and rule.breaches(float(value)):
+        if pd.notna(value) and samples >= rule.min_samples and rule.breaches(threshold, float(value)):
             found.append(
-                _flag(row, kind, name, feature, f"{rule.metric}:{feature}", observed=value, threshold=rule.threshold)
+                _flag(row, kind, name, feature, f"{rule.metric}:{feature}", observed=value, threshold=threshold)
             )
     return found
 
@@ -209,11 +217,14 @@ def _fairness_flags(name: str, rule: FairnessRule, frame: pd.DataFrame) -> list[
     for row in _records(frame):
         if not row["below_min_count"]:
             windows.setdefault((row["model_version"], row["window_start"], str(row["attribute"])), []).append(row)
-    found = []
+    threshold = rule.threshold_for(None)
+    found: list[Flag] = []
+    if threshold is None:
+        return found
     for (_version, _start, attribute), groups in sorted(windows.items(), key=lambda item: item[0][1]):
         value = groups[0][rule.metric]
         samples = min(group["count"] for group in groups)
-        if pd.notna(value) and samples >= rule.min_samples and rule.breaches(float(value)):
+        if pd.notna(value) and samples >= rule.min_samples and rule.breaches(threshold, float(value)):
             found.append(
                 _flag(
                     groups[0],
@@ -222,7 +233,7 @@ def _fairness_flags(name: str, rule: FairnessRule, frame: pd.DataFrame) -> list[
                     attribute,
                     f"{rule.metric}:{attribute}",
                     observed=value,
-                    threshold=rule.threshold,
+                    threshold=threshold,
                 )
             )
     return found
@@ -236,6 +247,11 @@ class Expectation:
     problem: str
     kinds: frozenset[Kind]
     subjects: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        """The flag it waits for, in words: ``a drift trigger on income``."""
+        on = f" on {', '.join(sorted(self.subjects))}" if self.subjects else ""
+        return f"{' or '.join(sorted(self.kinds))}{on}"
 
     def matches(self, flag: Flag) -> bool:
         """Whether ``flag`` is one this expectation waits for."""
@@ -269,15 +285,22 @@ def expectation(effect: Effect) -> Expectation | None:
 
 @dataclass(frozen=True)
 class Finding:
-    """One injected problem and the first flag that matched it in the phase's first two windows, if any."""
+    """One injected problem and the first flag, and the first trigger reason, that matched it in the phase's
+    first two windows, if any."""
 
     expectation: Expectation
     flag: Flag | None
+    trigger: Flag | None = None
 
     @property
     def detected(self) -> bool:
         """Whether a matching flag was raised in time."""
         return self.flag is not None
+
+    @property
+    def decided(self) -> bool:
+        """Whether a trigger of the problem's kind came in time."""
+        return self.trigger is not None
 
 
 @dataclass(frozen=True)
@@ -291,6 +314,7 @@ class PhaseVerdict:
     findings: list[Finding]
     triggers: pd.DataFrame
     flags: list[Flag]
+    first_window_triggers: list[Flag] = field(default_factory=list)
 
     @property
     def problems(self) -> bool:
@@ -300,13 +324,21 @@ class PhaseVerdict:
     @property
     def failures(self) -> list[str]:
         """What the phase got wrong, one sentence each (empty: it passed)."""
-        wrong = [
-            f"{self.name}: {f.expectation.problem} was not flagged in time" for f in self.findings if not f.detected
-        ]
-        if self.problems and self.triggers.empty:
-            wrong.append(f"{self.name}: no retraining trigger")
+        wrong = []
+        for finding in self.findings:
+            if not finding.detected:
+                wrong.append(f"{self.name}: {finding.expectation.problem} was not flagged in time")
+            if not finding.decided:
+                wrong.append(
+                    f"{self.name}: {finding.expectation.problem} got no {finding.expectation.describe()} trigger in "
+                    "its onset window or the next"
+                )
         if self.stable and not self.triggers.empty:
             wrong.append(f"{self.name}: {len(self.triggers)} trigger(s) in the stable period")
+        for flag in self.first_window_triggers:
+            wrong.append(
+                f"{self.name}: trigger {flag.rule} ({flag.metric}) in version {flag.model_version}'s first window"
+            )
         return wrong
 
 
@@ -333,8 +365,13 @@ def judge(
     """The verdict on a run of ``scenario`` that began at ``start`` and is judged up to ``end`` (event time),
     over tumbling windows of ``window_s`` aligned to the Unix epoch, as the worker's."""
     raised = flags(rows, policy)
+    decided = trigger_flags(rows, policy)
     size = timedelta(seconds=window_s)
     triggers = rows.triggers
+    first_windows = {
+        str(version): pd.Timestamp(start)
+        for version, start in rows.performance.groupby("model_version")["window_start"].min().items()
+    }
     starts = [pd.Timestamp(start) + timedelta(seconds=phase.start_s) for phase in scenario.phases]
     ends = [*starts[1:], pd.Timestamp(end)]
     verdicts = []
@@ -342,12 +379,15 @@ def judge(
         first = _window_of(starts[index], window_s)
         own = [flag for flag in raised if first <= flag.window_start < ends[index]]
         early = [flag for flag in own if flag.window_start <= first + size]
+        early_triggers = [flag for flag in decided if first <= flag.window_start <= first + size]
         before = set(scenario.phases[index - 1].effects) if index else set()
         findings = []
         for effect in phase.effects:
             expected = expectation(effect) if effect not in before else None
             if expected is not None:
-                findings.append(Finding(expected, next((flag for flag in early if expected.matches(flag)), None)))
+                flagged = next((flag for flag in early if expected.matches(flag)), None)
+                trigger = next((flag for flag in early_triggers if expected.matches(flag)), None)
+                findings.append(Finding(expected, flagged, trigger))
         in_phase = (triggers["window_start"] >= starts[index]) & (triggers["window_start"] < ends[index])
         verdicts.append(
             PhaseVerdict(
@@ -358,9 +398,32 @@ def judge(
                 findings=findings,
                 triggers=triggers[in_phase],
                 flags=own,
+                first_window_triggers=[
+                    flag
+                    for flag in decided
+                    if starts[index] <= flag.window_start < ends[index]
+                    and flag.window_start == first_windows.get(flag.model_version)
+                ],
             )
         )
     return Verdict(verdicts)
+
+
+def trigger_flags(rows: WindowRows, policy: PolicyRules) -> list[Flag]:
+    """Each reason of each trigger in ``rows`` as a flag: of its rule's kind (``integrity`` for
+    ``missing_rate_increase_above``), on the feature or attribute its metric names (``psi:income``: income;
+    ``adwin:error_rate``: error_rate; ``accuracy``: accuracy), in window order."""
+    found: list[Flag] = []
+    rules = policy.rules()
+    for row in _records(rows.triggers):
+        for reason in json.loads(row["reasons"]):
+            rule, metric = str(reason["rule"]), str(reason["metric"])
+            kind: Kind = "integrity" if rule == "missing_rate_increase_above" else rules[rule].kind
+            subject = metric.split(":", 1)[1] if ":" in metric else metric
+            found.append(
+                _flag(row, kind, rule, subject, metric, observed=reason["observed"], threshold=reason["threshold"])
+            )
+    return sorted(found, key=lambda flag: (flag.window_start, flag.kind, flag.metric))
 
 
 def _window_of(stamp: pd.Timestamp, window_s: float) -> pd.Timestamp:

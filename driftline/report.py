@@ -27,6 +27,7 @@ import html
 import io
 import itertools
 import json
+import math
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from driftline.detection import NOT_FEATURES, Verdict, WindowRows
-from driftline.schemas.policy import PolicyRules
+from driftline.schemas.policy import AccuracyBelow, PolicyRules
 
 PLOTS = ("accuracy", "psi", "fairness")
 """The ids of the report's figures, in order."""
@@ -59,7 +60,7 @@ def write_report(
     """Write the report to ``path`` (its folder is created) and return ``path``; the threshold lines are those
     of ``policy``."""
     figures = {
-        "accuracy": _accuracy(rows, verdict, policy.accuracy_below.threshold),
+        "accuracy": _accuracy(rows, verdict, policy.accuracy_below),
         "psi": _psi(rows, verdict, policy.psi_above.threshold),
         "fairness": _fairness(rows, verdict, policy.demographic_parity_ratio_below.threshold),
     }
@@ -123,7 +124,9 @@ def _legend(axes: Axes) -> None:
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
-def _accuracy(rows: WindowRows, verdict: Verdict, threshold: float) -> Figure:
+def _accuracy(rows: WindowRows, verdict: Verdict, rule: AccuracyBelow) -> Figure:
+    """Realized and estimated accuracy per version, with the threshold each window was judged against (its
+    version's reference accuracy minus the rule's drop, or the absolute threshold)."""
     figure, axes = _axes(verdict, rows, "accuracy")
     colours = _colours()
     for version, windows in rows.performance.sort_values("window_start").groupby("model_version"):
@@ -133,7 +136,12 @@ def _accuracy(rows: WindowRows, verdict: Verdict, threshold: float) -> Figure:
         axes.plot(
             starts, windows["estimated_accuracy"], linestyle="--", color=colour, alpha=0.7, label=f"{version} estimated"
         )
-    axes.axhline(threshold, color="#333333", linestyle=":", linewidth=1, label=f"threshold {threshold:g}")
+        thresholds = [
+            rule.threshold_for(None if pd.isna(reference) else float(reference))
+            for reference in windows["reference_accuracy"]
+        ]
+        judged = [math.nan if threshold is None else threshold for threshold in thresholds]
+        axes.step(starts, judged, where="post", color=colour, linestyle=":", linewidth=1, label=f"{version} threshold")
     axes.margins(y=0.15)  # room for the phase names
     _legend(axes)
     return figure

@@ -249,6 +249,13 @@ class MonitorSettings(_Section):
         10.0, gt=0, description="A partition silent this long (processing time) stops holding the watermark back."
     )
     min_group_count: int = Field(30, ge=1, description="Groups smaller than this are reported, not judged.")
+    min_samples: int = Field(
+        100,
+        ge=1,
+        description=(
+            "Window rows with fewer samples than this (predictions; a feature's non-null values) say too_few_samples."
+        ),
+    )
     reference_first_n: int = Field(
         1000, ge=10, description="Without a reference profile, build one from a version's first N predictions."
     )

@@ -10,7 +10,7 @@
     simulation.produce(settings)                 # to Kafka through driftline.producer.Monitor (SendReport)
     simulation.produce(settings, fast=True)      # the fast path: same JSON and partitions, no validation
     simulation.to_parquet("out/")                # predictions.parquet, feedback.parquet
-    simulation.training_set(5_000)               # features, score, prediction: for `driftline reference build`
+    simulation.training_set(5_000)   # features, score, prediction, outcome, groups: for `driftline reference build`
 
 The world, per prediction (``σ`` is the logistic function; seeds ``[seed]`` spawn independent streams for the
 models, the events and the training set, so the same config always gives the same events):
@@ -77,6 +77,7 @@ Ints = NDArray[np.int64]
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 STABLE = Scenario("stable", (Phase("stable", 0.0),))
 THRESHOLD = 0.5
+TRAINING_OUTCOME = "outcome"  # the true label's column in a training set
 EDGE_Z = 4.0  # a value far outside the training range is clipped to the range's edge, in latent units
 CHUNK = 8192  # predictions drawn at a time; part of the output's identity (same seed, same events)
 NUMERIC_LOGIT_VARIANCE = 20.0
@@ -370,10 +371,13 @@ class Simulation:
 
     def training_set(self, rows: int = 5_000, *, model_id: str | None = None, at_s: float = 0.0) -> pd.DataFrame:
         """``rows`` rows of one model's world as it is at ``at_s`` seconds of event time (the first model and
-        the start by default): the feature columns, ``score`` and ``prediction`` (the predicted label).
+        the start by default): the feature columns, ``score``, ``prediction`` (the predicted label),
+        ``outcome`` (the true label) and a column per sensitive attribute.
 
-        It is what ``driftline reference build --from FILE`` profiles: the profile's predicted-label
-        distribution is read from ``prediction``. Drawn from its own seed stream; the events do not change.
+        It is what ``driftline reference build --from FILE`` profiles with :meth:`reference_options`: the
+        predicted-label distribution is read from ``prediction``, the reference's accuracy from ``outcome``,
+        its rates per group from the sensitive columns. Drawn from its own seed stream; the events do not
+        change.
         """
         model = self.config.models.index(model_id) if model_id is not None else 0
         rng = np.random.default_rng(self._training_seed)
@@ -381,7 +385,16 @@ class Simulation:
         frame = pd.DataFrame(self._feature_columns(draw))
         frame["score"] = draw.score
         frame["prediction"] = draw.predicted
+        frame[TRAINING_OUTCOME] = draw.truth
+        for name, groups in self._sensitive_columns(draw).items():
+            frame[name] = groups
         return frame
+
+    def reference_options(self) -> str:
+        """The ``driftline reference build`` options that read a :meth:`training_set` as it is meant."""
+        return " ".join(
+            [f"--label-column {TRAINING_OUTCOME}", *(f"--sensitive {a.name}" for a in self.config.sensitive)]
+        )
 
     def produce(
         self,

@@ -1,25 +1,31 @@
 """ClickHouse DDL, rendered from :mod:`driftline.schemas.tables` and applied idempotently at start-up.
 
-``CREATE ... IF NOT EXISTS`` throughout; ``SCHEMA_VERSION`` is recorded in ``schema_version`` so a later release
-can tell which migrations an existing database needs.
+``CREATE ... IF NOT EXISTS`` for databases and tables; a table made by an older release gets the columns it
+lacks (:func:`added_columns`, filled with the type's default: NULL, false or 0), and the views are replaced
+at every start so they show them. ``SCHEMA_VERSION`` is recorded in ``schema_version`` (1: the first tables;
+2: ``too_few_samples``, the reference's accuracy on windows and profiles).
 """
 
 from __future__ import annotations
 
-from driftline.schemas.tables import ALL_TABLES, Table
+from collections.abc import Collection, Mapping
 
-SCHEMA_VERSION = 1
+from driftline.schemas.tables import ALL_TABLES, Column, Table
+
+SCHEMA_VERSION = 2
 
 
 def _quote(name: str) -> str:
     return f"`{name}`"
 
 
+def _column(column: Column) -> str:
+    return f"{_quote(column.name)} {column.type} COMMENT '{column.meaning.replace(chr(39), chr(39) * 2)}'"
+
+
 def create_table(database: str, table: Table) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for one table: a ReplacingMergeTree on its natural key."""
-    columns = ",\n    ".join(
-        f"{_quote(c.name)} {c.type} COMMENT '{c.meaning.replace(chr(39), chr(39) * 2)}'" for c in table.columns
-    )
+    columns = ",\n    ".join(_column(c) for c in table.columns)
     engine = f"ReplacingMergeTree({_quote(table.version)})" if table.version else "ReplacingMergeTree"
     partition = f"\nPARTITION BY {table.partition_by}" if table.partition_by else ""
     order = ", ".join(map(_quote, table.order_by))
@@ -29,8 +35,23 @@ def create_table(database: str, table: Table) -> str:
     )
 
 
-def statements(database: str, raw_ttl_days: int | None = None) -> list[str]:
-    """The DDL for ``database``, in the order it must run.
+def added_columns(database: str, table: Table, existing: Collection[str]) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` for each column of ``table`` missing from ``existing`` (the columns the
+    table has), each after the column it follows in ``table``; none for a table that has every column."""
+    names = table.column_names
+    return [
+        f"ALTER TABLE {database}.{table.name} ADD COLUMN IF NOT EXISTS {_column(column)}"
+        + (f" AFTER {_quote(names[i - 1])}" if i else " FIRST")
+        for i, column in enumerate(table.columns)
+        if column.name not in existing
+    ]
+
+
+def statements(
+    database: str, raw_ttl_days: int | None = None, existing: Mapping[str, Collection[str]] | None = None
+) -> list[str]:
+    """The DDL for ``database``, in the order it must run; ``existing``: the columns of each table already
+    there (by table name), which get the columns they lack.
 
     With ``raw_ttl_days``, raw event tables get ``TTL toDateTime(<event time>) + INTERVAL n DAY`` (set again at
     every start, so changing the setting takes effect); without it rows are kept.
@@ -42,6 +63,8 @@ def statements(database: str, raw_ttl_days: int | None = None) -> list[str]:
     ]
     for table in ALL_TABLES:
         result.append(create_table(database, table))
+        if existing and table.name in existing:
+            result.extend(added_columns(database, table, existing[table.name]))
         if raw_ttl_days is not None and table.ttl_column is not None:
             result.append(
                 f"ALTER TABLE {database}.{table.name} MODIFY TTL "
@@ -49,13 +72,12 @@ def statements(database: str, raw_ttl_days: int | None = None) -> list[str]:
             )
         if table.latest_view:
             result.append(
-                f"CREATE VIEW IF NOT EXISTS {database}.{table.name}_latest AS "
-                f"SELECT * FROM {database}.{table.name} FINAL"
+                f"CREATE OR REPLACE VIEW {database}.{table.name}_latest AS SELECT * FROM {database}.{table.name} FINAL"
             )
         if table.counted_view:
             order = ", ".join(map(_quote, table.order_by))
             result.append(
-                f"CREATE VIEW IF NOT EXISTS {database}.{table.name}_counted AS "
+                f"CREATE OR REPLACE VIEW {database}.{table.name}_counted AS "
                 f"SELECT * FROM {database}.{table.name} FINAL ORDER BY {order} "
                 f"LIMIT 1 BY {', '.join(map(_quote, table.counted_view))}"
             )

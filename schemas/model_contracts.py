@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from driftline.schemas.dead_letters import Reason
-from driftline.schemas.events import BinaryPrediction, FeedbackEvent, PredictionEvent, Task
+from driftline.schemas.events import BinaryPrediction, FeedbackEvent, PredictionEvent, Task, label_text
 
 
 class ModelContract(BaseModel):
@@ -51,6 +51,15 @@ class ModelContract(BaseModel):
                 f"like the positive label {self.positive_label!r}; got {label!r}"
             )
         return None
+
+
+def positive_texts(contract: ModelContract | None) -> set[str]:
+    """The texts (:func:`~driftline.schemas.events.label_text`) of a binary model's positive label: default 1 /
+    true, or its pinned ``positive_label``."""
+    positive = contract.positive_label if contract else 1
+    if positive in (1, True) and not isinstance(positive, str):
+        return {"1", "true"}
+    return {label_text(positive) or ""}
 
 
 def contract_check(

@@ -82,47 +82,72 @@ class ThresholdRule(Rule):
     below: ClassVar[bool]
     metric_range: ClassVar[tuple[float, float]]
 
-    threshold: float
+    threshold: float | None
     hysteresis: float
     consecutive: int = Field(1, ge=1, description="Adjacent windows (by start) that must all breach.")
 
-    @property
-    def recovery(self) -> float:
+    def threshold_for(self, reference: float | None) -> float | None:
+        """The threshold a window is judged against, given the reference's value of the metric (None when the
+        reference has none): ``threshold`` here; relative rules derive it from the reference."""
+        return self.threshold
+
+    def recovery(self, threshold: float) -> float:
         """The recovery threshold: ``threshold + hysteresis`` for ``*_below``, ``threshold − hysteresis`` else."""
-        return self.threshold + self.hysteresis if self.below else self.threshold - self.hysteresis
+        return threshold + self.hysteresis if self.below else threshold - self.hysteresis
 
-    def breaches(self, low: float, high: float | None = None) -> bool:
-        """Whether the interval [``low``, ``high``] lies past the threshold: ``high < threshold`` for ``*_below``
-        rules, ``low > threshold`` for ``*_above`` rules. A point estimate is judged as ``breaches(value)``."""
+    def breaches(self, threshold: float, low: float, high: float | None = None) -> bool:
+        """Whether the interval [``low``, ``high``] lies past ``threshold``: ``high < threshold`` for ``*_below``
+        rules, ``low > threshold`` for ``*_above`` rules. A point estimate is judged as ``breaches(t, value)``."""
         high = low if high is None else high
-        return high < self.threshold if self.below else low > self.threshold
+        return high < threshold if self.below else low > threshold
 
-    def recovers(self, value: float) -> bool:
+    def recovers(self, threshold: float, value: float) -> bool:
         """``value ≥ recovery`` for ``*_below`` rules, ``value ≤ recovery`` for ``*_above`` rules."""
-        return value >= self.recovery if self.below else value <= self.recovery
+        return value >= self.recovery(threshold) if self.below else value <= self.recovery(threshold)
 
     @model_validator(mode="after")
     def _recovery_is_reachable(self) -> Self:
         low, high = self.metric_range
-        if not low <= self.recovery <= high:
+        if self.threshold is not None and not low <= self.recovery(self.threshold) <= high:
             sign = "+" if self.below else "−"
+            recovery = self.recovery(self.threshold)
             raise ValueError(
-                f"threshold {self.threshold:g} {sign} hysteresis {self.hysteresis:g} = {self.recovery:g}, the recovery "
-                f"threshold, is outside [{low:g}, {high:g}], the metric's range, so the rule could never re-arm; "
-                "lower hysteresis"
+                f"threshold {self.threshold:g} {sign} hysteresis {self.hysteresis:g} = {recovery:g}, "
+                f"the recovery threshold, is outside [{low:g}, {high:g}], the metric's range, so the rule could never "
+                "re-arm; lower hysteresis"
             )
         return self
 
 
 class PerformanceBelow(ThresholdRule):
-    """A performance metric below its threshold."""
+    """A performance metric below the reference's by more than ``max_drop``, or below an absolute ``threshold``.
+
+    Relative by default: a window is judged against ``reference − max_drop``, where ``reference`` is the
+    metric's value on the version's reference profile (``reference_accuracy``, ``reference_estimated_accuracy``
+    on the window row), so a model whose accuracy was 0.75 when it shipped is judged against 0.70, not against
+    a number that suits another model. A reference without the metric (no true labels in the training data:
+    no accuracy; no scores: no estimated accuracy) judges nothing by this rule; ADWIN still watches the error
+    rate. An absolute ``threshold`` is off unless set; with both, the window is judged against the higher of
+    the two (either breaches).
+    """
 
     kind = "performance"
     below = True
     metric_range = (0.0, 1.0)
 
-    threshold: float = Field(0.85, ge=0, le=1, description="Fires below this.")
-    hysteresis: float = Field(0.02, ge=0, le=1, description="Re-arms at threshold + hysteresis or above.")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Fires below this absolute value; none (off) unless set."
+    )
+    max_drop: float | None = Field(
+        0.05, ge=0, le=1, description="Fires below the reference's value minus this; none: not relative."
+    )
+    hysteresis: float = Field(0.02, ge=0, le=1, description="Re-arms at the threshold judged + hysteresis or above.")
+
+    def threshold_for(self, reference: float | None) -> float | None:
+        """The higher of ``threshold`` and ``reference − max_drop`` (each when defined); None when neither is."""
+        relative = reference - self.max_drop if reference is not None and self.max_drop is not None else None
+        candidates = [value for value in (self.threshold, relative) if value is not None]
+        return max(candidates) if candidates else None
 
 
 class AccuracyBelow(PerformanceBelow):

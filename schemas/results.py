@@ -56,6 +56,19 @@ class Performance(_Result):
     )
     late_predictions: int = Field(0, ge=0, description="Predictions that arrived after the grace period.")
     orphan_feedback: int = Field(0, ge=0, description="Feedback whose prediction never arrived within the horizon.")
+    too_few_samples: bool = Field(
+        False,
+        description=(
+            "Fewer predictions than monitor.min_samples: shown, but too few to read much into (filter them out "
+            "when ranking windows)."
+        ),
+    )
+    reference_accuracy: Metric = Field(
+        None, description="The reference's accuracy (a profile built with true labels): what accuracy_below compares."
+    )
+    reference_estimated_accuracy: Metric = Field(
+        None, description="Binary: the reference's estimated accuracy: what estimated_accuracy_below compares."
+    )
 
 
 class FeatureDrift(_Result):
@@ -73,6 +86,9 @@ class FeatureDrift(_Result):
     jensen_shannon: Metric = Field(None, description="Jensen-Shannon distance (base 2) of the binned distributions.")
     chi2_pvalue: Metric = Field(None, description="Categorical: chi-square test p-value (uncorrected).")
     new_category_share: Metric = Field(None, description="Categorical: share of values unseen in the reference.")
+    too_few_samples: bool = Field(
+        False, description="Fewer non-null values than monitor.min_samples: shown, but too few to read much into."
+    )
 
 
 class GroupFairness(_Result):
@@ -167,6 +183,17 @@ class ReferenceProfile(_Result):
     rows: int = Field(ge=1, description="Rows the profile was built from.")
     created_at: datetime = Field(description="When the profile was built.")
     features: dict[str, FeatureProfile] = Field(description="Per feature, plus __score__ and __predicted_label__.")
+    performance: Performance | None = Field(
+        None,
+        description=(
+            "The reference's own performance, as a window's is computed (accuracy and the rest need true labels: "
+            "--label-column; estimated accuracy needs scores only): what the relative performance rules compare."
+        ),
+    )
+    fairness: list[GroupFairness] = Field(
+        default_factory=list,
+        description="The reference's rates per group of each sensitive column it was built with (--sensitive).",
+    )
 
     @property
     def key(self) -> str:
@@ -180,7 +207,11 @@ class TriggerReason(_Result):
     rule: str = Field(description="Rule name, e.g. accuracy_below, psi_above.")
     metric: str = Field(description="The metric the rule reads, e.g. accuracy or psi:age.")
     observed: float = Field(description="The metric's value in the window.")
-    threshold: float = Field(description="The rule's threshold.")
+    threshold: float = Field(description="The threshold the window was judged against.")
+    reference: float | None = Field(
+        None,
+        description="Relative rules: the reference's value the threshold was derived from (threshold = it − max_drop).",
+    )
     window_start: EventTime
     window_end: EventTime
     sample_count: int = Field(ge=0, description="Samples the metric was computed from.")

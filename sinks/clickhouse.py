@@ -32,7 +32,14 @@ def open_client(dsn: str, database: str, password: str | None = None, raw_ttl_da
     """
     client = _connect(dsn, password)
     try:
-        for statement in ddl.statements(database, raw_ttl_days):
+        client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        existing: dict[str, set[str]] = {}
+        answer = client.query(
+            "SELECT table, name FROM system.columns WHERE database = {database:String}", {"database": database}
+        )
+        for table, column in answer.result_rows:
+            existing.setdefault(table, set()).add(column)
+        for statement in ddl.statements(database, raw_ttl_days, existing):
             client.command(statement)
         client.command(
             f"INSERT INTO {database}.schema_version (version) "

@@ -131,6 +131,9 @@ def reference_profile_row(profile: ReferenceProfile) -> Row:
         profile.created_at,
         sorted(profile.features),
         profile.model_dump_json(),
+        profile.performance.labelled if profile.performance else 0,
+        profile.performance.accuracy if profile.performance else None,
+        profile.performance.estimated_accuracy if profile.performance else None,
     )
 
 

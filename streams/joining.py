@@ -45,8 +45,8 @@ from datetime import datetime, timedelta
 import msgspec
 import numpy as np
 
-from driftline.schemas.events import Task, label_text
-from driftline.schemas.model_contracts import ModelContract
+from driftline.schemas.events import Task
+from driftline.schemas.model_contracts import ModelContract, positive_texts
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
@@ -73,14 +73,6 @@ def window_start(stamp: datetime, window_s: float) -> datetime:
     """Start of the tumbling window holding ``stamp`` (aligned to the Unix epoch)."""
     seconds = (stamp - EPOCH).total_seconds()
     return EPOCH + timedelta(seconds=math.floor(seconds / window_s) * window_s)
-
-
-def positive_texts(contract: ModelContract | None) -> set[str]:
-    """The texts of a binary model's positive label (default 1 / true, or its pinned ``positive_label``)."""
-    positive = contract.positive_label if contract else 1
-    if positive in (1, True) and not isinstance(positive, str):
-        return {"1", "true"}
-    return {label_text(positive) or ""}
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,7 @@ class StreamMonitor:
         return profile
 
     def _new_merger(self) -> Merger:
-        engine = WindowEngine(self.settings, self.profile_for, partitions=self.partitions)
+        engine = WindowEngine(self.settings, self.profile_for, partitions=self.partitions, contracts=self.contracts)
         return Merger(engine, TriggerPolicy(self.policy_settings, self.settings.window_s))
 
 

@@ -107,12 +107,12 @@ _DETECTORS = frozenset({"adwin", "page_hinkley"})
 Status = Literal["breach", "recovered"]
 VerdictKey = tuple[str, str]
 """(rule, metric), e.g. ``("psi_above", "psi:age")``."""
-Verdict = tuple[Status, float, int, tuple[str, ...]]
-"""(status, observed value, sample count, evidence keys)."""
+Verdict = tuple[Status, float, int, tuple[str, ...], float, float | None]
+"""(status, observed value, sample count, evidence keys, threshold judged, reference value it was derived from)."""
 Bounds = tuple[float, float]
 """(low, high): the interval a metric is judged on; (value, value) for a point estimate."""
-Reading = tuple[str, float, Bounds, int, tuple[str, ...]]
-"""(metric, observed value, bounds, sample count, evidence keys) read from a window result."""
+Reading = tuple[str, float, Bounds, int, tuple[str, ...], float | None]
+"""(metric, observed value, bounds, sample count, evidence keys, the reference's value) read from a window result."""
 
 
 class WindowMemory(TypedDict):
@@ -165,9 +165,14 @@ class TriggerPolicy:
                 verdicts.setdefault(*detected)
         for name, rule in policy.rules().items():
             if isinstance(rule, ThresholdRule) and rule.enabled:
-                for metric, observed, bounds, samples, evidence in _readings(rule, result, policy.confidence):
-                    if samples >= rule.min_samples and (status := _status(rule, observed, bounds)) is not None:
-                        verdicts[(name, metric)] = (status, observed, samples, evidence if status == "breach" else ())
+                readings = _readings(rule, result, policy.confidence)
+                for metric, observed, bounds, samples, evidence, reference in readings:
+                    threshold = rule.threshold_for(reference)
+                    if threshold is None or samples < rule.min_samples:
+                        continue
+                    if (status := _status(rule, threshold, observed, bounds)) is not None:
+                        kept = evidence if status == "breach" else ()
+                        verdicts[(name, metric)] = (status, observed, samples, kept, threshold, reference)
         windows[result.window_start] = WindowMemory(
             revision=result.revision, end=result.window_end, verdicts=verdicts, fired=known["fired"] if known else []
         )
@@ -283,11 +288,11 @@ def _status_of(memory: WindowMemory, key: VerdictKey) -> Status | None:
     return None if verdict is None else verdict[0]
 
 
-def _status(rule: ThresholdRule, observed: float, bounds: Bounds) -> Status | None:
+def _status(rule: ThresholdRule, threshold: float, observed: float, bounds: Bounds) -> Status | None:
     """Breach on the interval, recovery on the point estimate (see the module docstring)."""
-    if rule.breaches(*bounds):
+    if rule.breaches(threshold, *bounds):
         return "breach"
-    return "recovered" if rule.recovers(observed) else None
+    return "recovered" if rule.recovers(threshold, observed) else None
 
 
 def _evidence(window: WindowKey, table: str, *row: str) -> str:
@@ -301,7 +306,8 @@ def _alarm_verdict(policy: PolicyRules, window: WindowKey, alarm: DetectorAlarm)
     if not rule.enabled or alarm.observations < rule.min_samples or alarm.estimate is None:
         return None
     row = _evidence(window, "detector_alarms", alarm.detector, alarm.fired_at.isoformat(), alarm.prediction_id)
-    return (alarm.detector, f"{alarm.detector}:{alarm.signal}"), ("breach", alarm.estimate, alarm.observations, (row,))
+    verdict: Verdict = ("breach", alarm.estimate, alarm.observations, (row,), 0.0, None)
+    return (alarm.detector, f"{alarm.detector}:{alarm.signal}"), verdict
 
 
 def _readings(rule: ThresholdRule, result: WindowResult, confidence: float) -> list[Reading]:
@@ -339,7 +345,8 @@ def _performance_readings(rule: PerformanceBelow, result: WindowResult, confiden
     if confidence and isinstance(rule, AccuracyBelow):
         bounds = wilson_interval(round(value * samples), samples)
     evidence = (_evidence(result, "performance_windows"),)
-    return [] if bounds is None else [(rule.metric, value, bounds, samples, evidence)]
+    reference: float | None = getattr(performance, f"reference_{rule.metric}")
+    return [] if bounds is None else [(rule.metric, value, bounds, samples, evidence, reference)]
 
 
 def _drift_readings(rule: DriftAbove, result: WindowResult, rows: list[FeatureDrift]) -> list[Reading]:
@@ -349,7 +356,7 @@ def _drift_readings(rule: DriftAbove, result: WindowResult, rows: list[FeatureDr
         if value is not None:
             samples = result.performance.predictions if isinstance(rule, MissingRateIncreaseAbove) else row.count
             evidence = (_evidence(result, "drift_windows", row.feature),)
-            readings.append((f"{rule.metric}:{row.feature}", value, (value, value), samples, evidence))
+            readings.append((f"{rule.metric}:{row.feature}", value, (value, value), samples, evidence, None))
     return readings
 
 
@@ -382,6 +389,7 @@ def _holm_readings(rule: KsPvalueBelow, result: WindowResult, rows: list[Feature
             (pvalue, pvalue),
             row.count,
             (_evidence(result, "drift_windows", row.feature),),
+            None,
         )
         for (row, _raw), pvalue in zip(family, adjusted, strict=True)
     ]
@@ -452,7 +460,7 @@ def _fairness_readings(rule: FairnessRule, result: WindowResult, confidence: flo
         if bounds is not None:
             evidence = tuple(_evidence(result, "fairness_windows", attribute, group.group) for group in groups)
             samples = min(group.count for group in groups)
-            readings.append((f"{rule.metric}:{attribute}", value, bounds, samples, evidence))
+            readings.append((f"{rule.metric}:{attribute}", value, bounds, samples, evidence, None))
     return readings
 
 
@@ -462,15 +470,14 @@ def _trigger(policy: PolicyRules, window: WindowKey, qualifying: list[tuple[Verd
     names = sorted({rule for (rule, _metric), _verdict in qualifying})
     kinds = {rules[name].kind for name in names}
     reasons = []
-    for (name, metric), (_breach, observed, samples, _rows) in qualifying:
-        rule = rules[name]
-        threshold = rule.threshold if isinstance(rule, ThresholdRule) else 0.0
+    for (name, metric), (_breach, observed, samples, _rows, threshold, reference) in qualifying:
         reasons.append(
             TriggerReason(
                 rule=name,
                 metric=metric,
                 observed=observed,
                 threshold=threshold,
+                reference=reference,
                 window_start=window.window_start,
                 window_end=window.window_end,
                 sample_count=samples,

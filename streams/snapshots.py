@@ -40,7 +40,8 @@ from driftline.streams.watermarks import EPOCH, Watermark
 from driftline.streams.windows import QueuedInput, Signal, WindowBuffer, WindowEngine
 from driftline.streams.windows import Share as MergedShare
 
-SNAPSHOT_FORMAT = 7  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per problem
+SNAPSHOT_FORMAT = 8  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
+# problem; 8: verdicts keep the threshold judged (relative rules)
 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
 Feedback = tuple[str, datetime, str | None, float | None, str | None]

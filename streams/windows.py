@@ -48,7 +48,7 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -58,10 +58,10 @@ import pandas as pd
 
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.events import Task
+from driftline.schemas.model_contracts import ModelContract, positive_texts
 from driftline.schemas.results import (
     DetectorAlarm,
     FeatureDrift,
-    Performance,
     ReferenceProfile,
     WindowKey,
     WindowResult,
@@ -75,7 +75,7 @@ from driftline.streams.core.feature_counts import (
     drift_rows,
     feature_counts,
 )
-from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary
+from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
 from driftline.streams.deltas import (
     Delta,
     OrphanCount,
@@ -161,9 +161,11 @@ class WindowEngine:
         settings: MonitorSettings,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         partitions: int = 0,
+        contracts: Mapping[str, ModelContract] | None = None,
     ) -> None:
         self.settings = settings
         self.profile_for = profile_for
+        self.contracts = dict(contracts or {})
         self.windows: dict[WindowId, WindowBuffer] = {}
         self.orphans: dict[tuple[int, str, datetime], int] = {}
         self.predictions_seen = ModelWatermarks(partitions)
@@ -375,7 +377,14 @@ class WindowEngine:
                 if len(rows) >= self.settings.reference_first_n:
                     frame = pd.DataFrame(rows).dropna(axis=1, how="all")
                     end = key[2] + timedelta(seconds=self.settings.window_s)
-                    profile = build_profile(frame, *model, source="first_events", created_at=end)
+                    profile = build_profile(
+                        frame,
+                        *model,
+                        task=buffer.task,
+                        positive=positive_texts(self.contracts.get(model[0])),
+                        source="first_events",
+                        created_at=end,
+                    )
                     self.own_profiles[model] = profile
                     self.unpublished_profiles.append(profile)
                     del self.first_events[model]
@@ -412,6 +421,7 @@ class WindowEngine:
         model_id, version, start = key
         drift = buffer.drift if buffer.drift is not None else self._read_drift(key, buffer)
         summary = buffer.summary()
+        reference = buffer.profile.performance if buffer.profile is not None else None
         return WindowResult(
             model_id=model_id,
             model_version=version,
@@ -419,16 +429,13 @@ class WindowEngine:
             window_end=start + timedelta(seconds=self.settings.window_s),
             revision=buffer.revision,
             reference=buffer.reference,
-            performance=Performance.model_validate(
-                {
-                    "task": buffer.task,
-                    "predictions": summary.predictions,
-                    "labelled": summary.labelled,
-                    "label_coverage": summary.labelled / summary.predictions if summary.predictions else None,
-                    "late_predictions": summary.late,
-                    "orphan_feedback": buffer.orphan_feedback,
-                    **summary.performance(),
-                }
+            performance=performance_of(
+                summary,
+                late_predictions=summary.late,
+                orphan_feedback=buffer.orphan_feedback,
+                too_few_samples=summary.predictions < self.settings.min_samples,
+                reference_accuracy=reference.accuracy if reference else None,
+                reference_estimated_accuracy=reference.estimated_accuracy if reference else None,
             ),
             drift=drift,
             fairness=summary.fairness(self.settings.min_group_count) if isinstance(summary, BinarySummary) else [],
@@ -460,7 +467,10 @@ class WindowEngine:
                 elif type(tally) is type(total):
                     total.merge(tally)  # type: ignore[arg-type]
             counts[name] = (counts_of(feature, total) if total is not None else None) or feature_counts(feature)
-        drift = drift_rows(counts)
+        drift = [
+            row.model_copy(update={"too_few_samples": row.count < self.settings.min_samples})
+            for row in drift_rows(counts)
+        ]
         buffer.drift = drift
         return drift
 

@@ -43,7 +43,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from driftline.schemas.results import GroupFairness
+from driftline.schemas.results import GroupFairness, Performance
 from driftline.streams.core.exact_sum import ExactSum
 from driftline.streams.monitors.fairness import GroupCounts, attribute_fairness
 
@@ -319,6 +319,22 @@ def merged(summaries: Iterator[Summary] | Sequence[Summary]) -> Summary | None:
             total = new_summary(_task(summary))
         total.merge(summary)
     return cast(Summary | None, total)
+
+
+def performance_of(summary: Summary, **window: object) -> Performance:
+    """The performance row read from ``summary``: its task, predictions, labelled predictions, label coverage
+    and metrics; ``window`` adds what only the window knows (late predictions, orphan feedback, ...)."""
+    predictions, labelled = summary.predictions, summary.labelled
+    return Performance.model_validate(
+        {
+            "task": _task(summary),
+            "predictions": predictions,
+            "labelled": labelled,
+            "label_coverage": labelled / predictions if predictions else None,
+            **window,
+            **summary.performance(),
+        }
+    )
 
 
 def _task(summary: Summary) -> str:

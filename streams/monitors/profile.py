@@ -8,7 +8,7 @@ standard deviation; other columns get the share of each category. Nulls count to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from driftline.schemas.errors import ConfigError
-from driftline.schemas.results import FeatureProfile, ReferenceProfile
+from driftline.schemas.events import Task
+from driftline.schemas.results import FeatureProfile, GroupFairness, Performance, ReferenceProfile
 from driftline.streams.monitors.drift import numeric_bin_shares
+from driftline.streams.monitors.reference_performance import infer_task, reference_performance
 
 SAMPLE_SIZE = 2_000
 BINS = 10
@@ -67,15 +69,21 @@ def build_profile(
     score_column: str | None = "score",
     prediction_column: str | None = "prediction",
     label_column: str | None = None,
-    exclude: Iterable[str] = (),
+    sensitive: Sequence[str] = (),
+    task: Task | None = None,
+    positive: set[str] | frozenset[str] = frozenset({"1", "true"}),
+    min_group_count: int = 30,
     source: Literal["training_data", "first_events"] = "training_data",
     created_at: datetime | None = None,
 ) -> ReferenceProfile:
     """A reference profile of ``frame``: its features, plus the scores (``score_column``) and predicted labels
-    (``prediction_column``) when present.
+    (``prediction_column``) when present, and then the reference's own performance
+    (:func:`~driftline.streams.monitors.reference_performance.reference_performance` for ``task``, inferred
+    when None; ``positive``: the texts of a binary model's positive label) with the true outcomes of
+    ``label_column``, and per group of the ``sensitive`` columns its rates.
 
-    The features are ``features``, or every other column but ``label_column`` (the true outcome), ``exclude``
-    (sensitive attributes, which arrive apart from the features), ``prediction_id`` and ``timestamp``. A column
+    The features are ``features``, or every other column but ``label_column`` (the true outcome), the
+    ``sensitive`` columns (which arrive apart from the features), ``prediction_id`` and ``timestamp``. A column
     named ``label`` that no argument names is refused (:class:`ConfigError`): in training data it is usually the
     true outcome, in logged predictions the predicted label, and profiling it as the wrong one is silent.
     """
@@ -87,13 +95,26 @@ def build_profile(
             f"column {AMBIGUOUS!r} is ambiguous: name it as the true outcome (--label-column {AMBIGUOUS}) or as "
             f"the model's predicted label (--prediction-column {AMBIGUOUS})"
         )
-    reserved = {*named, *exclude, "prediction_id", "timestamp"}
+    reserved = {*named, *sensitive, "prediction_id", "timestamp"}
     names = features if features is not None else [c for c in frame.columns if c not in reserved]
     profiles = {str(name): feature_profile(frame[name], seed=i) for i, name in enumerate(names)}
     if score_column and score_column in frame:
         profiles[SCORE] = feature_profile(frame[score_column].astype(float))
     if prediction_column and prediction_column in frame:
         profiles[PREDICTED_LABEL] = feature_profile(frame[prediction_column].astype(str))
+    performance: Performance | None = None
+    fairness: list[GroupFairness] = []
+    if prediction_column and prediction_column in frame and frame[prediction_column].notna().any():
+        performance, fairness = reference_performance(
+            frame,
+            task or infer_task(frame, prediction_column, score_column),
+            prediction_column=prediction_column,
+            score_column=score_column,
+            label_column=label_column,
+            sensitive=sensitive,
+            positive=positive,
+            min_group_count=min_group_count,
+        )
     return ReferenceProfile(
         model_id=model_id,
         model_version=model_version,
@@ -101,4 +122,6 @@ def build_profile(
         rows=len(frame),
         created_at=created_at or datetime.now(UTC),
         features=profiles,
+        performance=performance,
+        fairness=fairness,
     )

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from driftline.backfill import backfill
 from driftline.cli import app
 from driftline.producer import Monitor
+from driftline.schemas.ddl import SCHEMA_VERSION
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.results import (
     FeatureDrift,
@@ -31,7 +32,9 @@ from driftline.schemas.results import (
     WindowResult,
     trigger_id,
 )
+from driftline.schemas.tables import PERFORMANCE_WINDOWS
 from driftline.settings import Settings
+from driftline.sinks.clickhouse import open_configured
 from driftline.sinks.sink import Sink
 from driftline.topics import create_topics
 from tests.integration.running import read_topic, worker_env
@@ -414,3 +417,39 @@ def test_reference_build_takes_the_columns_by_name_and_refuses_an_unnamed_label(
     [profile] = [ReferenceProfile.model_validate_json(value) for value in read_topic(settings, "reference-profiles")]
     assert set(profile.features) == {"age", "__score__", "__predicted_label__"}
     assert profile.features["__predicted_label__"].category_shares == {"1": 0.75, "0": 0.25}
+    assert profile.performance is not None and profile.performance.accuracy == 0.75  # (p, label): 3 of 4 agree
+    assert "Reference performance: binary, 40 predictions, 40 labelled, accuracy 0.7500" in named.output
+
+
+def test_tables_of_an_older_release_get_the_new_columns_and_their_views_show_them(
+    settings: Settings, clickhouse: Client
+) -> None:
+    """A database made before ``too_few_samples`` and the reference's accuracy existed (those columns dropped,
+    its view made on the old columns) gains them at the next start, old rows keeping their defaults."""
+    database = settings.clickhouse.database
+    new = ["too_few_samples", "reference_accuracy", "reference_estimated_accuracy"]
+    for column in new:
+        clickhouse.command(f"ALTER TABLE {database}.performance_windows DROP COLUMN {column}")
+    clickhouse.command(
+        f"CREATE OR REPLACE VIEW {database}.performance_windows_latest AS "
+        f"SELECT * FROM {database}.performance_windows FINAL"
+    )
+    clickhouse.command(
+        f"INSERT INTO {database}.performance_windows (model_id, model_version, window_start, window_end, revision, "
+        "reference, task, predictions, labelled) VALUES ('old', '1', '2026-01-01', '2026-01-01 01:00:00', 1, "
+        "'none', 'binary', 5, 0)"
+    )
+    assert (
+        "too_few_samples" not in clickhouse.query(f"SELECT * FROM {database}.performance_windows_latest").column_names
+    )
+
+    reopened = open_configured(settings)
+    try:
+        answer = reopened.query(f"SELECT * FROM {database}.performance_windows_latest")
+        row = dict(zip(answer.column_names, answer.result_rows[0], strict=True))
+        assert [name for name in answer.column_names if name in new] == new
+        assert list(answer.column_names) == PERFORMANCE_WINDOWS.column_names
+        assert (row["model_id"], row["too_few_samples"], row["reference_accuracy"]) == ("old", False, None)
+        assert reopened.query(f"SELECT max(version) FROM {database}.schema_version").result_rows == [(SCHEMA_VERSION,)]
+    finally:
+        reopened.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from driftline.detection import drifted_features, flags, judge, rows_of
 from driftline.schemas.policy import PolicySettings
+from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.tables import DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, RETRAIN_TRIGGERS
 from tests.unit.story_rows import END, HOUR, INCOME_PSI, SCENARIO, START, story_rows, trigger, window
 
@@ -66,5 +67,31 @@ def test_a_trigger_in_the_stable_period_or_none_in_a_problem_phase_fails() -> No
     ]
     assert verdict_of(psi=INCOME_PSI, triggers=triggers).failures == [
         "stable: 1 trigger(s) in the stable period",
-        "covariate-drift: no retraining trigger",
+        "covariate-drift: covariate drift in income got no drift on income trigger in its onset window or the next",
     ]
+    first_window = [trigger(0, "accuracy_below", "accuracy", 0.8, 0.85), *story_rows_triggers()]
+    assert verdict_of(triggers=first_window).failures == [
+        "stable: 1 trigger(s) in the stable period",
+        "stable: trigger accuracy_below (accuracy) in version 1.0's first window",
+    ]
+
+
+def story_rows_triggers() -> list[RetrainTrigger]:
+    return [
+        trigger(2, "psi_above", "psi:income", 0.9, 0.2),
+        trigger(4, "demographic_parity_ratio_below", "demographic_parity_ratio:group", 0.6, 0.8),
+    ]
+
+
+def test_a_problem_needs_a_trigger_of_its_own_kind_in_its_onset_window_or_the_next() -> None:
+    fairness = trigger(4, "demographic_parity_ratio_below", "demographic_parity_ratio:group", 0.6, 0.8)
+    wrong_feature = [trigger(2, "psi_above", "psi:age", 0.3, 0.2), fairness]
+    wrong_kind = [trigger(2, "accuracy_below", "accuracy", 0.7, 0.85), fairness]
+    next_window = [trigger(3, "wasserstein_above", "wasserstein:income", 0.9, 0.45), fairness]
+    two_late = [trigger(4, "psi_above", "psi:income", 0.9, 0.2), fairness]
+    missing = "covariate-drift: covariate drift in income got no drift on income trigger in its onset window or the next"
+
+    assert verdict_of(triggers=wrong_feature).failures == [missing]
+    assert verdict_of(triggers=wrong_kind).failures == [missing]
+    assert verdict_of(triggers=next_window).passed
+    assert verdict_of(triggers=two_late).failures == [missing]

@@ -129,7 +129,7 @@ def test_a_column_named_label_must_be_named_and_true_outcomes_and_sensitive_colu
     with pytest.raises(ConfigError, match=r"column 'label' is ambiguous: .*--label-column label"):
         build_profile(frame, "m", "1")
 
-    profile = build_profile(frame, "m", "1", label_column="label", exclude=("gender",))
+    profile = build_profile(frame, "m", "1", label_column="label", sensitive=("gender",))
 
     assert set(profile.features) == {"age", SCORE, PREDICTED_LABEL}
     shares = profile.features[PREDICTED_LABEL].category_shares or {}

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import murmur2
 
 from driftline.demo import Story
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
-from driftline.settings import MonitorSettings, Settings
+from driftline.settings import MonitorSettings
 from driftline.streams.app import ChangelogStore, _Worker
 from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
+from tests.story_offline import play, story_events
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TOPICS = {"predictions": "p", "feedback": "f", "window-parts": "w"}
@@ -277,40 +276,11 @@ def test_the_same_story_delivered_four_ways_gives_the_same_triggers(tmp_path: Pa
     with checkpoints far apart, and with the whole feedback topic read before the predictions: the triggers,
     ids included, are the same: decisions are a function of the events, not of how they were delivered."""
     story = Story(seed=3, windows_per_phase=2, cooldown_windows=1, predictions_per_window=3_000)
-    settings = story.settings(Settings())
-    monitor_settings = settings.monitor.model_copy(update={"idle_timeout_s": 1e9})  # no processing-time cut
-    partitions = settings.kafka.partitions
-    events = [event for event in story.simulation().events() if event.kind != "malformed"]
+    events = story_events(story)
 
     def deliver(name: str, order: list[Any], envelope: int, checkpoint_every: int) -> list[str]:
-        triggers: list[RetrainTrigger] = []
-        monitor = StreamMonitor(
-            monitor_settings,
-            TOPICS | {"predictions": "predictions", "feedback": "feedback"},
-            lambda _r: None,
-            triggers.extend,
-            policy=settings.policy,
-            partitions=partitions,
-        )
-        local = Local(monitor, tmp_path / name)
-        offsets: Counter[tuple[str, int]] = Counter()
-        pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
-
-        def send(slot: tuple[str, int]) -> None:
-            local.handle(slot[0], slot[1], offsets[slot], b"[" + b",".join(pending.pop(slot)) + b"]")
-            offsets[slot] += 1
-
-        for i, event in enumerate(order, 1):
-            slot = (event.topic, murmur2(event.key.encode(), partitions))
-            pending[slot].append(event.payload)
-            if len(pending[slot]) >= envelope:
-                send(slot)
-            if i % checkpoint_every == 0:
-                local.checkpoint()
-        for slot in list(pending):
-            send(slot)
-        local.checkpoint()
-        return sorted(trigger.trigger_id for trigger in triggers)
+        played = play(story, tmp_path / name, events=order, envelope=envelope, checkpoint_every=checkpoint_every)
+        return sorted(trigger.trigger_id for trigger in played.triggers)
 
     single = deliver("single", events, 1, 2_000)
     assert len(single) >= 4

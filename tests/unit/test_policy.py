@@ -60,11 +60,13 @@ def window(
     model: str = "credit-risk",
     version: str = "1",
     estimated_accuracy: float | None = None,
+    reference_accuracy: float | None = 0.90,
     drift: Iterable[FeatureDrift] = (),
     fairness: Iterable[GroupFairness] = (),
     alarms: Iterable[DetectorAlarm] = (),
 ) -> WindowResult:
-    """Window ``k`` (starting at T0 + k·WINDOW_S) of a binary model; healthy unless told otherwise."""
+    """Window ``k`` (starting at T0 + k·WINDOW_S) of a binary model; healthy unless told otherwise. Its
+    reference's accuracy and estimated accuracy are ``reference_accuracy`` (0.90: judged against 0.85)."""
     return WindowResult(
         model_id=model,
         model_version=version,
@@ -79,6 +81,8 @@ def window(
             label_coverage=labelled / predictions,
             accuracy=accuracy,
             estimated_accuracy=estimated_accuracy,
+            reference_accuracy=reference_accuracy,
+            reference_estimated_accuracy=reference_accuracy,
         ),
         drift=list(drift),
         fairness=list(fairness),
@@ -132,6 +136,7 @@ def test_fires_once_at_the_first_qualifying_window_with_its_reason_and_evidence(
             "metric": "accuracy",
             "observed": 0.80,
             "threshold": 0.85,
+            "reference": 0.90,
             "window_start": start(1),
             "window_end": start(2),
             "sample_count": 500,
@@ -569,6 +574,10 @@ def test_readme_policy_example_is_valid_and_means_what_it_says(tmp_path: Path) -
 
     assert policy.cooldown_s == 7200
     assert policy.psi_above.features == ["age", "income"]
-    assert policy.for_model("credit-risk").accuracy_below.threshold == 0.9
+    credit_risk, churn, other = (policy.for_model(model).accuracy_below for model in ("credit-risk", "churn", "x"))
+    assert (credit_risk.max_drop, credit_risk.consecutive, credit_risk.threshold) == (0.03, 2, None)
     assert policy.for_model("credit-risk").psi_above.features == ["age", "income"]
-    assert policy.for_model("churn").accuracy_below.threshold == 0.85
+    assert (churn.threshold, churn.max_drop) == (0.9, 0.05)
+    assert (other.threshold, other.max_drop) == (None, 0.05)
+    assert churn.threshold_for(0.80) == 0.9 and churn.threshold_for(0.99) == pytest.approx(0.94)
+    assert other.threshold_for(0.80) == pytest.approx(0.75) and other.threshold_for(None) is None

@@ -278,12 +278,19 @@ def test_training_set_is_what_reference_build_profiles(tmp_path: Path) -> None:
     training = simulation.training_set(5_000)
     training.to_parquet(tmp_path / "training.parquet")
 
-    profile = build_profile(read_frame(tmp_path / "training.parquet"), "model-000", "1.0")
+    assert simulation.reference_options() == "--label-column outcome --sensitive group"
+    frame = read_frame(tmp_path / "training.parquet")
+    profile = build_profile(frame, "model-000", "1.0", label_column="outcome", sensitive=("group",))
     assert set(profile.features) == {f.name for f in simulation.features} | {SCORE, PREDICTED_LABEL}
     assert set(profile.features[PREDICTED_LABEL].category_shares or {}) == {"0", "1"}
-    stream, _ = simulation.frames()
+    stream, feedback = simulation.frames()
     assert training["score"].mean() == pytest.approx(stream["score"].mean(), abs=0.02)
     assert training["prediction"].mean() == pytest.approx(stream["label"].mean(), abs=0.02)
+    joined = stream.merge(feedback, on="prediction_id", suffixes=("", "_true"))
+    assert profile.performance is not None and profile.performance.accuracy is not None
+    stream_accuracy = (joined["label"].astype(str) == joined["label_true"].astype(str)).mean()
+    assert profile.performance.accuracy == pytest.approx(stream_accuracy, abs=0.03)
+    assert {row.group for row in profile.fairness} == {"g1", "g2", "g3"}
 
 
 def test_parquet_files_hold_the_valid_events(tmp_path: Path) -> None:
