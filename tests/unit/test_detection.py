@@ -89,7 +89,9 @@ def test_a_problem_needs_a_trigger_of_its_own_kind_in_its_onset_window_or_the_ne
     wrong_kind = [trigger(2, "accuracy_below", "accuracy", 0.7, 0.85), fairness]
     next_window = [trigger(3, "wasserstein_above", "wasserstein:income", 0.9, 0.45), fairness]
     two_late = [trigger(4, "psi_above", "psi:income", 0.9, 0.2), fairness]
-    missing = "covariate-drift: covariate drift in income got no drift on income trigger in its onset window or the next"
+    missing = (
+        "covariate-drift: covariate drift in income got no drift on income trigger in its onset window or the next"
+    )
 
     assert verdict_of(triggers=wrong_feature).failures == [missing]
     assert verdict_of(triggers=wrong_kind).failures == [missing]
