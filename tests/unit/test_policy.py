@@ -581,3 +581,25 @@ def test_readme_policy_example_is_valid_and_means_what_it_says(tmp_path: Path) -
     assert (other.threshold, other.max_drop) == (None, 0.05)
     assert churn.threshold_for(0.80) == 0.9 and churn.threshold_for(0.99) == pytest.approx(0.94)
     assert other.threshold_for(0.80) == pytest.approx(0.75) and other.threshold_for(None) is None
+
+
+def test_a_model_whose_reference_accuracy_is_075_stays_quiet_while_stable_and_fires_when_it_drops() -> None:
+    """Relative by default: judged against its own reference's accuracy minus 0.05, not an absolute 0.85 that
+    would fire on its first window though nothing changed."""
+    stable = [window(k, 0.75, labelled=2_000, reference_accuracy=0.75) for k in range(5)]
+    dropped = [window(k, 0.66, labelled=2_000, reference_accuracy=0.75) for k in range(5, 8)]
+
+    triggers = run(make_policy(), [*stable, *dropped])
+    absolute = run(make_policy(accuracy_below={"threshold": 0.85}), stable)
+
+    assert fired_windows(triggers) == [5]
+    [reason] = triggers[0].reasons
+    assert (reason.rule, reason.threshold, reason.reference) == ("accuracy_below", pytest.approx(0.70), 0.75)
+    assert fired_windows(absolute) == [0]  # the old absolute default fired on day one
+
+
+def test_without_a_reference_accuracy_the_rule_judges_nothing_unless_an_absolute_threshold_is_set() -> None:
+    unreferenced = [window(k, 0.40, labelled=2_000, reference_accuracy=None) for k in range(3)]
+
+    assert run(make_policy(), unreferenced) == []
+    assert fired_windows(run(make_policy(accuracy_below={"threshold": 0.5}), unreferenced)) == [0]
