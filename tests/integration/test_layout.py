@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from driftline.schemas.ddl import SCHEMA_VERSION
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import open_client
 from driftline.topics import check_copartitioning, create_topics, delete_topics
@@ -28,7 +29,7 @@ def test_raw_event_ttl_is_applied_and_ddl_is_idempotent(settings: Settings, clic
     try:
         ddl = again.command(f"SHOW CREATE TABLE {settings.clickhouse.database}.predictions")
         assert "TTL toDateTime(timestamp) + toIntervalDay(30)" in str(ddl)
-        assert again.command("SELECT max(version) FROM schema_version") == 1
+        assert again.command("SELECT max(version) FROM schema_version") == SCHEMA_VERSION
         assert again.command("SELECT count() FROM schema_version") == 1
     finally:
         again.close()
