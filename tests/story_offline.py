@@ -48,6 +48,37 @@ def story_events(story: Story) -> list[SimulatedEvent]:
     return [event for event in story.simulation().events() if event.kind != "malformed"]
 
 
+class _Workers:
+    """Monitors sharing the partitions as workers of one app id would (worker k owns every partition p with
+    p mod count = k, of both the source topics and window-parts), their states in memory; a checkpoint hands
+    each worker's deltas to the owner of their window-parts partition as messages at that partition's next
+    offsets, workers in order, then has every worker emit and save."""
+
+    def __init__(self, monitors: list[StreamMonitor]) -> None:
+        self.monitors = monitors
+        self.saved: dict[tuple[str, int], bytes] = {}
+        self.parts_offsets: Counter[int] = Counter()
+        partitions = monitors[0].partitions
+        for k, monitor in enumerate(monitors):
+            monitor.assign([p for p in range(partitions) if p % len(monitors) == k], self)
+
+    def load(self, name: str, partition: int) -> bytes | None:
+        return self.saved.get((name, partition))
+
+    def owner(self, partition: int) -> StreamMonitor:
+        return self.monitors[partition % len(self.monitors)]
+
+    def checkpoint(self) -> None:
+        for monitor in self.monitors:
+            for partition, _key, value in monitor.deltas():
+                self.owner(partition).handle(TOPICS["window-parts"], partition, self.parts_offsets[partition], value)
+                self.parts_offsets[partition] += 1
+            monitor.deltas_delivered()
+        for monitor in self.monitors:
+            self.saved.update(monitor.checkpoint())
+            monitor.saved()
+
+
 def play(
     story: Story,
     path: Path,
@@ -56,11 +87,13 @@ def play(
     envelope: int = 50,
     checkpoint_every: int = 2_000,
     references: bool = True,
+    workers: int = 1,
 ) -> Played:
-    """Feed ``events`` (the story's, by default) to a fresh monitor with its state under ``path``: up to
-    ``envelope`` events per message per partition, a checkpoint every ``checkpoint_every`` events and one at the
-    end; with ``references``, the story's reference profiles are known from the start, as the demo publishes
-    them before it sends."""
+    """Feed ``events`` (the story's, by default) to fresh monitors: up to ``envelope`` events per message per
+    partition, a checkpoint every ``checkpoint_every`` events and one at the end. One worker keeps its state
+    in a local file under ``path`` (:class:`LocalCheckpoints`); several share the partitions (:class:`_Workers`).
+    With ``references``, the story's reference profiles are known from the start, as the demo publishes them
+    before it sends."""
     settings = story.settings(Settings())
     monitor_settings = settings.monitor.model_copy(update={"idle_timeout_s": 1e9})  # no processing-time cut
     partitions = settings.kafka.partitions
@@ -69,21 +102,29 @@ def play(
         profiles = {(MODEL_ID, p.model_version): p for p, _at in story_references(settings, story, story.simulation())}
     results: list[WindowResult] = []
     triggers: list[RetrainTrigger] = []
-    monitor = StreamMonitor(
-        monitor_settings,
-        TOPICS,
-        results.extend,
-        triggers.extend,
-        policy=settings.policy,
-        profile_for=lambda model, version: profiles.get((model, version)),
-        partitions=partitions,
-    )
-    checkpoints = LocalCheckpoints(monitor, path)
+    monitors = [
+        StreamMonitor(
+            monitor_settings,
+            TOPICS,
+            results.extend,
+            triggers.extend,
+            policy=settings.policy,
+            profile_for=lambda model, version: profiles.get((model, version)),
+            partitions=partitions,
+        )
+        for _worker in range(workers)
+    ]
+    if workers == 1:
+        local = LocalCheckpoints(monitors[0], path)
+        owner, checkpoint = (lambda _partition: monitors[0]), (lambda: local.run(monitors[0]))
+    else:
+        shared = _Workers(monitors)
+        owner, checkpoint = shared.owner, shared.checkpoint
     offsets: Counter[tuple[str, int]] = Counter()
     pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
 
     def send(slot: tuple[str, int]) -> None:
-        monitor.handle(slot[0], slot[1], offsets[slot], b"[" + b",".join(pending.pop(slot)) + b"]")
+        owner(slot[1]).handle(slot[0], slot[1], offsets[slot], b"[" + b",".join(pending.pop(slot)) + b"]")
         offsets[slot] += 1
 
     for i, event in enumerate(story_events(story) if events is None else events, 1):
@@ -92,8 +133,8 @@ def play(
         if len(pending[slot]) >= envelope:
             send(slot)
         if i % checkpoint_every == 0:
-            checkpoints.run(monitor)
+            checkpoint()
     for slot in list(pending):
         send(slot)
-    checkpoints.run(monitor)
+    checkpoint()
     return Played(story, settings, results, triggers)

@@ -351,7 +351,7 @@ def test_readme_queries_answer_on_what_the_sink_stored(settings: Settings, click
     accuracy, drift, fairness, coverage, letters, triggers = (clickhouse.query(q).result_rows for q in queries)
 
     naive = start.replace(tzinfo=None)  # clickhouse-connect returns UTC times without a zone
-    assert accuracy == [("credit-risk", "1.0", naive, 0.7, None, None)]
+    assert accuracy == [("credit-risk", "1.0", naive, 0.7, None, None, None)]
     assert [(feature, psi) for _, feature, psi, _ in drift] == [("age", 0.31), ("city", None)]
     assert [(group, ratio) for _, _, _, group, _, ratio in fairness] == [("f", 0.75), ("m", 0.75)]
     assert coverage == [("credit-risk", 0.5)]

@@ -271,15 +271,18 @@ def test_events_stamped_in_2099_are_dead_letters_and_every_model_keeps_its_windo
         assert performance.predictions == expected[key].predictions - missing == 40 - missing
 
 
-def test_the_same_story_delivered_four_ways_gives_the_same_triggers(tmp_path: Path) -> None:
+def test_the_same_story_delivered_six_ways_gives_the_same_triggers(tmp_path: Path) -> None:
     """The demo's story (drift, a fairness gap, concept drift, a new version) as single events, as envelopes,
-    with checkpoints far apart, and with the whole feedback topic read before the predictions: the triggers,
-    ids included, are the same: decisions are a function of the events, not of how they were delivered."""
+    with checkpoints far apart, with the whole feedback topic read before the predictions, and split across two
+    and three workers: the triggers, ids included, are the same: decisions are a function of the events, not
+    of how they were delivered or which worker read what."""
     story = Story(seed=3, windows_per_phase=2, cooldown_windows=1, predictions_per_window=3_000)
     events = story_events(story)
 
-    def deliver(name: str, order: list[Any], envelope: int, checkpoint_every: int) -> list[str]:
-        played = play(story, tmp_path / name, events=order, envelope=envelope, checkpoint_every=checkpoint_every)
+    def deliver(name: str, order: list[Any], envelope: int, checkpoint_every: int, workers: int = 1) -> list[str]:
+        played = play(
+            story, tmp_path / name, events=order, envelope=envelope, checkpoint_every=checkpoint_every, workers=workers
+        )
         return sorted(trigger.trigger_id for trigger in played.triggers)
 
     single = deliver("single", events, 1, 2_000)
@@ -288,3 +291,5 @@ def test_the_same_story_delivered_four_ways_gives_the_same_triggers(tmp_path: Pa
     assert deliver("far-apart", events, 1, 9_000) == single
     feedback_first = sorted(events, key=lambda event: event.topic != "feedback")
     assert deliver("feedback-first", feedback_first, 50, 5_000) == single
+    assert deliver("two-workers", events, 50, 3_000, workers=2) == single
+    assert deliver("three-workers", feedback_first, 20, 4_000, workers=3) == single
