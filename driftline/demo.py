@@ -59,13 +59,13 @@ from driftline.sinks.sink import Sink
 from driftline.streams.monitor import StreamMonitor
 from driftline.topics import broker_answers, create_topics, delete_topics
 from driftline.traffic import Progress, SendReport
+from driftline.triggers import reason_text
 
 MODEL_ID = "credit-risk"
 DEMO_PREFIX = "driftline-demo."
 DEMO_DATABASE = "driftline_demo"
 STORE_TIMEOUT_S = 120.0
 WORKER_TIMEOUT_S = 600.0  # beyond the play time
-DETECTORS = frozenset({"adwin", "page_hinkley"})
 REFRESH_PER_S = 4
 
 
@@ -649,12 +649,7 @@ def _write_report(settings: Settings, rows: WindowRows, verdict: Verdict) -> tup
 
 def _trigger_line(trigger: RetrainTrigger) -> str:
     """One line for a person: the window, the version, the severity and each reason with its numbers."""
-    reasons = "; ".join(
-        f"{r.metric} = {r.observed:.3g}"
-        + (f" (threshold {r.threshold:g})" if r.rule not in DETECTORS else "")
-        + f", n = {r.sample_count:,}"
-        for r in trigger.reasons
-    )
+    reasons = "; ".join(reason_text(r) for r in trigger.reasons)
     return (
         f"⚑ {trigger.severity} trigger for {trigger.model_id} {trigger.model_version}, window "
         f"{trigger.window_start:%H:%M}–{trigger.window_end:%H:%M}: {reasons}"
@@ -743,8 +738,9 @@ def print_summary(outcome: Outcome, console: Console) -> None:
 
     if verdict.passed:
         console.print(
-            "\n[bold green]✓ Every injected problem was flagged in the window where it started or the next, every "
-            "problem phase led to a retraining trigger, and the stable period stayed quiet.[/bold green]"
+            "\n[bold green]✓ Every injected problem was flagged, and got a retraining trigger of its own kind, in the "
+            "window where it started or the next; the stable period and each version's first window stayed "
+            "quiet.[/bold green]"
         )
     else:
         console.print("\n[bold red]✗ The demo's checks failed:[/bold red]")

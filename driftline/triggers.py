@@ -15,7 +15,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from pydantic import ValidationError
 
-from driftline.schemas.results import RetrainTrigger
+from driftline.schemas.results import RetrainTrigger, TriggerReason
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query
@@ -74,11 +74,20 @@ def recent(settings: Settings, limit: int = 20, model_id: str | None = None) -> 
     )
 
 
+def reason_text(reason: TriggerReason) -> str:
+    """A reason for a person: ``accuracy = 0.677 (threshold 0.829: reference 0.879 − 0.05), n = 4,663``; a
+    detector's has no threshold."""
+    text = f"{reason.metric} = {reason.observed:.4g}"
+    if reason.rule not in ("adwin", "page_hinkley"):
+        reference = reason.reference
+        how = f": reference {reference:.4g} − {reference - reason.threshold:.3g}" if reference is not None else ""
+        text += f" (threshold {reason.threshold:.4g}{how})"
+    return f"{text}, n = {reason.sample_count:,}"
+
+
 def describe(trigger: RetrainTrigger) -> str:
     """One line for a person: when, which model, how severe, and each reason with its numbers."""
-    reasons = "; ".join(
-        f"{r.metric} = {r.observed:.4g} (threshold {r.threshold:g}, n = {r.sample_count})" for r in trigger.reasons
-    )
+    reasons = "; ".join(reason_text(r) for r in trigger.reasons)
     return (
         f"{trigger.created_at.isoformat()} {trigger.model_id} {trigger.model_version} [{trigger.severity}] "
         f"window {trigger.window_start.isoformat()}: {reasons}  (id {trigger.trigger_id[:12]})"
