@@ -17,6 +17,7 @@ import faust
 from driftline.schemas.errors import ConfigError, DriftlineError
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.topics import (
+    DEAD_LETTERS,
     FEEDBACK,
     PREDICTIONS,
     REFERENCE_PROFILES,
@@ -28,7 +29,7 @@ from driftline.settings import Settings
 from driftline.streams.app import add_monitor_agent, create_app
 from driftline.streams.monitor import StreamMonitor
 from driftline.streams.profiles import ProfileStore
-from driftline.streams.publishing import KeyedPublisher
+from driftline.streams.publishing import DeadLetterPublisher, KeyedPublisher
 from driftline.topics import check_connection
 
 
@@ -41,6 +42,7 @@ def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[Strea
     results = KeyedPublisher(settings.kafka, prefix + WINDOW_RESULTS.name)
     triggers = KeyedPublisher(settings.kafka, prefix + RETRAIN_TRIGGERS.name)
     own_profiles = KeyedPublisher(settings.kafka, prefix + REFERENCE_PROFILES.name)
+    dead_letters = DeadLetterPublisher(settings.kafka.client_config(), prefix + DEAD_LETTERS.name)
 
     def publish_results(windows: list[WindowResult]) -> None:
         results.send(list(windows))
@@ -59,6 +61,7 @@ def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[Strea
         policy=settings.policy,
         profile_for=profiles.get,
         publish_profiles=publish_profiles,
+        publish_dead_letters=dead_letters.send,
         contracts=settings.models,
         max_message_bytes=settings.kafka.max_message_bytes,
         partitions=settings.kafka.partitions,

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from driftline.schemas.dead_letters import Reason
 from driftline.schemas.tables import ALL_TABLES, Column, Table
+
+ORIGIN_COLUMNS = ("source_partition", "source_offset", "envelope_index")
+"""Where a raw event was read: the columns a raw row and its dead letter share."""
 
 SCHEMA_VERSION = 2
 
@@ -76,9 +80,12 @@ def statements(
             )
         if table.counted_view:
             order = ", ".join(map(_quote, table.order_by))
+            where = ", ".join(map(_quote, ORIGIN_COLUMNS))
             result.append(
                 f"CREATE OR REPLACE VIEW {database}.{table.name}_counted AS "
-                f"SELECT * FROM {database}.{table.name} FINAL ORDER BY {order} "
-                f"LIMIT 1 BY {', '.join(map(_quote, table.counted_view))}"
+                f"SELECT * FROM (SELECT * FROM {database}.{table.name} FINAL ORDER BY {order} "
+                f"LIMIT 1 BY {', '.join(map(_quote, table.counted_view))}) "
+                f"WHERE ({where}) NOT IN (SELECT {where} FROM {database}.dead_letters FINAL "
+                f"WHERE reason = '{Reason.LABEL_TYPE_MISMATCH.value}' AND endsWith(source_topic, '{table.name}'))"
             )
     return result

@@ -7,10 +7,11 @@ for anything else, whereupon the caller decodes the message with pydantic. So it
 decoders the same corpus and generated events and requires that whatever this one accepts, pydantic accepts
 with the same records (tests/unit/test_fast_decoding.py).
 
-Accepted shapes: ``prediction`` exactly ``{label, score}`` (binary), ``{label}`` or ``{label, scores}``
-(multiclass) or ``{value}`` (regression), with no nulls in them; feedback with exactly one of a non-null
-``label`` or ``value``; timestamps as integer epoch milliseconds or RFC 3339 strings, inside the contract's
-range. Events of models with pinned contracts always go to pydantic (it applies the pins).
+Accepted shapes: ``prediction`` exactly ``{label, score}`` (binary, with a label of 0/1 or a boolean),
+``{label}`` or ``{label, scores}`` (multiclass) or ``{value}`` (regression), with no nulls in them; feedback
+with exactly one of a non-null ``label`` or ``value``; timestamps as integer epoch milliseconds or RFC 3339
+strings, inside the contract's range. Events of models with pinned contracts always go to pydantic (it
+applies the pins).
 """
 
 from __future__ import annotations
@@ -109,18 +110,21 @@ class FastDecoder:
             records.append(record)
         return records or None
 
-    def feedback(self, value: bytes | None, latest: datetime | None = None) -> list[FeedbackRecord] | None:
-        """The records of a feedback message, or None when pydantic must decide (also when an event is stamped
-        after ``latest``)."""
+    def feedback(
+        self, value: bytes | None, latest: datetime | None = None, offset: int = -1
+    ) -> list[FeedbackRecord] | None:
+        """The records of a feedback message read at ``offset``, or None when pydantic must decide (also when an
+        event is stamped after ``latest``)."""
         if not value or len(value) > self.max_message_bytes:
             return None
         try:
             decoded = _FEEDBACK.decode(value)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 too
             return None
+        envelope = isinstance(decoded, list)
         events = decoded if isinstance(decoded, list) else [decoded]
         records = []
-        for event in events:
+        for index, event in enumerate(events):
             if (event.label is UNSET) == (event.value is UNSET) or event.model_id in self.pinned:
                 return None
             stamp = _event_time(event.timestamp)
@@ -135,6 +139,8 @@ class FastDecoder:
                     None if event.label is UNSET else label_text(event.label),
                     None if event.value is UNSET else event.value,
                     None if event.model_id is UNSET else event.model_id,
+                    offset,
+                    index if envelope else -1,
                 )
             )
         return records or None
@@ -171,5 +177,7 @@ def _shape(prediction: _Prediction) -> tuple[Task, str | None, float, float] | N
     if label is UNSET or (score is not UNSET and scores is not UNSET):
         return None
     if score is not UNSET:
+        if not (isinstance(label, bool) or (isinstance(label, int) and label in (0, 1))):
+            return None  # pinned models are decided by pydantic; an unpinned one's label must be 0/1 or a boolean
         return "binary", label_text(label), score, math.nan
     return "multiclass", label_text(label), math.nan, math.nan

@@ -39,13 +39,17 @@ class PredictionRecord(NamedTuple):
 
 
 class FeedbackRecord(NamedTuple):
-    """A true outcome: ``label`` as text for classification, or ``value`` for regression."""
+    """A true outcome: ``label`` as text for classification, or ``value`` for regression; ``offset`` and
+    ``position`` say where it was read (its message's offset on its partition, its place in the envelope or -1),
+    so a label the join rejects becomes a dead letter that points at it."""
 
     prediction_id: str
     timestamp: datetime
     label: str | None
     value: float | None
     model_id: str | None
+    offset: int = -1
+    position: int = -1
 
 
 def prediction_record(event: PredictionEvent) -> PredictionRecord:
@@ -65,6 +69,8 @@ def prediction_record(event: PredictionEvent) -> PredictionRecord:
     )
 
 
-def feedback_record(event: FeedbackEvent) -> FeedbackRecord:
-    """The record of a validated feedback event."""
-    return FeedbackRecord(event.prediction_id, event.timestamp, label_text(event.label), event.value, event.model_id)
+def feedback_record(event: FeedbackEvent, offset: int = -1, position: int = -1) -> FeedbackRecord:
+    """The record of a validated feedback event read at ``offset`` (``position`` in its envelope, or -1)."""
+    return FeedbackRecord(
+        event.prediction_id, event.timestamp, label_text(event.label), event.value, event.model_id, offset, position
+    )

@@ -243,7 +243,8 @@ def reference_markdown() -> str:
         if table.counted_view:
             view = (
                 f" (every one sent; `{table.name}_counted` keeps the one the windows count: the first read per "
-                f"{' and '.join(f'`{name}`' for name in table.counted_view)})"
+                f"{' and '.join(f'`{name}`' for name in table.counted_view)}, unless that one contradicts its "
+                "prediction: a `label_type_mismatch` dead letter, and then none)"
             )
         parts.append(f"#### `{table.name}`: one row per {table.row}{view}\n")
         parts.append("| column | type | meaning |\n| --- | --- | --- |")

@@ -24,7 +24,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from driftline.schemas.dead_letters import DeadLetter
@@ -45,6 +45,7 @@ from driftline.sinks.rows import (
     retrain_trigger_row,
     window_rows,
 )
+from driftline.streams.publishing import DeadLetterPublisher
 
 log = logging.getLogger(__name__)
 TRANSIENT_STORAGE_ERRORS = (OperationalError, DatabaseError, OSError, ConnectionError)
@@ -126,7 +127,7 @@ class Sink:
                 "heartbeat.interval.ms": 1_000,
             }
         )
-        self.producer = Producer({**kafka, "enable.idempotence": True, "linger.ms": 20})
+        self.dead_letters = DeadLetterPublisher(kafka, self.topics["dead-letters"])
         self._retrying = Retrying(
             wait=wait_exponential(multiplier=0.2, max=settings.sink.retry_max_seconds),
             retry=retry_if_exception_type(TRANSIENT_STORAGE_ERRORS),
@@ -142,7 +143,7 @@ class Sink:
                 self.step()
         finally:
             self.consumer.close()
-            self.producer.flush(10)
+            self.dead_letters.close()
         return self.stats
 
     def step(self) -> int:
@@ -216,26 +217,10 @@ class Sink:
     def _publish_dead_letters(self, letters: list[DeadLetter]) -> None:
         if not letters:
             return
-        failures: list[str] = []
-
-        def on_delivery(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
-                failures.append(error.str())
-
-        for letter in letters:
-            self.producer.produce(
-                self.topics["dead-letters"],
-                letter.original,
-                key=letter.key.encode(),
-                headers=letter.headers(),
-                on_delivery=on_delivery,
-            )
-        remaining = self.producer.flush(60)
-        if remaining or failures:
-            raise BrokerError(
-                f"could not publish {remaining or len(failures)} dead letters to {self.topics['dead-letters']}: "
-                f"{failures[:3] or 'flush timed out'}; offsets were not committed, so they will be retried"
-            )
+        try:
+            self.dead_letters.send(letters)
+        except BrokerError as exc:
+            raise BrokerError(f"{exc}; offsets were not committed, so they will be retried") from exc
 
     def _insert(self, table: Table, rows: list[Row]) -> None:
         for attempt in self._retrying:

@@ -36,17 +36,20 @@ worker owning the partition, gives the same shares):
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
+from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.events import Task
-from driftline.schemas.model_contracts import ModelContract, positive_texts
+from driftline.schemas.model_contracts import ModelContract, label_mismatch, positive_texts
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
@@ -66,7 +69,36 @@ from driftline.streams.watermarks import EPOCH, ModelKey, ModelMark
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
 VALUES_PER_DELTA = 40_000  # values in one message (a tally's cells, a row's features, ...): well under 1 MB
-NewLabel = tuple[int, str | None, float | None, datetime, str]  # row, label, value, time, prediction id
+NewLabel = tuple[int, FeedbackRecord]  # the row it labels, the feedback
+
+
+class RejectedLabel(NamedTuple):
+    """Feedback whose label contradicts its prediction (:func:`label_mismatch`): for a dead letter."""
+
+    feedback: FeedbackRecord
+    reason: str
+
+
+def rejected_label_letter(topic: str, partition: int, rejected: RejectedLabel) -> DeadLetter:
+    """The dead letter of a refused label, keyed by where the feedback was read (so a replay gives the same
+    key); ``original`` is the event's JSON as the join holds it (its label as text)."""
+    feedback = rejected.feedback
+    event: dict[str, object] = {"prediction_id": feedback.prediction_id, "timestamp": feedback.timestamp.isoformat()}
+    if feedback.model_id is not None:
+        event["model_id"] = feedback.model_id
+    event["label" if feedback.label is not None else "value"] = (
+        feedback.label if feedback.label is not None else feedback.value
+    )
+    return DeadLetter(
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=max(feedback.offset, 0),
+        envelope_index=feedback.position,
+        reason=Reason.LABEL_TYPE_MISMATCH,
+        error_class="ContractError",
+        message=f"feedback {feedback.prediction_id!r} for {rejected.reason}",
+        original=json.dumps(event, separators=(",", ":")).encode(),
+    )
 
 
 def window_start(stamp: datetime, window_s: float) -> datetime:
@@ -147,6 +179,7 @@ class PartitionJoin:
         self.early: dict[tuple[str | None, str], FeedbackRecord] = {}  # by (model it names, prediction id)
         # per model named by the feedback (None: not named), a heap of the waiting feedback's (time, id)
         self.early_by_time: dict[str | None, list[tuple[datetime, str]]] = {}
+        self.rejected: list[RejectedLabel] = []  # labels refused since the last deltas, for dead letters
         self.orphans: dict[tuple[str, datetime], int] = {}
         self.changed_orphans: set[tuple[str, datetime]] = set()
         self.marks: dict[ModelKey, datetime] = {}  # per model version: its latest prediction time read here
@@ -337,7 +370,7 @@ class PartitionJoin:
         if share.labelled[row]:
             return  # a second label for the same prediction counts once
         share.labelled[row] = 1
-        share.new_labels.append((row, event.label, event.value, event.timestamp, event.prediction_id))
+        share.new_labels.append((row, event))
         share.changed = True
 
     def _fold(self, key: WindowId, share: Share, context: JoinContext) -> None:
@@ -345,7 +378,17 @@ class PartitionJoin:
         if share.new_rows:
             self._fold_rows(key, share, context)
         if share.new_labels:
-            _fold_labels(share, context.positive(key[0]))
+            contract = context.contracts.get(key[0])
+            kept = []
+            for row, feedback in share.new_labels:
+                reason = label_mismatch(share.task, feedback.label, feedback.value, contract)
+                if reason is None:
+                    kept.append((row, feedback))
+                else:  # the prediction stays unlabelled: its first label decided
+                    self.rejected.append(RejectedLabel(feedback, f"model {key[0]!r}: {reason}"))
+            share.new_labels = kept
+            if kept:
+                _fold_labels(share, context.positive(key[0]))
 
     def _fold_rows(self, key: WindowId, share: Share, context: JoinContext) -> None:
         rows, share.new_rows = share.new_rows, []
@@ -436,10 +479,11 @@ def _fold_labels(share: Share, positive_texts: set[str]) -> None:
     """Add the share's new labels to its summary (their rows are folded), and queue the detectors' errors."""
     labels, share.new_labels = share.new_labels, []
     summary = share.summary
-    index = np.array([label[0] for label in labels], dtype=np.intp)
+    index = np.array([row for row, _feedback in labels], dtype=np.intp)
+    feedback = [record for _row, record in labels]
     if isinstance(summary, BinarySummary):
         positive = np.frombuffer(share.positive, dtype=bool)[index]
-        truth = np.array([label in positive_texts for _row, label, _v, _t, _p in labels], dtype=bool)
+        truth = np.array([record.label in positive_texts for record in feedback], dtype=bool)
         summary.add_labels(
             positive,
             np.frombuffer(share.scores, dtype=np.float64)[index],
@@ -449,16 +493,16 @@ def _fold_labels(share: Share, positive_texts: set[str]) -> None:
         )
         errors = (positive != truth).tolist()
     elif isinstance(summary, MulticlassSummary):
-        predicted = [share.predicted[row] for row, *_rest in labels]
-        truths = [label or "" for _row, label, _v, _t, _p in labels]
+        predicted = [share.predicted[row] for row, _record in labels]
+        truths = [record.label or "" for record in feedback]
         summary.add_labels(predicted, truths)
         errors = [p != t for p, t in zip(predicted, truths, strict=True)]
     else:
-        values = np.array([math.nan if value is None else value for _r, _l, value, _t, _p in labels])
+        values = np.array([record.value for record in feedback], dtype=np.float64)
         summary.add_labels(np.frombuffer(share.values, dtype=np.float64)[index], values)
         return
     share.unsent_errors.extend(
-        (stamp, pid, float(error)) for (_r, _l, _v, stamp, pid), error in zip(labels, errors, strict=True)
+        (record.timestamp, record.prediction_id, float(error)) for record, error in zip(feedback, errors, strict=True)
     )
 
 

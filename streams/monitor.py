@@ -48,6 +48,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 from confluent_kafka import murmur2
 
+from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.decoding import Decoded, EventDecoder, Origin, latest_believable
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
@@ -58,7 +59,7 @@ from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
 from driftline.streams import deltas, snapshots
-from driftline.streams.joining import JoinContext, PartitionJoin
+from driftline.streams.joining import JoinContext, PartitionJoin, rejected_label_letter
 from driftline.streams.policy import TriggerPolicy
 from driftline.streams.windows import WindowEngine
 
@@ -97,6 +98,7 @@ class StreamMonitor:
         policy: PolicySettings | None = None,
         profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None,
         publish_profiles: Callable[[list[ReferenceProfile]], None] = lambda _profiles: None,
+        publish_dead_letters: Callable[[list[DeadLetter]], None] = lambda _letters: None,
         contracts: Mapping[str, ModelContract] | None = None,
         max_message_bytes: int = 1_048_576,
         partitions: int = 1,
@@ -107,6 +109,8 @@ class StreamMonitor:
         self.policy_settings = policy or PolicySettings()
         self.profile_for = profile_for
         self.publish_profiles = publish_profiles
+        self.publish_dead_letters = publish_dead_letters
+        self.feedback_topic = topics["feedback"]
         self.contracts = dict(contracts or {})
         self.partitions = partitions
         self.predictions_topic = topics["predictions"]
@@ -191,9 +195,12 @@ class StreamMonitor:
                 join.add_prediction(prediction, now)
             self.counts["predictions"] += len(predictions)
         else:
-            feedback = self.fast.feedback(value, latest)
+            feedback = self.fast.feedback(value, latest, origin.offset)
             if feedback is None:
-                feedback = [feedback_record(d.event) for d in self._decode_slowly(origin, value)]
+                feedback = [
+                    feedback_record(d.event, origin.offset, d.envelope_index)
+                    for d in self._decode_slowly(origin, value)
+                ]
             for label in feedback:
                 join.add_feedback(label, now)
             self.counts["feedback"] += len(feedback)
@@ -233,7 +240,22 @@ class StreamMonitor:
                         out.append((target, b"", deltas.encode(msgspec.structs.replace(delta, models=models))))
                 else:
                     out.append((self._route(delta.model_id), delta.model_id.encode(), deltas.encode(delta)))
+        self._reject_labels()
         return out
+
+    def _reject_labels(self) -> None:
+        """Publish a dead letter for each label the joins refused since the last deltas (and wait for them), so
+        they are on their topic before the state that no longer holds them is saved."""
+        letters = [
+            rejected_label_letter(self.feedback_topic, join.partition, rejected)
+            for join in self.joins.values()
+            for rejected in join.rejected
+        ]
+        if letters:
+            self.publish_dead_letters(letters)
+            self.counts[f"dead_letter:{Reason.LABEL_TYPE_MISMATCH.value}"] += len(letters)
+        for join in self.joins.values():
+            join.rejected = []
 
     def _route(self, model_id: str) -> int:
         """The ``window-parts`` partition of a model's deltas (its merger): murmur2 of its id, as Kafka's."""

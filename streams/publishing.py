@@ -1,11 +1,13 @@
-"""Publishing the worker's results: window results to ``window-results`` with confluent-kafka's idempotent
-producer, keyed by ``model_id/model_version/window_start`` (revisions of one window share a key)."""
+"""Publishing with confluent-kafka's idempotent producer, each call waiting for delivery: the worker's results
+(window results keyed by ``model_id/model_version/window_start``, so revisions of one window share a key;
+triggers, profiles) and dead letters (the worker's and the sink's)."""
 
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, Message, Producer
 from pydantic import BaseModel
 
+from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.errors import BrokerError
 from driftline.settings import KafkaSettings
 
@@ -40,3 +42,37 @@ class KeyedPublisher:
             raise BrokerError(
                 f"could not publish {remaining or len(failures)} messages to {self.topic}: {failures[:3]}"
             )
+
+
+class DeadLetterPublisher:
+    """Send dead letters to the dead-letter topic as :class:`DeadLetter` describes them (the original bytes as
+    the value, ``topic:partition:offset:index`` as the key, the rest in headers); :meth:`send` returns once all
+    are delivered."""
+
+    def __init__(self, client_config: dict[str, str], topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer({**client_config, "enable.idempotence": True, "linger.ms": 20})
+
+    def send(self, letters: list[DeadLetter]) -> None:
+        """Produce and flush; raise :class:`BrokerError` unless every dead letter was delivered."""
+        failures: list[str] = []
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(error.str())
+
+        for letter in letters:
+            self._producer.produce(
+                self.topic, letter.original, key=letter.key.encode(), headers=letter.headers(), on_delivery=delivered
+            )
+            self._producer.poll(0)
+        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        if remaining or failures:
+            raise BrokerError(
+                f"could not publish {remaining or len(failures)} dead letters to {self.topic}: "
+                f"{failures[:3] or 'flush timed out'}"
+            )
+
+    def close(self) -> None:
+        """Deliver what is still queued (briefly)."""
+        self._producer.flush(10)

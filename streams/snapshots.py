@@ -44,7 +44,7 @@ SNAPSHOT_FORMAT = 8  # 4: windows hold summaries; 5: joins summarise; 6: data; 7
 # problem; 8: verdicts keep the threshold judged (relative rules)
 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
-Feedback = tuple[str, datetime, str | None, float | None, str | None]
+Feedback = tuple[str, datetime, str | None, float | None, str | None, int, int]
 WindowId = tuple[str, str, datetime]
 
 

@@ -37,7 +37,7 @@ from driftline.settings import Settings
 from driftline.sinks.clickhouse import open_configured
 from driftline.sinks.sink import Sink
 from driftline.topics import create_topics
-from tests.integration.running import read_topic, worker_env
+from tests.integration.running import read_topic, sink_running, wait_for, worker_env, worker_running
 
 pytestmark = pytest.mark.integration
 
@@ -374,6 +374,34 @@ def test_a_second_label_is_stored_and_feedback_counted_shows_the_one_the_windows
 
     counted = clickhouse.query("SELECT prediction_id, label FROM feedback_counted ORDER BY prediction_id")
     assert counted.result_rows == [("other", "0"), ("twice", "1")]
+
+
+def test_a_label_contradicting_its_prediction_is_a_dead_letter_of_the_worker_and_feedback_counted_leaves_it_out(
+    settings: Settings, clickhouse: Client, tmp_path: Path
+) -> None:
+    """A model never pinned predicts 0/1; a 'yes' label is stored in feedback (it is a valid event), the worker
+    refuses it when it meets its prediction and publishes a label_type_mismatch dead letter at its origin, and
+    feedback_counted shows no label for that prediction (its first label decided) while the other keeps its own."""
+    create_topics(settings)
+    with Monitor("churn", "1", settings=settings, envelopes=False) as monitor:
+        monitor.log_prediction({"age": 30}, label=1, score=0.9, prediction_id="yes-man", timestamp=T0)
+        monitor.log_prediction({"age": 31}, label=0, score=0.2, prediction_id="plain", timestamp=T0)
+        monitor.log_feedback("yes-man", label="yes", timestamp=T0 + 1000)
+        monitor.log_feedback("yes-man", label=1, timestamp=T0 + 2000)  # after the first: not counted either
+        monitor.log_feedback("plain", label=0, timestamp=T0 + 1000)
+
+    def refused() -> list[tuple[Any, ...]]:
+        return clickhouse.query(
+            "SELECT reason, message FROM dead_letters FINAL WHERE reason = 'label_type_mismatch'"
+        ).result_rows
+
+    with worker_running(worker_env(settings, tmp_path)), sink_running(settings, clickhouse):
+        wait_for(lambda: count(clickhouse, "feedback") == 3 and len(refused()) == 1, timeout_s=120)
+
+    [(_reason, message)] = refused()
+    assert "'yes-man'" in message and "got 'yes'" in message
+    counted = clickhouse.query("SELECT prediction_id, label FROM feedback_counted ORDER BY prediction_id")
+    assert counted.result_rows == [("plain", "0")]
 
 
 def test_the_backfill_command_says_what_it_sent_and_when_its_windows_are_complete(

@@ -16,7 +16,7 @@ from driftline.schemas.decoding import EventDecoder, Origin, latest_believable
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.fast_decoding import FastDecoder
 from driftline.schemas.json_schema import CHECKED_IN, render, schemas
-from driftline.schemas.model_contracts import ModelContract, contract_check
+from driftline.schemas.model_contracts import ModelContract, contract_check, label_mismatch
 
 ORIGIN = Origin("driftline.predictions", 3, 42)
 PREDICTIONS = EventDecoder(PredictionEvent, "prediction", max_message_bytes=10_000)
@@ -237,3 +237,45 @@ def test_an_event_stamped_ahead_of_the_time_kafka_stored_it_is_a_dead_letter_and
     latest = latest_believable(origin.written_at, 300)
     assert FastDecoder().predictions(value, latest) is None  # pydantic decides, and makes the dead letter
     assert FastDecoder().predictions(json.dumps([on_time]).encode(), latest) is not None
+
+
+def test_an_unpinned_binary_prediction_needs_a_label_its_default_positive_label_can_judge() -> None:
+    """Without a pin the positive label is 1 / true: 'yes' could only ever count as negative, so it is a dead
+    letter that asks for the pin; the fast path leaves it to pydantic."""
+    unpinned = EventDecoder(PredictionEvent, "prediction", check=contract_check({}))
+    fine = [prediction(prediction={"label": label, "score": 0.4}) for label in (0, 1, True, False)]
+    yes = prediction(prediction_id="yes", prediction={"label": "yes", "score": 0.4})
+    multiclass = prediction(prediction_id="cat", prediction={"label": "cat"})
+    value = json.dumps([*fine, yes, multiclass]).encode()
+
+    result = unpinned.decode(value, ORIGIN)
+
+    assert len(result.events) == 5
+    [letter] = result.dead_letters
+    assert letter.reason == Reason.LABEL_TYPE_MISMATCH and letter.envelope_index == 4
+    assert "positive_label = 'yes'" in letter.message
+    assert FastDecoder(frozenset()).predictions(value) is None
+    assert FastDecoder(frozenset()).predictions(json.dumps(fine).encode()) is not None
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "value", "contract", "refused"),
+    [
+        ("regression", None, 2.5, None, False),
+        ("regression", "1", None, None, True),
+        ("binary", None, 0.3, None, True),
+        ("binary", "yes", None, None, True),
+        ("binary", "true", None, None, False),
+        ("binary", "0", None, None, False),
+        ("binary", "yes", None, ModelContract(positive_label="yes"), False),
+        ("binary", "1", None, ModelContract(positive_label=True), True),
+        ("binary", "2", None, ModelContract(positive_label=2), False),
+        ("binary", "no", None, ModelContract(positive_label=2), True),
+        ("multiclass", "cat", None, None, False),
+        ("multiclass", None, 1.0, None, True),
+    ],
+)
+def test_a_label_must_fit_the_prediction_it_meets(
+    task: Any, label: str | None, value: float | None, contract: ModelContract | None, refused: bool
+) -> None:
+    assert (label_mismatch(task, label, value, contract) is not None) == refused

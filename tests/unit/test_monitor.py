@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from driftline.demo import Story
+from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
@@ -293,3 +294,41 @@ def test_the_same_story_delivered_six_ways_gives_the_same_triggers(tmp_path: Pat
     assert deliver("feedback-first", feedback_first, 50, 5_000) == single
     assert deliver("two-workers", events, 50, 3_000, workers=2) == single
     assert deliver("three-workers", feedback_first, 20, 4_000, workers=3) == single
+
+
+def test_a_label_that_contradicts_its_prediction_is_a_dead_letter_and_leaves_it_unlabelled(tmp_path: Path) -> None:
+    """A model never pinned: its binary predictions use 0/1, so 'yes' cannot be their outcome; a regression's
+    outcome is a value. Each such label is a dead letter keyed where it was read; the prediction's first label
+    decided, so a valid label after it counts no more than a second label would."""
+    letters: list[DeadLetter] = []
+    results: list[WindowResult] = []
+    monitor = StreamMonitor(
+        SETTINGS, TOPICS, results.extend, lambda _t: None, publish_dead_letters=letters.extend, policy=POLICY
+    )
+    local = Local(monitor, tmp_path / "state")
+    regression = {**json.loads(predictions(0, 1, "r"))[0], "model_id": "r", "prediction": {"value": 2.0}}
+    local.handle("p", 0, 0, envelope([*json.loads(predictions(0, 4, "a")), regression]))
+    labels = [("a0", "yes"), ("a1", 0), ("a2", "maybe"), ("a2", 1), ("r0", 1)]
+    feedback = [
+        {"prediction_id": pid, "timestamp": (T0 + timedelta(seconds=9)).isoformat(), "label": label}
+        for pid, label in labels
+    ]
+    local.handle("f", 0, 0, envelope(feedback[:3]))
+    local.handle("f", 0, 1, envelope(feedback[3:]))
+    local.handle("p", 0, 1, predictions(SETTINGS.window_s + SETTINGS.grace_s + 1, 1, "clock"))  # closes the window
+    local.checkpoint()
+
+    assert [(letter.key, letter.reason) for letter in letters] == [
+        ("f:0:0:0", Reason.LABEL_TYPE_MISMATCH),
+        ("f:0:0:2", Reason.LABEL_TYPE_MISMATCH),
+        ("f:0:1:1", Reason.LABEL_TYPE_MISMATCH),
+    ]
+    assert "0/1 or true/false; got 'yes'" in letters[0].message and "expected 'value'" in letters[2].message
+    assert json.loads(letters[0].original) == {
+        "prediction_id": "a0",
+        "timestamp": feedback[0]["timestamp"],
+        "label": "yes",
+    }
+    assert monitor.counts["dead_letter:label_type_mismatch"] == 3
+    window = {r.model_id: r.performance for r in results if r.window_start == T0}
+    assert window["m"].labelled == 1 and window["m"].accuracy == 0.0  # a1 only: predicted 1, labelled 0
