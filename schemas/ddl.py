@@ -74,6 +74,7 @@ def statements(
                 f"ALTER TABLE {database}.{table.name} MODIFY TTL "
                 f"toDateTime({_quote(table.ttl_column)}) + INTERVAL {int(raw_ttl_days)} DAY"
             )
+    for table in ALL_TABLES:  # the views after every table: a view may read another table
         if table.latest_view:
             result.append(
                 f"CREATE OR REPLACE VIEW {database}.{table.name}_latest AS SELECT * FROM {database}.{table.name} FINAL"
