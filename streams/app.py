@@ -170,8 +170,18 @@ class _Worker:
             return True
         log.warning("%s[%d]: offset %d after %d; reading again from %d", *key, message.offset, expected - 1, expected)
         self.resync[key] = message.offset
-        await self.app.consumer.seek(message.tp, expected)
+        await self._seek(message.tp, expected)
         return False
+
+    async def _seek(self, tp: Any, offset: int) -> None:
+        """Move the partition's position to ``offset``, in the consumer's own thread.
+
+        Faust's ``Consumer.seek`` calls aiokafka's ``seek`` from the calling thread, while the consumer thread's
+        fetcher iterates the same dict of fetched records (``fetched_records``: keys listed, then read): a seek
+        landing between the two deletes an entry under it, and the consumer thread dies with
+        ``KeyError(TopicPartition(...))``. ``seek_wait`` runs the seek on the consumer thread's loop, between
+        two fetches, and waits for it."""
+        await self.app.consumer.seek_wait({tp: offset})
 
     def handle(self, event: EventT[bytes]) -> None:
         message = event.message
@@ -227,7 +237,7 @@ class _Worker:
             position = await self.app.consumer.position(tp)
             if position is not None and position > handled + 1:
                 log.warning("%s[%d]: read to %d but handled to %d; reading again from there", *key, position, handled)
-                await self.app.consumer.seek(tp, handled + 1)
+                await self._seek(tp, handled + 1)
                 self.heard[key] = now
 
     def take(self, assigned: set[Any]) -> None:

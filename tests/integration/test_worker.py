@@ -27,6 +27,7 @@ from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.streams.monitors.profile import build_profile
+from driftline.streams.publishing import KeyedPublisher
 from driftline.topics import create_topics
 from tests.integration.running import (
     published_windows,
@@ -311,20 +312,35 @@ def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
 def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterrupted_run(
     settings: Settings, tmp_path: Path
 ) -> None:
+    killed_and_restarted(settings, tmp_path, models=3, windows=6, per_window=1500)  # ~50k events: seconds of work
+
+
+@pytest.mark.slow
+def test_a_worker_of_2000_models_killed_mid_backlog_gives_the_windows_of_an_uninterrupted_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The shape that once crashed aiokafka's fetcher (KeyError in fetched_records) after a re-read of
+    window-parts: many models, so many deltas per checkpoint, and a backlog read after each restart."""
+    killed_and_restarted(settings, tmp_path, models=2000, windows=2, per_window=10)
+
+
+def killed_and_restarted(settings: Settings, tmp_path: Path, *, models: int, windows: int, per_window: int) -> None:
+    """Send a stream, SIGKILL the worker three times at random moments after it made progress, restart it:
+    its windows equal those of the same events fed to the engine without Kafka, and it never crashed."""
     # the stream is sent in event-time order through one producer and the grace is wide, so no prediction is
     # late however the worker's reads of the partitions interleave: the result is order-independent
     settings = monitored(settings, grace_s=90.0)
     create_topics(settings)
-    events = scripted_stream(seed=2, windows=6, per_window=1500, models=3)  # ~50k events: seconds of work
+    events = scripted_stream(seed=2, windows=windows, per_window=per_window, models=models)
     rng = np.random.default_rng(9)
     profiles = {
         f"model-{m}": build_profile(
             pd.DataFrame({"x": rng.normal(0, 1, 400), "city": rng.choice(["a", "b", "c"], 400)}), f"model-{m}", "1"
         )
-        for m in range(3)
+        for m in range(models)
     }
-    for profile in profiles.values():  # a provided reference: the first events' reference depends on arrival order
-        publish_profile(settings, profile)
+    # a provided reference: the first events' reference depends on arrival order
+    KeyedPublisher(settings.kafka, settings.topic("reference-profiles")).send(list(profiles.values()))
     send(settings, events)
     expected = expected_windows(settings, events, profiles)
     env = worker_env(settings, tmp_path)
@@ -338,14 +354,15 @@ def test_worker_killed_mid_stream_and_restarted_gives_the_windows_of_an_uninterr
         worker.wait(30)
         kills.append(committed_offsets(settings))
     actual: dict[str, WindowResult] = {}
-    with worker_running(env):
+    with worker_running(env) as worker:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             actual = published_windows(settings)
             if actual.keys() == expected.keys() and all(actual[k].revision == expected[k].revision for k in expected):
                 break
+        assert worker.poll() is None, "the restarted worker exited"
     assert len(kills) == 3
-    assert len(expected) == 18  # 3 models x 6 windows
+    assert len(expected) == models * windows
     print(f"\ncommitted offsets at the kills: {kills}")
     log_tail = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
     try:

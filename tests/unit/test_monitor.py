@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.types import TP
 
 from driftline.demo import Story
 from driftline.schemas.dead_letters import DeadLetter, Reason
@@ -206,11 +207,14 @@ class StubConsumer:
         self.seeks: list[tuple[str, int, int]] = []
 
     async def seek(self, tp: Any, offset: int) -> None:
-        self.seeks.append((tp.topic, tp.partition, offset))
+        raise AssertionError("Consumer.seek runs aiokafka's seek outside the consumer thread: it races the fetcher")
+
+    async def seek_wait(self, partitions: dict[Any, int]) -> None:  # runs in the consumer thread
+        self.seeks.extend((tp.topic, tp.partition, offset) for tp, offset in partitions.items())
 
 
 def event_at(offset: int) -> Any:
-    message = SimpleNamespace(topic="p", partition=0, offset=offset, tp=SimpleNamespace(topic="p", partition=0))
+    message = SimpleNamespace(topic="p", partition=0, offset=offset, tp=TP("p", 0))
     return SimpleNamespace(message=message)
 
 
