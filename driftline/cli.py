@@ -347,14 +347,14 @@ def triggers_tail(
     as_json: Annotated[bool, typer.Option("--json", help="Print each trigger as one JSON line.")] = False,
 ) -> None:
     """Print retraining triggers as they arrive on the topic (each decision once), until Ctrl-C."""
-    from driftline.triggers import describe, tail
+    from driftline.triggers import tail
 
     config = settings()
     say(f"Following {config.topic('retrain-triggers')} at {config.kafka.bootstrap} (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         tail(
             config,
-            lambda t: print(t.model_dump_json() if as_json else describe(t), flush=True),
+            lambda t: print(t.model_dump_json() if as_json else t.describe(), flush=True),
             from_beginning=from_beginning,
         )
 

@@ -59,7 +59,6 @@ from driftline.sinks.sink import Sink
 from driftline.streams.monitor import StreamMonitor
 from driftline.topics import broker_answers, create_topics, delete_topics
 from driftline.traffic import Progress, SendReport
-from driftline.triggers import reason_text
 
 MODEL_ID = "credit-risk"
 DEMO_PREFIX = "driftline-demo."
@@ -649,7 +648,7 @@ def _write_report(settings: Settings, rows: WindowRows, verdict: Verdict) -> tup
 
 def _trigger_line(trigger: RetrainTrigger) -> str:
     """One line for a person: the window, the version, the severity and each reason with its numbers."""
-    reasons = "; ".join(reason_text(r) for r in trigger.reasons)
+    reasons = "; ".join(r.text() for r in trigger.reasons)
     return (
         f"⚑ {trigger.severity} trigger for {trigger.model_id} {trigger.model_version}, window "
         f"{trigger.window_start:%H:%M}–{trigger.window_end:%H:%M}: {reasons}"

@@ -40,7 +40,6 @@ from matplotlib.figure import Figure
 from driftline.detection import NOT_FEATURES, Verdict, WindowRows
 from driftline.schemas.policy import AccuracyBelow, PolicyRules
 from driftline.schemas.results import TriggerReason
-from driftline.triggers import reason_text
 
 PLOTS = ("accuracy", "psi", "fairness")
 """The ids of the report's figures, in order."""
@@ -246,7 +245,7 @@ def _phases_html(verdict: Verdict) -> str:
 def _triggers_html(triggers: pd.DataFrame) -> str:
     lines = []
     for trigger in triggers.sort_values("window_start").itertuples(index=False):
-        reasons = "; ".join(reason_text(TriggerReason.model_validate(r)) for r in json.loads(str(trigger.reasons)))
+        reasons = "; ".join(TriggerReason.model_validate(r).text() for r in json.loads(str(trigger.reasons)))
         lines.append(
             f"<tr><td>{trigger.window_start:%Y-%m-%d %H:%M}</td><td>{html.escape(str(trigger.model_version))}</td>"
             f'<td class="{html.escape(str(trigger.severity))}">{html.escape(str(trigger.severity))}</td>'

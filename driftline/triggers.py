@@ -15,7 +15,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from pydantic import ValidationError
 
-from driftline.schemas.results import RetrainTrigger, TriggerReason
+from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query
@@ -71,24 +71,4 @@ def recent(settings: Settings, limit: int = 20, model_id: str | None = None) -> 
         settings,
         "SELECT created_at, model_id, model_version, severity, rules, window_start, window_end, trigger_id "
         f"FROM retrain_triggers FINAL {where} ORDER BY created_at DESC, trigger_id LIMIT {int(limit)}",
-    )
-
-
-def reason_text(reason: TriggerReason) -> str:
-    """A reason for a person: ``accuracy = 0.677 (threshold 0.829: reference 0.879 − 0.05), n = 4,663``; a
-    detector's has no threshold."""
-    text = f"{reason.metric} = {reason.observed:.4g}"
-    if reason.rule not in ("adwin", "page_hinkley"):
-        reference = reason.reference
-        how = f": reference {reference:.4g} − {reference - reason.threshold:.3g}" if reference is not None else ""
-        text += f" (threshold {reason.threshold:.4g}{how})"
-    return f"{text}, n = {reason.sample_count:,}"
-
-
-def describe(trigger: RetrainTrigger) -> str:
-    """One line for a person: when, which model, how severe, and each reason with its numbers."""
-    reasons = "; ".join(reason_text(r) for r in trigger.reasons)
-    return (
-        f"{trigger.created_at.isoformat()} {trigger.model_id} {trigger.model_version} [{trigger.severity}] "
-        f"window {trigger.window_start.isoformat()}: {reasons}  (id {trigger.trigger_id[:12]})"
     )

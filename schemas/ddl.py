@@ -89,4 +89,21 @@ def statements(
                 f"WHERE ({where}) NOT IN (SELECT {where} FROM {database}.dead_letters FINAL "
                 f"WHERE reason = '{Reason.LABEL_TYPE_MISMATCH.value}' AND endsWith(source_topic, '{table.name}'))"
             )
+    result.append(completeness_view(database))
     return result
+
+
+def completeness_view(database: str) -> str:
+    """The ``window_completeness`` view: per model version, its windows, ``closed_until`` (the latest window
+    end published: every window ending by then holds all its predictions, since windows are published when they
+    close) and ``final_until`` (the latest end of a window whose ``final_at`` is not after ``closed_until``: no
+    label changes windows ending by then; a lower bound, as the version's event time is at least
+    ``closed_until``; NULL while none is final)."""
+    final = "arrayMap(w -> w.1, arrayFilter(w -> w.2 <= closed_until, groupArray((window_end, final_at))))"
+    return (
+        f"CREATE OR REPLACE VIEW {database}.window_completeness AS "
+        "SELECT model_id, model_version, count() AS windows, max(window_end) AS closed_until, "
+        f"if(empty({final}), NULL, arrayMax({final})) AS final_until, "
+        "sum(predictions) AS predictions, sum(labelled) AS labelled "
+        f"FROM {database}.performance_windows_latest GROUP BY model_id, model_version"
+    )

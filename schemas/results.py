@@ -63,6 +63,13 @@ class Performance(_Result):
             "when ranking windows)."
         ),
     )
+    final_at: EventTime | None = Field(
+        None,
+        description=(
+            "When the window is final: once its model version's predictions pass this event time (window end + "
+            "horizon + grace) no label can change it; before, later revisions may still come."
+        ),
+    )
     reference_accuracy: Metric = Field(
         None, description="The reference's accuracy (a profile built with true labels): what accuracy_below compares."
     )
@@ -216,6 +223,16 @@ class TriggerReason(_Result):
     window_end: EventTime
     sample_count: int = Field(ge=0, description="Samples the metric was computed from.")
 
+    def text(self) -> str:
+        """For a person: ``accuracy = 0.677 (threshold 0.829: reference 0.879 − 0.05), n = 4,663``; a
+        detector's has no threshold."""
+        text = f"{self.metric} = {self.observed:.4g}"
+        if self.rule not in ("adwin", "page_hinkley"):
+            reference = self.reference
+            how = f": reference {reference:.4g} − {reference - self.threshold:.3g}" if reference is not None else ""
+            text += f" (threshold {self.threshold:.4g}{how})"
+        return f"{text}, n = {self.sample_count:,}"
+
 
 class RetrainTrigger(_Result):
     """One retraining decision: the policy fired for a model version in a window."""
@@ -239,6 +256,14 @@ class RetrainTrigger(_Result):
     def key(self) -> str:
         """Kafka key: the trigger id, so consumers and compaction see one decision once."""
         return self.trigger_id
+
+    def describe(self) -> str:
+        """One line for a person: when, which model, how severe, and each reason with its numbers."""
+        reasons = "; ".join(reason.text() for reason in self.reasons)
+        return (
+            f"{self.created_at.isoformat()} {self.model_id} {self.model_version} [{self.severity}] "
+            f"window {self.window_start.isoformat()}: {reasons}  (id {self.trigger_id[:12]})"
+        )
 
 
 def trigger_id(model_id: str, model_version: str, window_start: datetime, problems: list[str]) -> str:

@@ -377,11 +377,29 @@ class _MonitorCollector:
         yield CounterMetricFamily("driftline_alarms", "Streaming detector alarms raised", value=counts["alarms"])
         yield CounterMetricFamily("driftline_triggers", "Retraining triggers published", value=counts["triggers"])
         yield self._lag()
+        yield from self._completeness()
         yield GaugeMetricFamily(
             "driftline_checkpoint_age_seconds",
             "Seconds since the last checkpoint",
             value=time.monotonic() - self.monitor.last_checkpoint,
         )
+
+    def _completeness(self) -> Iterator[GaugeMetricFamily]:
+        """Per model version merged by this worker, the event time (Unix seconds) up to which its windows are
+        closed (published with every prediction) and final (no label changes them):
+        :meth:`StreamMonitor.completeness`."""
+        labels = ["model_id", "model_version"]
+        closed = GaugeMetricFamily(
+            "driftline_windows_closed_until_seconds", "Windows ending by this event time are closed", labels=labels
+        )
+        final = GaugeMetricFamily(
+            "driftline_windows_final_until_seconds", "Windows ending by this event time are final", labels=labels
+        )
+        for model_id, version, closed_until, final_until in self.monitor.completeness():
+            closed.add_metric([model_id, version], closed_until.timestamp())
+            final.add_metric([model_id, version], final_until.timestamp())
+        yield closed
+        yield final
 
     def _lag(self) -> GaugeMetricFamily:
         """Messages behind the end of each assigned partition: high watermark minus the next offset to read."""

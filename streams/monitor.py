@@ -61,6 +61,7 @@ from driftline.settings import MonitorSettings
 from driftline.streams import deltas, snapshots
 from driftline.streams.joining import JoinContext, PartitionJoin, rejected_label_letter
 from driftline.streams.policy import TriggerPolicy
+from driftline.streams.watermarks import EPOCH
 from driftline.streams.windows import WindowEngine
 
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
@@ -273,6 +274,14 @@ class StreamMonitor:
         past_horizon = timedelta(seconds=self.settings.kept_s)
         for merger in self.mergers.values():
             emission = merger.engine.advance(lambda emitted: self.publish_results(emitted.results))
+            if emission.results:
+                newest = max(result.window_end for result in emission.results)
+                log.info(
+                    "published %d window results of %d model versions (newest window ending %s)",
+                    len(emission.results),
+                    len({(r.model_id, r.model_version) for r in emission.results}),
+                    newest.isoformat(),
+                )
             self.counts["windows_emitted"] += len(emission.results)
             self.counts["alarms"] += len(emission.alarms)
             policy = merger.policy
@@ -281,6 +290,21 @@ class StreamMonitor:
             if merger.engine.unpublished_profiles:  # at least once: the same profile again is no change
                 self.publish_profiles(merger.engine.unpublished_profiles)
                 merger.engine.unpublished_profiles = []
+
+    def completeness(self) -> list[tuple[str, str, datetime, datetime]]:
+        """Per model version merged here: ``(model, version, closed until, final until)`` in event time. Every
+        window ending by *closed until* (its watermark minus the grace) is closed and published with all its
+        predictions; every window ending by *final until* (minus the horizon too) is final: no label changes it.
+        Versions whose predictions have not been heard from yet are left out."""
+        grace = timedelta(seconds=self.settings.grace_s)
+        horizon = timedelta(seconds=self.settings.horizon_s)
+        found = []
+        for merger in self.mergers.values():
+            for model_id, version in sorted(merger.engine.predictions_seen.marks):
+                mark = merger.engine.watermark_of(model_id, version)
+                if mark > EPOCH:
+                    found.append((model_id, version, mark - grace, mark - grace - horizon))
+        return found
 
     def checkpoint(self) -> dict[tuple[str, int], bytes]:
         """:meth:`emit`, then the state to save, ``{(name, partition): bytes}``."""
@@ -305,6 +329,8 @@ class StreamMonitor:
         for merger in self.mergers.values():
             if merger.outbox:
                 self.publish_triggers(merger.outbox)  # at least once: the next checkpoint records the empty outbox
+                for trigger in merger.outbox:
+                    log.info("retraining trigger: %s", trigger.describe())
                 self.counts["triggers"] += len(merger.outbox)
                 merger.outbox = []
         self.last_checkpoint = time.monotonic()

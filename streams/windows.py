@@ -434,6 +434,7 @@ class WindowEngine:
                 late_predictions=summary.late,
                 orphan_feedback=buffer.orphan_feedback,
                 too_few_samples=summary.predictions < self.settings.min_samples,
+                final_at=start + timedelta(seconds=self.settings.kept_s),
                 reference_accuracy=reference.accuracy if reference else None,
                 reference_estimated_accuracy=reference.estimated_accuracy if reference else None,
             ),

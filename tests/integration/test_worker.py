@@ -26,6 +26,7 @@ from driftline.reference import publish_profile
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
+from driftline.status import completeness as driftline_status
 from driftline.streams.monitors.profile import build_profile
 from driftline.streams.publishing import KeyedPublisher
 from driftline.topics import create_topics
@@ -202,6 +203,26 @@ def worker_metrics(port: int) -> dict[str, float]:
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
 
 
+def assert_complete(settings: Settings, clickhouse: Client, predictions: int) -> None:
+    """model-0's two windows are closed in window_completeness and `driftline status`, which says the clock
+    predictions' window waits."""
+    completeness = clickhouse.query(
+        "SELECT windows, closed_until, predictions FROM window_completeness WHERE model_id = 'model-0'"
+    ).result_rows
+    end = (T0 + timedelta(seconds=2 * WINDOW_S)).replace(tzinfo=None)
+    assert completeness == [(2, end, predictions)]
+    [status] = driftline_status(settings, "model-0").to_dict("records")
+    assert status["closed_until"] == end and "closes when its predictions pass" in status["waiting"]
+
+
+def assert_closed_until(metrics: dict[str, float], end: datetime, horizon_s: float) -> None:
+    """model-0's windows are closed at least up to ``end`` on /metrics, and final a horizon earlier."""
+    version = '{model_id="model-0",model_version="1"}'
+    closed = metrics[f"driftline_windows_closed_until_seconds{version}"]
+    assert closed >= end.timestamp()
+    assert metrics[f"driftline_windows_final_until_seconds{version}"] == closed - horizon_s
+
+
 def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_raise_the_revision(
     settings: Settings, clickhouse: Client
 ) -> None:
@@ -287,8 +308,8 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
         )
     # the restored process counts what it read after the checkpoint: the late labels
     assert metrics['driftline_events_in_total{kind="feedback"}'] == len(late)
-    assert any(k.startswith('driftline_consumer_lag{partition="1"') for k in metrics)
-    assert health["status"] == "ok"
+    assert any(k.startswith('driftline_consumer_lag{partition="1"') for k in metrics) and health["status"] == "ok"
+    assert_closed_until(metrics, T0 + timedelta(seconds=2 * WINDOW_S), settings.monitor.horizon_s)
     with sink_running(settings, clickhouse) as sink:
         wait_for(lambda: sink.stats.rows["performance_windows"] >= 1)
     before = rows[0]
@@ -296,6 +317,7 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
         "SELECT labelled, revision FROM performance_windows_latest WHERE model_id = 'model-0' ORDER BY window_start"
     ).result_rows[0]
     assert after == (before[2] + len(late), before[3] + len(late))
+    assert_complete(settings, clickhouse, predictions=sum(row[1] for row in rows))
 
 
 def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
