@@ -45,6 +45,9 @@ def create_app(settings: Settings) -> faust.App:
     """
     datadir = settings.data_path / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
+    # Faust warns "producer buffer full" whenever more than 100 messages wait in its producer buffer: a
+    # checkpoint's state chunks and deltas do, by design, and the worker flushes them itself before it goes on
+    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     kafka = settings.kafka
     credentials: faust.auth.Credentials | None = None
     if kafka.uses_sasl and kafka.sasl_password is not None:

@@ -310,6 +310,8 @@ def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_rais
     assert metrics['driftline_events_in_total{kind="feedback"}'] == len(late)
     assert any(k.startswith('driftline_consumer_lag{partition="1"') for k in metrics) and health["status"] == "ok"
     assert_closed_until(metrics, T0 + timedelta(seconds=2 * WINDOW_S), settings.monitor.horizon_s)
+    log = (settings.data_path / "worker.log").read_text(errors="replace")
+    assert [line for line in log.splitlines() if "[WARNING]" in line or "[ERROR]" in line] == []  # a healthy run
     with sink_running(settings, clickhouse) as sink:
         wait_for(lambda: sink.stats.rows["performance_windows"] >= 1)
     before = rows[0]
