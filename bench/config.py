@@ -81,6 +81,7 @@ class Names:
     app_id: str
     web_port: int
     sql_port: int
+    metrics_port: int
 
 
 def overrides(config: BenchConfig, names: Names) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def overrides(config: BenchConfig, names: Names) -> dict[str, Any]:
             "reference_first_n": config.reference_first_n,
         },
         "worker": {"app_id": names.app_id, "web_port": names.web_port},
-        "sink": {"group_id": f"{names.app_id}-sink", "sql_port": names.sql_port},
+        "sink": {"group_id": f"{names.app_id}-sink", "sql_port": names.sql_port, "metrics_port": names.metrics_port},
         "clickhouse": {"dsn": f"chdb://{names.data_dir / 'clickhouse'}", "database": "bench"},
     }
 

@@ -48,7 +48,7 @@ class Session:
         group, checkpoint) and ports, never shared with another run."""
         self._runs += 1
         tag = f"{prefix.strip('.').replace('.', '-')}-{program}-{self._runs}"
-        return Names(self.bootstrap, prefix, self.home / tag, tag, free_port(), free_port())
+        return Names(self.bootstrap, prefix, self.home / tag, tag, free_port(), free_port(), free_port())
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:

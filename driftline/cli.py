@@ -7,16 +7,20 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from driftline import __version__
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.events import Task
 from driftline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from driftline.sinks.sink import SinkStats
+    from driftline.streams.monitor import StreamMonitor
 
 app = typer.Typer(
     help="driftline: a Kafka-native monitor for machine-learning models in production.",
@@ -78,22 +82,22 @@ def version() -> None:
 def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show every setting as resolved from defaults, the TOML file and DRIFTLINE_* variables (secrets masked)."""
+    """Show every setting in force and its source: default, the TOML file (its path) or the DRIFTLINE_* variable
+    that set it (secrets masked). --json prints the settings by section, plus "sources": setting -> source."""
+    from driftline.settings import setting_sources
     from driftline.sinks.clickhouse import redacted
 
     resolved = settings()
+    sources = setting_sources(_State.config)
     dumped = resolved.model_dump(mode="json")
     dumped["clickhouse"]["dsn"] = redacted(resolved.clickhouse_dsn)
     if as_json:
-        out.print_json(json.dumps(dumped))
+        out.print_json(json.dumps({**dumped, "sources": sources}))
         return
-    table = Table("setting", "value", "variable")
-    for section, values in dumped.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                table.add_row(f"{section}.{key}", str(value), f"DRIFTLINE_{section.upper()}_{key.upper()}")
-        else:
-            table.add_row(section, str(values), f"DRIFTLINE_{section.upper()}")
+    table = Table(Column("setting", no_wrap=True), "value", Column("source", no_wrap=True))  # the value wraps
+    for name, source in sources.items():
+        section, _, key = name.partition(".")
+        table.add_row(name, str(dumped[section][key] if key else dumped[section]), source)
     out.print(table)
 
 
@@ -169,15 +173,16 @@ LogLevel = Annotated[str, typer.Option("--loglevel", "-l", help="crit, error, wa
 
 @app.command()
 def worker(loglevel: LogLevel = "info") -> None:
-    """Run the stream-processing worker (Faust) until stopped with Ctrl-C or SIGTERM."""
+    """Run the stream-processing worker (Faust) until stopped with Ctrl-C or SIGTERM, then print what it did."""
     from driftline.pipeline import run_worker
 
-    run_worker(settings(), loglevel)
+    run_worker(settings(), loglevel, on_stop=lambda monitor: say(_worker_stopped(monitor)))
 
 
 @app.command()
 def sink() -> None:
-    """Load every driftline topic from Kafka into ClickHouse until Ctrl-C or SIGTERM."""
+    """Load every driftline topic from Kafka into ClickHouse until Ctrl-C or SIGTERM; Prometheus metrics on
+    DRIFTLINE_SINK_METRICS_PORT (/metrics)."""
     import logging
     import signal
 
@@ -190,14 +195,19 @@ def sink() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda number, _frame: stopping.append(number))
 
-    stats = serve(settings(), lambda: bool(stopping), say, on_open=handle_signals)
+    say(_sink_stopped(serve(settings(), lambda: bool(stopping), say, on_open=handle_signals)))
+
+
+def _sink_stopped(stats: SinkStats) -> str:
+    """The line ``driftline sink`` and ``driftline run`` end with."""
     letters = dict(stats.dead_letters_by_reason)
-    say(f"Sink stopped: {stats.messages} messages, rows {dict(stats.rows)}, dead letters {letters}")
+    return f"Sink stopped: {stats.messages} messages, rows {dict(stats.rows)}, dead letters {letters}"
 
 
 @app.command("run")
 def run_all(loglevel: LogLevel = "info") -> None:
-    """Run the worker and the sink in one process (the laptop default) until Ctrl-C or SIGTERM."""
+    """Run the worker and the sink in one process (the laptop default) until Ctrl-C or SIGTERM, then print the
+    worker's and the sink's stop summaries. An error of the sink is raised once the worker has stopped."""
     import threading
 
     from driftline.pipeline import run_worker
@@ -206,10 +216,11 @@ def run_all(loglevel: LogLevel = "info") -> None:
     resolved = settings()
     stop, opened = threading.Event(), threading.Event()
     failures: list[BaseException] = []
+    stopped: list[SinkStats] = []
 
     def sink_thread() -> None:
         try:
-            serve(resolved, stop.is_set, say, on_open=opened.set)
+            stopped.append(serve(resolved, stop.is_set, say, on_open=opened.set))
         except BaseException as error:  # reported after the worker stops
             failures.append(error)
             opened.set()
@@ -219,12 +230,25 @@ def run_all(loglevel: LogLevel = "info") -> None:
     opened.wait(120)
     try:
         if not failures:
-            run_worker(resolved, loglevel)
+            run_worker(resolved, loglevel, on_stop=lambda monitor: say(_worker_stopped(monitor)))
     finally:
         stop.set()
         thread.join()
-    if failures:
-        raise failures[0]
+        if stopped:
+            say(_sink_stopped(stopped[0]))
+        if failures:
+            raise failures[0]  # also when the worker stopped cleanly: its SystemExit would hide the sink's error
+
+
+def _worker_stopped(monitor: StreamMonitor) -> str:
+    """The worker's stop summary: what its monitor counted in this run."""
+    counts = monitor.counts
+    letters = {name.split(":", 1)[1]: n for name, n in sorted(counts.items()) if name.startswith("dead_letter:")}
+    return (
+        f"Worker stopped: {counts['predictions']} predictions, {counts['feedback']} feedback, "
+        f"{counts['windows_emitted']} window results, {counts['alarms']} alarms, {counts['triggers']} triggers, "
+        f"dead letters {letters}"
+    )
 
 
 @app.command()
@@ -372,6 +396,23 @@ def triggers_list(
     for row in frame.itertuples(index=False):
         table.add_row(*(str(value) for value in row))
     out.print(table)
+
+
+@app.command()
+def status(model: Annotated[str | None, typer.Option(help="Only this model.")] = None) -> None:
+    """How complete each model version's results are in ClickHouse: closed until (every prediction in), final
+    until (no label changes them), the latest prediction stored, and what the newest window waits for."""
+    import pandas as pd
+
+    from driftline.status import completeness
+
+    frame = completeness(settings(), model)
+    table = Table(*map(str, frame.columns), title="Windows per model version")
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if pd.isna(value) else str(value) for value in row))
+    out.print(table)
+    if frame.empty:
+        say("(no model has results yet)")
 
 
 @app.command()

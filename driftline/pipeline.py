@@ -94,10 +94,16 @@ def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
         profiles.close()
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run the worker until SIGINT or SIGTERM."""
-    with assembled(settings) as (app, _monitor):
-        faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+def run_worker(
+    settings: Settings, loglevel: str = "info", on_stop: Callable[[StreamMonitor], None] = lambda _monitor: None
+) -> None:
+    """Run the worker until SIGINT or SIGTERM, then call ``on_stop(monitor)`` (also when Faust's worker ends
+    with ``SystemExit``, as it does)."""
+    with assembled(settings) as (app, monitor):
+        try:
+            faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+        finally:
+            on_stop(monitor)
 
 
 def run_in_process(

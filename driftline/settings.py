@@ -4,7 +4,7 @@ Precedence, highest first: environment variables, the TOML file, the defaults be
 concern and field: ``DRIFTLINE_KAFKA_BOOTSTRAP`` sets ``[kafka] bootstrap``; ``DRIFTLINE_DATA_DIR`` sets the
 top-level ``data_dir``. The TOML file is ``driftline.toml`` in the working directory when it exists, or the
 path given by ``--config`` or ``DRIFTLINE_CONFIG``. A bad value raises :class:`ConfigError` naming the
-variable, the value and what is expected.
+variable, the value and what is expected. :func:`setting_sources` tells which source set each setting.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -227,6 +228,10 @@ class SinkSettings(_Section):
     sql_port: Port = Field(
         8124, description="Local port where the process holding embedded ClickHouse serves read-only SQL."
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the sink's /metrics endpoint binds (0.0.0.0 in containers)."
+    )
+    metrics_port: Port = Field(6067, description="Port of the sink's Prometheus /metrics endpoint.")
 
 
 class MonitorSettings(_Section):
@@ -370,19 +375,10 @@ def env_var_name(loc: tuple[str | int, ...]) -> str:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Resolve the settings from overrides, the environment and the TOML file, or raise :class:`ConfigError`."""
-    if config_file is None:
-        config_file = _ConfigFileLocation().config
-    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
-        config_file = DEFAULT_CONFIG_FILE
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} (DRIFTLINE_CONFIG or --config) does not exist")
+    config_file = _config_file(config_file)
     _refuse_unknown_environment(os.environ)
-    settings_cls = Settings
-    if config_file is not None:
-        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
-        settings_cls = cast(type[Settings], type("SettingsFromFile", (Settings,), {"model_config": config}))
     try:
-        return settings_cls(**overrides)
+        return _settings_class(config_file)(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -393,6 +389,104 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError("invalid setting: " + "; ".join(problems)) from None
     except ValueError as exc:  # pydantic-settings reports undecodable TOML and env values this way
         raise ConfigError(f"invalid settings{f' in {config_file}' if config_file else ''}: {exc}") from None
+
+
+def _config_file(config_file: Path | None) -> Path | None:
+    """The TOML file in force: ``config_file``, else ``DRIFTLINE_CONFIG``, else ``./driftline.toml`` when it
+    exists, else none; :class:`ConfigError` when the one named does not exist."""
+    if config_file is None:
+        config_file = _ConfigFileLocation().config
+    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} (DRIFTLINE_CONFIG or --config) does not exist")
+    return config_file
+
+
+def _settings_class(config_file: Path | None) -> type[Settings]:
+    """:class:`Settings`, reading ``config_file`` too when there is one."""
+    if config_file is None:
+        return Settings
+    config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+    return cast(type[Settings], type("SettingsFromFile", (Settings,), {"model_config": config}))
+
+
+DEFAULT_SOURCE = "default"
+
+
+def setting_sources(config_file: Path | None = None) -> dict[str, str]:
+    """Where each setting in force comes from, keyed by its name as ``driftline config show`` prints it: a
+    top-level setting (``data_dir``) or a section's field (``kafka.partitions``), every one of them, in order.
+
+    A source is ``env <VARIABLE>``: the variable that set it as the process sees it (``DRIFTLINE_KAFKA_PARTITIONS``,
+    or the section's JSON object ``DRIFTLINE_KAFKA``); ``file <path>``: the TOML file, found as
+    :func:`load_settings` finds it (``config_file``, ``DRIFTLINE_CONFIG``, ``./driftline.toml``); or ``default``.
+    A setting merged from parts of several sources (a policy rule with its threshold from a variable and its
+    features from the file) names each that still shows in it, highest precedence first, joined by ``", "``; a
+    source whose every part is overridden is not named. The answer comes from the same pydantic-settings sources
+    that :func:`load_settings` merges, so the two cannot disagree; it holds no value, so no secret. Call it once
+    :func:`load_settings` has accepted the settings.
+    """
+    config_file = _config_file(config_file)
+    settings_cls = _settings_class(config_file)
+    provided: list[tuple[str | None, dict[str, Any]]] = [(None, EnvSettingsSource(settings_cls)())]
+    if config_file is not None:
+        provided.append((f"file {config_file}", TomlConfigSettingsSource(settings_cls)()))
+    sources: dict[str, str] = {}
+    for loc in _setting_locations():
+        found: list[str] = []
+        above: set[tuple[str, ...]] = set()  # the paths the sources of higher precedence set
+        for label, values in provided:
+            parts = _parts(values, loc)
+            if any(not _under(part, above) for part in parts):
+                found.append(label or _variable_that_set(loc))
+            above |= parts
+        sources[".".join(loc)] = ", ".join(found) or DEFAULT_SOURCE
+    return sources
+
+
+def _setting_locations() -> list[tuple[str, ...]]:
+    """``(section, field)`` for every field of a section, ``(name,)`` for a top-level setting."""
+    locations: list[tuple[str, ...]] = []
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            locations.extend((name, sub) for sub in field.annotation.model_fields)
+        else:
+            locations.append((name,))
+    return locations
+
+
+def _parts(values: dict[str, Any], loc: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The paths of the values a source's nested ``values`` give at or under ``loc`` (none: it does not set it)."""
+    value: Any = values
+    for key in loc:
+        if not isinstance(value, dict) or key not in value:
+            return set()
+        value = value[key]
+    return _leaves(value, loc)
+
+
+def _leaves(value: Any, path: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """A mapping merges key by key with the other sources' (pydantic-settings' deep update); anything else, an
+    empty mapping too, replaces whatever lower sources give under its path."""
+    if isinstance(value, dict) and value:
+        return set().union(*(_leaves(sub, (*path, str(key))) for key, sub in value.items()))
+    return {path}
+
+
+def _under(path: tuple[str, ...], above: set[tuple[str, ...]]) -> bool:
+    """True when a value at ``path`` is overridden: a higher source sets ``path`` or a path above it."""
+    return any(path[: len(higher)] == higher for higher in above)
+
+
+def _variable_that_set(loc: tuple[str, ...]) -> str:
+    """``env <name>`` of the variable that set ``loc``: its own, else its section's JSON object (names match
+    regardless of case, as pydantic-settings matches them)."""
+    for wanted in (env_var_name(loc), env_var_name(loc[:1])):
+        for name in os.environ:
+            if name.upper() == wanted:
+                return f"env {name}"
+    return f"env {env_var_name(loc)}"
 
 
 def _refuse_unknown_environment(environment: Mapping[str, str]) -> None:

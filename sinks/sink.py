@@ -10,11 +10,15 @@ Contract:
 - offsets are committed only after every row of the batch is in ClickHouse (and its dead letters are in
   Kafka); rows have natural keys in ReplacingMergeTree tables, so a replay after a crash adds nothing;
 - while ClickHouse is unreachable the insert is retried with exponential backoff (tenacity) and nothing new
-  is consumed: Kafka holds the backlog.
+  is consumed: Kafka holds the backlog;
+- its counters and each assigned partition's lag are in :class:`SinkStats`, which :func:`serve` also serves
+  as Prometheus metrics (:mod:`driftline.sinks.metrics`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -49,11 +53,22 @@ from driftline.streams.publishing import DeadLetterPublisher
 
 log = logging.getLogger(__name__)
 TRANSIENT_STORAGE_ERRORS = (OperationalError, DatabaseError, OSError, ConnectionError)
+LAG_REPORT_MS = 5_000  # how often librdkafka reports the partitions' offsets, from which the lag is computed
 
 
 @dataclass
 class SinkStats:
-    """Counters of one sink run."""
+    """Counters of one sink run, and its consumer's lag.
+
+    ``messages`` and ``batches`` count what was stored (a batch's messages, dead letters included, once its
+    rows are in ClickHouse), ``rows`` the rows inserted per table, ``dead_letters_by_reason`` the dead letters
+    read from their topic and loaded, ``insert_retries`` the inserts retried, ``commit_failures`` the offset
+    commits that failed after a stored batch. ``lag`` maps each assigned partition, ``(topic, partition)``, to
+    its messages after the sink's committed position (:func:`partition_lag`), as librdkafka reported it last:
+    every ``LAG_REPORT_MS`` while the sink reads Kafka (not while it retries an insert, when it reads nothing).
+    It is replaced whole, never changed in place, so another thread may read it; a partition not in it has an
+    unknown lag (not assigned, or no report yet).
+    """
 
     messages: int = 0
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -61,6 +76,33 @@ class SinkStats:
     batches: int = 0
     insert_retries: int = 0
     commit_failures: int = 0
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def partition_lag(report: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """Per partition the consumer fetches, the messages after its committed position, from one librdkafka
+    statistics report (``stats_cb``).
+
+    The lag is the partition's end (its last stable offset, which a read_committed consumer reads up to, else its
+    high watermark) minus the committed offset, or minus the partition's first offset when that is later: before
+    the group's first commit on it (the sink then reads from the earliest), or when retention has removed the
+    committed position. A partition that is not being fetched (not assigned; revoked; its position still being
+    looked up) or whose end or position is not known yet is left out: its lag is unknown, not 0.
+    """
+    lag: dict[tuple[str, int], int] = {}
+    for topic, entry in report.get("topics", {}).items():
+        for number, partition in entry.get("partitions", {}).items():
+            if int(number) < 0 or partition.get("fetch_state") != "active":
+                continue  # -1: librdkafka's internal "unassigned" partition
+            end = partition.get("ls_offset", partition.get("hi_offset", -1))
+            known = [
+                offset
+                for offset in (partition.get("committed_offset", -1), partition.get("lo_offset", -1))
+                if offset >= 0
+            ]
+            if end >= 0 and known:
+                lag[(topic, int(number))] = max(0, end - max(known))
+    return lag
 
 
 @dataclass(frozen=True)
@@ -125,6 +167,8 @@ class Sink:
                 # (heartbeats come from a background thread, so a long ClickHouse outage does not expire it)
                 "session.timeout.ms": 6_000,
                 "heartbeat.interval.ms": 1_000,
+                "statistics.interval.ms": LAG_REPORT_MS,
+                "stats_cb": self._on_statistics,
             }
         )
         self.dead_letters = DeadLetterPublisher(kafka, self.topics["dead-letters"])
@@ -233,6 +277,10 @@ class Sink:
         error = state.outcome.exception() if state.outcome else None
         log.warning("ClickHouse insert failed (%s); retry %d in %.1f s", error, state.attempt_number, wait)
 
+    def _on_statistics(self, report: str) -> None:
+        """librdkafka's statistics (served from ``consume`` in the sink's thread): the partitions' lag."""
+        self.stats.lag = partition_lag(json.loads(report))
+
     @staticmethod
     def _on_kafka_error(error: KafkaError) -> None:
         if error.fatal():
@@ -246,23 +294,29 @@ def serve(
     say: Callable[[str], None] = lambda _line: None,
     on_open: Callable[[], None] = lambda: None,
 ) -> SinkStats:
-    """Open ClickHouse, serve read-only SQL when it is embedded, and load until ``should_stop()``.
+    """Open ClickHouse, serve read-only SQL when it is embedded and the sink's metrics always, and load until
+    ``should_stop()``; return the run's stats.
 
-    ``on_open`` runs once the database is open (chDB installs signal handlers of its own when it opens, so
-    a caller that wants its own handlers installs them then).
+    ``on_open`` runs once the database is open and the endpoints serve, before the first message is read (chDB
+    installs signal handlers of its own when it opens, so a caller that wants its own handlers installs them then).
+    Raises :class:`StorageError` or :class:`ConfigError` when the database cannot be opened or a port bound.
     """
     from driftline.sinks.clickhouse import is_embedded, open_configured, redacted
+    from driftline.sinks.metrics import MetricsEndpoint
     from driftline.sinks.sql_endpoint import SQLEndpoint
 
-    client = open_configured(settings)
-    endpoint = SQLEndpoint(client, settings.sink.sql_port) if is_embedded(settings.clickhouse_dsn) else None
-    say(f"Sink: {settings.kafka.bootstrap} -> {settings.clickhouse.database} at {redacted(settings.clickhouse_dsn)}")
-    if endpoint is not None:
-        say(f"Serving read-only SQL for `driftline sql` on 127.0.0.1:{settings.sink.sql_port}")
-    on_open()
-    try:
-        return Sink(settings, client).run(should_stop)
-    finally:
-        if endpoint is not None:
-            endpoint.close()
-        client.close()
+    with contextlib.ExitStack() as opened:
+        client = open_configured(settings)
+        opened.callback(client.close)
+        say(
+            f"Sink: {settings.kafka.bootstrap} -> {settings.clickhouse.database} at {redacted(settings.clickhouse_dsn)}"
+        )
+        if is_embedded(settings.clickhouse_dsn):
+            opened.callback(SQLEndpoint(client, settings.sink.sql_port).close)
+            say(f"Serving read-only SQL for `driftline sql` on 127.0.0.1:{settings.sink.sql_port}")
+        sink = Sink(settings, client)
+        host, port = settings.sink.metrics_host, settings.sink.metrics_port
+        opened.callback(MetricsEndpoint(sink.stats, host, port).close)
+        say(f"Serving Prometheus metrics on http://{host}:{port}/metrics")
+        on_open()
+        return sink.run(should_stop)

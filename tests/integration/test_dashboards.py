@@ -209,7 +209,9 @@ def test_provisioning_matches_the_compose_services_and_mounts() -> None:
 def exposed_metrics() -> set[str]:
     """The metric names the worker's /metrics page serves (counters with their ``_total`` suffix), read from
     its collector over an empty monitor."""
-    monitor = SimpleNamespace(counts=Counter(), mergers={}, joins={}, offsets={}, last_checkpoint=time.monotonic())
+    monitor = SimpleNamespace(
+        counts=Counter(), mergers={}, joins={}, offsets={}, last_checkpoint=time.monotonic(), completeness=list
+    )
     app = SimpleNamespace(consumer=SimpleNamespace(assignment=set))
     names = set()
     for family in _MonitorCollector(monitor, app, []).collect():

@@ -185,6 +185,7 @@ def sink_env(settings: Settings, data_dir: Path, sql_port: int) -> dict[str, str
         "DRIFTLINE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "DRIFTLINE_SINK_GROUP_ID": f"{settings.worker.app_id}-sink",
         "DRIFTLINE_SINK_SQL_PORT": str(sql_port),
+        "DRIFTLINE_SINK_METRICS_PORT": str(free_port()),
         "DRIFTLINE_SINK_BATCH_ROWS": "300",
         "DRIFTLINE_SINK_BATCH_SECONDS": "0.2",
     }

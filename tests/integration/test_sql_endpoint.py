@@ -37,6 +37,7 @@ def test_sql_goes_through_the_running_sink_and_cannot_write(settings: Settings, 
         "DRIFTLINE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "DRIFTLINE_SINK_GROUP_ID": f"{settings.worker.app_id}-sink",
         "DRIFTLINE_SINK_SQL_PORT": str(port),
+        "DRIFTLINE_SINK_METRICS_PORT": str(free_port()),
     }
     sink = subprocess.Popen([DRIFTLINE, "sink"], env=env, stderr=subprocess.PIPE, text=True)
     try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from driftline.cli import app
 from driftline.schemas.errors import ConfigError
-from driftline.settings import env_var_name, load_settings
+from driftline.settings import env_var_name, load_settings, setting_sources
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +100,90 @@ def test_a_misspelt_setting_in_the_environment_is_an_error_naming_the_closest(
     monkeypatch.delenv("DRIFTLINE_KAFKA_PARTITONS")
     monkeypatch.setenv("DRIFTLINE_MODEL_ID", "churn")  # not a section of settings: a retrain command's variable
     assert load_settings().kafka.partitions == 4
+
+
+# -- where each setting comes from (`driftline config show`) --------------------------------------------------
+
+
+def write_config(path: Path) -> Path:
+    path.write_text(
+        'data_dir = "/srv/dl"\n[kafka]\npartitions = 12\ntopic_prefix = "prod."\n'
+        '[policy.psi_above]\nfeatures = ["age"]\n[policy.wasserstein_above]\nthreshold = 0.5\n'
+    )
+    return path
+
+
+def test_each_setting_names_its_source_a_variable_the_file_or_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(Path("custom.toml"))  # relative to the test's working directory, as given
+    monkeypatch.setenv("DRIFTLINE_KAFKA_PARTITIONS", "6")  # over the file's 12
+    monkeypatch.setenv("DRIFTLINE_SINK_METRICS_PORT", "7067")
+
+    sources = setting_sources(config)
+
+    assert sources["kafka.partitions"] == "env DRIFTLINE_KAFKA_PARTITIONS"
+    assert sources["sink.metrics_port"] == "env DRIFTLINE_SINK_METRICS_PORT"
+    assert sources["kafka.topic_prefix"] == "file custom.toml"
+    assert sources["data_dir"] == "file custom.toml"
+    assert sources["kafka.bootstrap"] == "default"
+    assert sources["clickhouse.dsn"] == "default"  # derived from data_dir, but not set
+    assert sources["models"] == "default"
+    dumped = load_settings(config).model_dump()
+    sections = [name for name in dumped if name not in ("data_dir", "models")]
+    assert list(sources) == ["data_dir", *(f"{s}.{key}" for s in sections for key in dumped[s]), "models"]
+
+
+def test_the_file_found_without_config_is_named_by_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("driftline.toml").write_text("[worker]\nweb_port = 7000\n")
+    assert setting_sources()["worker.web_port"] == "file driftline.toml"
+
+    other = write_config(Path("other.toml"))
+    monkeypatch.setenv("DRIFTLINE_CONFIG", str(other.resolve()))
+    sources = setting_sources()
+    assert sources["worker.web_port"] == "default"  # driftline.toml is not read when DRIFTLINE_CONFIG names a file
+    assert sources["kafka.partitions"] == f"file {other.resolve()}"
+
+
+def test_a_section_variable_and_a_setting_merged_from_two_sources_name_what_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_config(Path("custom.toml"))
+    monkeypatch.setenv("DRIFTLINE_WORKER", '{"web_port": 7000}')  # a whole section as JSON
+    monkeypatch.setenv("DRIFTLINE_POLICY_PSI_ABOVE", '{"threshold": 0.25}')  # merged with the file's features
+    monkeypatch.setenv("DRIFTLINE_POLICY_WASSERSTEIN_ABOVE", '{"threshold": 0.4}')  # the file's only key, overridden
+    monkeypatch.setenv("driftline_sink_batch_rows", "5")  # names match regardless of case
+
+    settings, sources = load_settings(config), setting_sources(config)
+
+    assert settings.worker.web_port == 7000 and sources["worker.web_port"] == "env DRIFTLINE_WORKER"
+    assert sources["worker.app_id"] == "default"
+    assert (settings.policy.psi_above.threshold, settings.policy.psi_above.features) == (0.25, ["age"])
+    assert sources["policy.psi_above"] == "env DRIFTLINE_POLICY_PSI_ABOVE, file custom.toml"
+    assert settings.policy.wasserstein_above.threshold == 0.4
+    assert sources["policy.wasserstein_above"] == "env DRIFTLINE_POLICY_WASSERSTEIN_ABOVE"
+    assert settings.sink.batch_rows == 5 and sources["sink.batch_rows"] == "env driftline_sink_batch_rows"
+
+
+def test_config_show_prints_each_source_in_the_table_and_in_json_with_secrets_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_config(Path("custom.toml"))
+    monkeypatch.setenv("DRIFTLINE_KAFKA_PARTITIONS", "6")
+    monkeypatch.setenv("DRIFTLINE_CLICKHOUSE_PASSWORD", "hunter2")
+    monkeypatch.setenv("DRIFTLINE_CLICKHOUSE_DSN", "http://analyst:s3cret@db:8123")
+
+    table = CliRunner().invoke(app, ["--config", "custom.toml", "config", "show"])
+    as_json = CliRunner().invoke(app, ["--config", "custom.toml", "config", "show", "--json"])
+
+    assert table.exit_code == 0 and as_json.exit_code == 0, table.output + as_json.output
+    rows = {line.split("│")[1].strip(): line for line in table.output.splitlines() if line.startswith("│ ")}
+    assert "env DRIFTLINE_KAFKA_PARTITIONS" in rows["kafka.partitions"] and "│ 6 " in rows["kafka.partitions"]
+    assert "file custom.toml" in rows["kafka.topic_prefix"] and "prod." in rows["kafka.topic_prefix"]
+    assert "default" in rows["kafka.bootstrap"] and "127.0.0.1:9092" in rows["kafka.bootstrap"]
+    assert "env DRIFTLINE_CLICKHOUSE_PASSWORD" in rows["clickhouse.password"]
+    shown = json.loads(as_json.output)
+    assert shown["kafka"]["partitions"] == 6 and shown["kafka"]["topic_prefix"] == "prod."
+    assert shown["sources"] == setting_sources(Path("custom.toml"))
+    assert shown["sources"]["clickhouse.dsn"] == "env DRIFTLINE_CLICKHOUSE_DSN"
+    for output in (table.output, as_json.output):
+        assert "hunter2" not in output and "s3cret" not in output
+    assert shown["clickhouse"]["dsn"] == "http://analyst:****@db:8123"
