@@ -10,6 +10,7 @@ variable, the value and what is expected. :func:`setting_sources` tells which so
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import ssl
 from collections.abc import Mapping
@@ -114,14 +115,16 @@ class KafkaSettings(_Section):
         It holds the bootstrap servers, the security settings and an ``error_cb`` that turns the failures
         retrying cannot cure (authentication refused, TLS handshake failed) into a :class:`BrokerError`
         naming the bootstrap and the cause, raised from the client's next ``poll``, ``consume`` or ``flush``
-        instead of a silent retry loop. Other connection errors are left to librdkafka, which logs them and
-        reconnects. Callers add their own keys (group id, idempotence, ...). The password is in the returned
-        dict only: never log it.
+        instead of a silent retry loop; and a ``logger``: librdkafka's own log lines go through the
+        ``driftline.kafka`` logger (its notices of what it retries at INFO). Other connection errors are left
+        to librdkafka, which logs them and reconnects. Callers add their own keys (group id, idempotence, ...).
+        The password is in the returned dict only: never log it.
         """
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
             "security.protocol": self.security_protocol,
             "error_cb": _RefusedConnection(self.bootstrap, self._who()),
+            "logger": _kafka_log,
         }
         if self.uses_sasl and self.sasl_password is not None:
             config["sasl.mechanism"] = self.sasl_mechanism
@@ -147,6 +150,23 @@ class KafkaSettings(_Section):
         if self.uses_sasl:
             return f"{self.security_protocol} {self.sasl_mechanism} as user {self.sasl_username!r}"
         return self.security_protocol
+
+
+class _RetriedAsInfo(logging.Filter):
+    """librdkafka's log lines about an operation it retries itself (``Coordinator load in progress:
+    retrying``, while a fresh broker loads its coordinator) are INFO, not the warnings librdkafka calls them:
+    nothing is wrong yet."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and "retrying" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return record.levelno >= logging.getLogger(KAFKA_LOGGER).getEffectiveLevel()
+
+
+KAFKA_LOGGER = "driftline.kafka"
+"""The logger librdkafka's own log lines go through, for every confluent-kafka client of driftline."""
+_kafka_log = logging.getLogger(KAFKA_LOGGER)
+_kafka_log.addFilter(_RetriedAsInfo())
 
 
 class _RefusedConnection:

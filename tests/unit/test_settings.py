@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -187,3 +188,18 @@ def test_config_show_prints_each_source_in_the_table_and_in_json_with_secrets_ma
     for output in (table.output, as_json.output):
         assert "hunter2" not in output and "s3cret" not in output
     assert shown["clickhouse"]["dsn"] == "http://analyst:****@db:8123"
+
+
+def test_librdkafka_lines_go_through_logging_and_what_it_retries_is_info(caplog: pytest.LogCaptureFixture) -> None:
+    config = load_settings().kafka.client_config()
+    kafka = config["logger"]
+    assert kafka.name == "driftline.kafka"
+
+    with caplog.at_level(logging.WARNING, logger="driftline.kafka"):
+        kafka.warning("GETPID [rdkafka#producer-1]: Coordinator load in progress: retrying")
+        kafka.error("FAIL [rdkafka#producer-1]: Connect to ipv4#127.0.0.1:1 failed: Connection refused")
+    assert [(r.levelname, r.getMessage()[:4]) for r in caplog.records] == [("ERROR", "FAIL")]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="driftline.kafka"):
+        kafka.warning("GETPID [rdkafka#producer-1]: Coordinator load in progress: retrying")
+    assert [r.levelname for r in caplog.records] == ["INFO"]
