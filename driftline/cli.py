@@ -436,7 +436,7 @@ def sql(
             table.add_row(*(str(value) for value in row))
         out.print(table)
         if frame.empty:
-            say("(no rows)")
+            say("0 rows")
 
 
 @app.command()

@@ -171,7 +171,9 @@ class _Worker:
         expected = self.monitor.offsets.get(key, -1) + 1
         if message.offset <= expected:
             return True
-        log.warning("%s[%d]: offset %d after %d; reading again from %d", *key, message.offset, expected - 1, expected)
+        # INFO: Faust drops records it fetched around a rebalance's pause and resume; this re-read recovers them,
+        # nothing is lost or counted twice, and an operator has nothing to do
+        log.info("%s[%d]: offset %d after %d; reading again from %d", *key, message.offset, expected - 1, expected)
         self.resync[key] = message.offset
         await self._seek(message.tp, expected)
         return False
@@ -239,7 +241,7 @@ class _Worker:
             handled = self.monitor.offsets.get(key, -1)
             position = await self.app.consumer.position(tp)
             if position is not None and position > handled + 1:
-                log.warning("%s[%d]: read to %d but handled to %d; reading again from there", *key, position, handled)
+                log.info("%s[%d]: read to %d but handled to %d; reading again from there", *key, position, handled)
                 await self._seek(tp, handled + 1)
                 self.heard[key] = now
 

@@ -100,3 +100,12 @@ def test_sql_on_a_misspelt_database_says_so_and_creates_nothing(tmp_path: Path) 
     assert "nosuchdb" not in listed.stdout.split()
     empty = sql("default", "SELECT 1 AS one WHERE 0")
     assert empty.returncode == 0 and empty.stdout == "one\n"
+    table = subprocess.run(
+        [DRIFTLINE, "sql", "SELECT 1 AS one WHERE 0"],
+        env={**env, "DRIFTLINE_CLICKHOUSE_DATABASE": "default"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert table.returncode == 0 and "one" in table.stdout and "0 rows" in table.stdout + table.stderr
