@@ -19,6 +19,8 @@ from driftline.schemas.events import Task
 from driftline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from driftline.sinks.sink import SinkStats
     from driftline.streams.monitor import StreamMonitor
 
@@ -392,25 +394,17 @@ def triggers_list(
     from driftline.triggers import recent
 
     frame = recent(settings(), limit, model)
-    table = Table(*map(str, frame.columns), title=f"{len(frame)} most recent retraining triggers")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(str(value) for value in row))
-    out.print(table)
+    _print_frame(frame, f"{len(frame)} most recent retraining triggers")
 
 
 @app.command()
 def status(model: Annotated[str | None, typer.Option(help="Only this model.")] = None) -> None:
     """How complete each model version's results are in ClickHouse: closed until (every prediction in), final
     until (no label changes them), the latest prediction stored, and what the newest window waits for."""
-    import pandas as pd
-
     from driftline.status import completeness
 
     frame = completeness(settings(), model)
-    table = Table(*map(str, frame.columns), title="Windows per model version")
-    for row in frame.itertuples(index=False):
-        table.add_row(*("" if pd.isna(value) else str(value) for value in row))
-    out.print(table)
+    _print_frame(frame, "Windows per model version", blank_missing=True)
     if frame.empty:
         say("(no model has results yet)")
 
@@ -431,12 +425,19 @@ def sql(
     elif output == "json":
         print(frame.to_json(orient="records", date_format="iso"))
     else:
-        table = Table(*map(str, frame.columns))
-        for row in frame.itertuples(index=False):
-            table.add_row(*(str(value) for value in row))
-        out.print(table)
+        _print_frame(frame)
         if frame.empty:
             say("0 rows")
+
+
+def _print_frame(frame: pd.DataFrame, title: str | None = None, *, blank_missing: bool = False) -> None:
+    """``frame`` as a table, a row per row; with ``blank_missing``, missing values print empty."""
+    import pandas as pd
+
+    table = Table(*map(str, frame.columns), title=title)
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if blank_missing and pd.isna(value) else str(value) for value in row))
+    out.print(table)
 
 
 @app.command()

@@ -16,6 +16,7 @@ import pandas as pd
 
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query
+from driftline.streams.joining import window_start
 
 COMPLETENESS = "SELECT * FROM window_completeness"
 LATEST_PREDICTIONS = (
@@ -49,6 +50,6 @@ def _waiting(closed: Any, latest: Any, window: timedelta, grace: timedelta) -> s
     latest_time = pd.Timestamp(latest)
     if not pd.isna(closed) and latest_time < pd.Timestamp(closed):
         return ""
-    start = pd.Timestamp(latest_time.timestamp() // window.total_seconds() * window.total_seconds(), unit="s")
+    start = window_start(latest_time.tz_localize("UTC").to_pydatetime(), window.total_seconds()).replace(tzinfo=None)
     end = start + window
     return f"window {start:%Y-%m-%d %H:%M}–{end:%H:%M} closes when its predictions pass {end + grace:%Y-%m-%d %H:%M:%S}"

@@ -21,6 +21,8 @@ from driftline.schemas.events import BinaryPrediction, FeedbackEvent, Prediction
 
 BINARY_TEXTS = frozenset({"0", "1", "true", "false"})
 """The labels (as text) of a binary model without a pinned positive label."""
+DEFAULT_POSITIVE_TEXTS = frozenset({"1", "true"})
+"""Of those, the positive ones (the default positive label, 1 / true)."""
 
 
 class ModelContract(BaseModel):
@@ -66,7 +68,7 @@ def positive_texts(contract: ModelContract | None) -> set[str]:
     true, or its pinned ``positive_label``."""
     positive = contract.positive_label if contract else 1
     if positive in (1, True) and not isinstance(positive, str):
-        return {"1", "true"}
+        return set(DEFAULT_POSITIVE_TEXTS)
     return {label_text(positive) or ""}
 
 

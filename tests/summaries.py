@@ -9,7 +9,13 @@ import numpy as np
 
 from driftline.schemas.results import FeatureProfile
 from driftline.streams.core.feature_counts import CategoricalCounts, NumericCounts
-from driftline.streams.core.summary import BinarySummary, Combo, MulticlassSummary, RegressionSummary
+from driftline.streams.core.summary import (
+    BinarySummary,
+    Combo,
+    MulticlassSummary,
+    RegressionSummary,
+    binary_summary_of,
+)
 
 
 def binary_summary(
@@ -28,15 +34,8 @@ def binary_summary(
     rows: list[Combo] = [
         tuple(sorted((attribute, str(values[i])) for attribute, values in (groups or {}).items())) for i in range(n)
     ]
-    combos = sorted(set(rows))
-    codes = np.array([combos.index(row) for row in rows], dtype=np.intp)
     labelled = np.ones(n, dtype=bool) if labelled is None else np.asarray(labelled, dtype=bool)
-    summary = BinarySummary()
-    summary.add_predictions(predicted, scores, codes, combos)
-    summary.add_labels(
-        predicted[labelled], scores[labelled], codes[labelled], combos, np.asarray(truth, dtype=bool)[labelled]
-    )
-    return summary
+    return binary_summary_of(predicted, scores, rows, np.asarray(truth, dtype=bool)[labelled], labelled)
 
 
 def multiclass_summary(truth: Sequence[str], predicted: Sequence[str]) -> MulticlassSummary:

@@ -306,6 +306,25 @@ _KINDS: dict[str, type[Summary]] = {
 }
 
 
+def binary_summary_of(
+    positive: NDArray[np.bool_],
+    scores: NDArray[np.float64],
+    groups: Sequence[Combo],
+    truth: NDArray[np.bool_],
+    labelled: NDArray[np.bool_],
+) -> BinarySummary:
+    """The summary of predictions given as arrays (``positive``: ŷ is the positive label; ``scores``; each one's
+    combination of groups) with their true labels ``truth`` where ``labelled`` (``truth`` holds one value per
+    labelled prediction)."""
+    combos = sorted(set(groups))
+    index = {combo: code for code, combo in enumerate(combos)}
+    codes = np.array([index[combo] for combo in groups], dtype=np.intp)
+    summary = BinarySummary()
+    summary.add_predictions(positive, scores, codes, combos)
+    summary.add_labels(positive[labelled], scores[labelled], codes[labelled], combos, truth)
+    return summary
+
+
 def new_summary(task: str) -> Summary:
     """An empty summary for ``task``."""
     return _KINDS[task]()

@@ -17,6 +17,7 @@ import pandas as pd
 
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import Task
+from driftline.schemas.model_contracts import DEFAULT_POSITIVE_TEXTS
 from driftline.schemas.results import FeatureProfile, GroupFairness, Performance, ReferenceProfile
 from driftline.streams.monitors.drift import numeric_bin_shares
 from driftline.streams.monitors.reference_performance import infer_task, reference_performance
@@ -71,7 +72,7 @@ def build_profile(
     label_column: str | None = None,
     sensitive: Sequence[str] = (),
     task: Task | None = None,
-    positive: set[str] | frozenset[str] = frozenset({"1", "true"}),
+    positive: set[str] | frozenset[str] = DEFAULT_POSITIVE_TEXTS,
     min_group_count: int = 30,
     source: Literal["training_data", "first_events"] = "training_data",
     created_at: datetime | None = None,

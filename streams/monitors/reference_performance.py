@@ -17,16 +17,16 @@ import pandas as pd
 
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import Task, label_text
+from driftline.schemas.model_contracts import BINARY_TEXTS, DEFAULT_POSITIVE_TEXTS
 from driftline.schemas.results import GroupFairness, Performance
 from driftline.streams.core.summary import (
     BinarySummary,
     Combo,
     MulticlassSummary,
     RegressionSummary,
+    binary_summary_of,
     performance_of,
 )
-
-BINARY_TEXTS = frozenset({"0", "1", "true", "false"})
 
 
 def class_texts(column: pd.Series) -> list[str | None]:
@@ -63,7 +63,7 @@ def reference_performance(
     score_column: str | None,
     label_column: str | None,
     sensitive: Sequence[str] = (),
-    positive: set[str] | frozenset[str] = frozenset({"1", "true"}),
+    positive: set[str] | frozenset[str] = DEFAULT_POSITIVE_TEXTS,
     min_group_count: int = 30,
 ) -> tuple[Performance, list[GroupFairness]]:
     """The performance of the predictions in ``frame`` (and, binary, the fairness rows of its ``sensitive``
@@ -89,13 +89,8 @@ def reference_performance(
             tuple(sorted((name, str(value)) for name, value in zip(sensitive, values, strict=True) if pd.notna(value)))
             for values in kept[list(sensitive)].itertuples(index=False, name=None)
         ]
-        combos = sorted(set(rows))
-        index = {combo: code for code, combo in enumerate(combos)}
-        codes = np.array([index[row] for row in rows], dtype=np.intp)
         is_positive = np.array([text in positive for text in class_texts(truth[labelled])], dtype=bool)
-        summary = BinarySummary()
-        summary.add_predictions(predicted, scores, codes, combos)
-        summary.add_labels(predicted[labelled], scores[labelled], codes[labelled], combos, is_positive)
+        summary = binary_summary_of(predicted, scores, rows, is_positive, labelled)
         fairness = summary.fairness(min_group_count)
     elif task == "multiclass":
         summary = MulticlassSummary()
