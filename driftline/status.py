@@ -34,9 +34,11 @@ def completeness(settings: Settings, model_id: str | None = None) -> pd.DataFram
     if model_id is not None:
         frame = frame[frame["model_id"] == model_id]
     grace = timedelta(seconds=settings.monitor.grace_s)
-    window = timedelta(seconds=settings.monitor.window_s)
+    # a version's own window size, read from its windows (the configured one before it has any)
+    sizes = frame["window_s"].fillna(settings.monitor.window_s).astype(float).tolist()
     frame["waiting"] = [
-        _waiting(row.closed_until, row.latest_prediction, window, grace) for row in frame.itertuples(index=False)
+        _waiting(row.closed_until, row.latest_prediction, timedelta(seconds=size), grace)
+        for row, size in zip(frame.itertuples(index=False), sizes, strict=True)
     ]
     columns = ["model_id", "model_version", "windows", "closed_until", "final_until", "latest_prediction"]
     return frame[[*columns, "predictions", "labelled", "waiting"]].sort_values(["model_id", "model_version"])

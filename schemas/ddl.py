@@ -98,12 +98,13 @@ def completeness_view(database: str) -> str:
     end published: every window ending by then holds all its predictions, since windows are published when they
     close) and ``final_until`` (the latest end of a window whose ``final_at`` is not after ``closed_until``: no
     label changes windows ending by then; a lower bound, as the version's event time is at least
-    ``closed_until``; NULL while none is final)."""
+    ``closed_until``; NULL while none is final) and ``window_s``, the size of its windows."""
     final = "arrayMap(w -> w.1, arrayFilter(w -> w.2 <= closed_until, groupArray((window_end, final_at))))"
     return (
         f"CREATE OR REPLACE VIEW {database}.window_completeness AS "
         "SELECT model_id, model_version, count() AS windows, max(window_end) AS closed_until, "
         f"if(empty({final}), NULL, arrayMax({final})) AS final_until, "
-        "sum(predictions) AS predictions, sum(labelled) AS labelled "
+        "sum(predictions) AS predictions, sum(labelled) AS labelled, "
+        "max(dateDiff('second', window_start, window_end)) AS window_s "
         f"FROM {database}.performance_windows_latest GROUP BY model_id, model_version"
     )
