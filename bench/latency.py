@@ -37,14 +37,11 @@ from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings, load_settings
 from driftline.sinks.sql_endpoint import query_endpoint
-from driftline.streams.monitor import CHECKPOINT_STRETCH_MAX_S
 from driftline.topics import create_topics
 
 POLL_S = 0.2
 ARRIVAL_TIMEOUT_S = 60.0  # longest wait, after the producer stops, for the windows that closed meanwhile
-# then, for their triggers: a decision waits in the outbox until the state holding it is saved, and saves are
-# spaced up to CHECKPOINT_STRETCH_MAX_S apart under load (results go out at every emission, before that)
-SETTLE_S = CHECKPOINT_STRETCH_MAX_S + 5.0
+SETTLE_S = 5.0  # then, for their triggers (published with the results that bring them)
 READY_TIMEOUT_S = 120.0
 DETECTOR_RULES = frozenset({"adwin", "page_hinkley"})
 

@@ -242,6 +242,11 @@ class SinkSettings(_Section):
     group_id: str = Field("driftline-sink", min_length=1, description="Kafka consumer group of the sink.")
     batch_rows: int = Field(20_000, ge=1, description="Insert once this many messages are buffered ...")
     batch_seconds: float = Field(1.0, gt=0, description="... or once this many seconds have passed.")
+    results_seconds: float = Field(
+        0.1,
+        gt=0,
+        description="A batch holding window results or triggers is inserted at most this many seconds after the first.",
+    )
     retry_max_seconds: float = Field(
         30.0, gt=0, description="Longest wait between retries while ClickHouse is unreachable."
     )

@@ -2,7 +2,8 @@
 
 Contract:
 - reads predictions, feedback, window results, reference profiles, triggers and dead letters in batches
-  bounded by ``sink.batch_rows`` and ``sink.batch_seconds``; decodes each message once
+  bounded by ``sink.batch_rows`` and ``sink.batch_seconds`` (``sink.results_seconds`` once a batch holds a window
+  result or a trigger, so they are in ClickHouse soon after the worker published them); decodes each message once
   (:mod:`driftline.schemas.decoding`);
 - with ``clickhouse.store_raw_features`` false, raw predictions are stored without their feature values;
 - a message that breaks its contract is published to the dead-letter topic (original bytes as the value,
@@ -228,6 +229,7 @@ class Sink:
         batch = _Batch()
         deadline = time.monotonic() + self.settings.sink.batch_seconds
         wanted = self.settings.sink.batch_rows
+        urgent = {self.topics["window-results"], self.topics["retrain-triggers"]}
         while batch.messages < wanted:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -238,6 +240,8 @@ class Sink:
                     self._on_kafka_error(error)
                     continue
                 self._add(batch, message)
+                if message.topic() in urgent:
+                    deadline = min(deadline, time.monotonic() + self.settings.sink.results_seconds)
         return batch
 
     def _add(self, batch: _Batch, message: Message) -> None:

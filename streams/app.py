@@ -214,10 +214,10 @@ class _Worker:
         self.unacked.clear()
 
     async def keep_pace(self) -> None:
-        """A checkpoint when one is due, else an emission when one is due."""
+        """A checkpoint when one is due, else an emission when one is due or a window closed."""
         if self.monitor.checkpoint_due:
             await self.checkpoint()
-        elif self.monitor.emit_due:
+        elif self.monitor.emit_due or self.monitor.close_due:
             await self.emit()
 
     async def read_again_what_was_dropped(self) -> None:

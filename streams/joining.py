@@ -192,9 +192,12 @@ class PartitionJoin:
         self.reported: dict[ModelKey, ModelMark] = {}  # per model version, the mark last delivered
         self.reported_partition: tuple[datetime, bool, datetime, bool] | None = None
         self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
+        self.next_close: dict[ModelKey, datetime] = {}  # per model version: when (its mark) its next window closes
+        self.window_closed = False  # a version's mark passed a window's end plus the grace since the last deltas
         self._last_window = (EPOCH, EPOCH)
         self._window = timedelta(seconds=settings.window_s)
         self._horizon = timedelta(seconds=settings.horizon_s)
+        self._closes = self._window + timedelta(seconds=settings.grace_s)  # after a window's start: it closes
         self._labels_until = self._window + self._horizon  # after a window's start: labels later than it miss it
         self._kept = timedelta(seconds=settings.kept_s)  # after a window's start: its state, for labels read late
 
@@ -205,6 +208,8 @@ class PartitionJoin:
         mark = self.marks.get(version, EPOCH)
         if event.timestamp > mark:
             mark = self.marks[version] = event.timestamp
+            if mark >= self.next_close.get(version, mark):
+                self._closing(version, mark)
             if event.model_id not in self.model_marks:  # its first prediction here: the model's clock starts
                 self._expire_waiting(event.model_id)
             self.model_marks[event.model_id] = max(mark, self.model_marks.get(event.model_id, EPOCH))
@@ -217,8 +222,7 @@ class PartitionJoin:
         if share is None:
             share = self.shares[key] = Share(event.task, new_summary(event.task))
         share.changed = True
-        closes = start + timedelta(seconds=self.settings.window_s + self.settings.grace_s)
-        if closes <= mark:
+        if start + self._closes <= mark:
             share.summary.late += 1
             return
         row = len(share.labelled)
@@ -233,6 +237,13 @@ class PartitionJoin:
         ):
             del self.early[(early.model_id, early.prediction_id)]
             self._label(share, row, early)
+
+    def _closing(self, version: ModelKey, mark: datetime) -> None:
+        """The version's mark reached the close of the window that held its previous marks (or is its first):
+        note the close (a window for the merger to emit now), and that the window holding ``mark`` closes at its
+        end plus the grace."""
+        self.window_closed = self.window_closed or version in self.next_close
+        self.next_close[version] = self._window_of(mark) + self._closes
 
     def add_feedback(self, event: FeedbackRecord, now: float) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
@@ -285,13 +296,13 @@ class PartitionJoin:
         that is not idle is past it, so the merger has every share it needs by then, and an open window costs no
         traffic. Its numbered parts (uncounted rows, detector inputs) go out as they come."""
         self._expire()
+        self.window_closed = False
         progress = self.reporting = self._progress(now)
-        closing = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
         out: list[Delta] = []
         for key, share in self.shares.items():
             if share.changed:
                 self._fold(key, share, context)
-                due = key[2] + closing <= self.marks[key[:2]] or self._idle(key[:2], now)
+                due = key[2] + self._closes <= self.marks[key[:2]] or self._idle(key[:2], now)
                 share.sending_whole = due and (share.revision != share.revision_sent or share.features_changed)
                 out.extend(_share_deltas(key, self.partition, share))
         for model_id, start in sorted(self.changed_orphans):
@@ -319,7 +330,6 @@ class PartitionJoin:
     def sent(self) -> None:
         """The last :meth:`deltas` were delivered: forget them. A share whose window closed here drops its feature
         counts once they went out (no prediction joins it any more)."""
-        closing = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
         for (model_id, version, start), share in self.shares.items():
             if not share.changed:
                 continue
@@ -329,7 +339,7 @@ class PartitionJoin:
             share.unsent_rows, share.unsent_scores, share.unsent_errors = [], [], []
             if share.sending_whole:
                 share.revision_sent, share.features_changed, share.sending_whole = share.revision, False, False
-                if start + closing <= self.marks[(model_id, version)]:
+                if start + self._closes <= self.marks[(model_id, version)]:
                     share.features = None
             share.changed = share.revision != share.revision_sent or share.features_changed
         self.changed_orphans.clear()

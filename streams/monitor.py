@@ -17,14 +17,17 @@ Contract (at-least-once input, exactly-once effect):
   2. :meth:`StreamMonitor.checkpoint` has each merger publish the windows that closed or changed
      (``publish_results`` returns once they are delivered; if it raises, nothing is marked emitted and the next
      checkpoint offers them again), run the trigger policy over them and over the detector alarms raised, and
-     put its decisions in an outbox (steps 1 and this emission, :meth:`StreamMonitor.emit`, also run alone every
-     ``checkpoint_s`` between checkpoints, which a large state spaces further apart); it returns the state of
-     every join (with the last source offsets it includes) and every merger (with its policy, outbox and last
-     ``window-parts`` offset), as data (:mod:`driftline.streams.snapshots`: msgpack, never pickles);
+     publish its decisions (``publish_triggers``; those it cannot deliver wait in an outbox); steps 1 and this
+     emission, :meth:`StreamMonitor.emit`, also run alone every ``checkpoint_s`` between checkpoints (which a
+     large state spaces further apart) and as soon as a window closes (:attr:`StreamMonitor.close_due`); it
+     returns the state of every join (with the last source offsets it includes) and every merger (with its
+     policy, outbox and last ``window-parts`` offset), as data (:mod:`driftline.streams.snapshots`: msgpack,
+     never pickles);
   3. once the caller has made those durable (:meth:`CheckpointStore.save`), :meth:`StreamMonitor.saved`
-     publishes the outbox (``publish_triggers``). A crash before the state is saved re-decides from the older
-     state, having published nothing; a crash after it republishes the same decisions, same ids, from the
-     restored outbox: a decision is never taken twice.
+     publishes what is left in the outbox. A decision is published at least once, always with the same id: a
+     crash before the state is saved re-decides it from the older state (the policy is a function of the
+     events), a crash after it republishes it from the restored outbox; a subscriber deduplicates by
+     ``trigger_id``.
 - after a crash or a move, :meth:`StreamMonitor.assign` loads a partition's last saved state; messages after it
   are read again and give the same deltas (same row numbers) and the same windows: their rows collapse in
   ClickHouse (same key and revision), and the merger skips what it already holds.
@@ -50,7 +53,7 @@ from confluent_kafka import murmur2
 
 from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.decoding import Decoded, EventDecoder, Origin, latest_believable
-from driftline.schemas.errors import ConfigError
+from driftline.schemas.errors import BrokerError, ConfigError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.fast_decoding import FastDecoder
 from driftline.schemas.model_contracts import ModelContract, contract_check
@@ -66,6 +69,7 @@ from driftline.streams.windows import WindowEngine
 
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
+CLOSE_EMIT_GAP_S = 0.2  # a window's close is emitted at once, but emissions on closes are this far apart at least
 
 SnapshotT = TypeVar("SnapshotT", snapshots.JoinSnapshot, snapshots.MergerSnapshot)
 log = logging.getLogger(__name__)
@@ -132,6 +136,7 @@ class StreamMonitor:
         self.counts: Counter[str] = Counter()
         self.last_checkpoint = self.checkpoint_started = self.last_emit = time.monotonic()
         self.last_checkpoint_s = 0.0
+        self.merger_closed = False  # a merger's watermark closed a window since the last emission
 
     # -- ownership -----------------------------------------------------------------------------------
 
@@ -215,6 +220,8 @@ class StreamMonitor:
             self.counts["parts_undecodable"] += 1
             return
         merger.engine.apply(delta)
+        if isinstance(delta, deltas.Progress) and not self.merger_closed:
+            self.merger_closed = merger.engine.closable()
 
     def _decode_slowly(self, origin: Origin, value: bytes | None) -> list[Decoded[Any]]:
         """pydantic's verdict on a message the fast decoder left to it; invalid events are counted."""
@@ -271,6 +278,7 @@ class StreamMonitor:
         """Publish what closed or changed and decide triggers (into the outbox, published by :meth:`saved`).
         Safe between checkpoints: a window emitted again after a crash has the same revision and collapses."""
         self.last_emit = time.monotonic()
+        self.merger_closed = False
         past_horizon = timedelta(seconds=self.settings.kept_s)
         for merger in self.mergers.values():
             emission = merger.engine.advance(lambda emitted: self.publish_results(emitted.results))
@@ -286,6 +294,10 @@ class StreamMonitor:
             self.counts["alarms"] += len(emission.alarms)
             policy = merger.policy
             merger.outbox.extend(policy.on_emission(emission.results, emission.alarms))
+            try:
+                self._publish_outbox(merger)
+            except BrokerError as exc:  # kept in the outbox: saved with the state, published after it
+                log.warning("retraining triggers not published yet (%s); they go out after the next checkpoint", exc)
             policy.expire(partial(_past_horizon, merger.engine, past_horizon))
             if merger.engine.unpublished_profiles:  # at least once: the same profile again is no change
                 self.publish_profiles(merger.engine.unpublished_profiles)
@@ -325,22 +337,34 @@ class StreamMonitor:
         return {name: snapshots.encode(state) for name, state in states.items()}
 
     def saved(self) -> None:
-        """The state of the last :meth:`checkpoint` is durable: publish the decisions it holds."""
+        """The state of the last :meth:`checkpoint` is durable: publish the decisions it holds (those whose
+        publishing at their emission failed)."""
         for merger in self.mergers.values():
-            if merger.outbox:
-                self.publish_triggers(merger.outbox)  # at least once: the next checkpoint records the empty outbox
-                for trigger in merger.outbox:
-                    log.info("retraining trigger: %s", trigger.describe())
-                self.counts["triggers"] += len(merger.outbox)
-                merger.outbox = []
+            self._publish_outbox(merger)  # at least once: the next checkpoint records the empty outbox
         self.last_checkpoint = time.monotonic()
         self.last_checkpoint_s = self.last_checkpoint - self.checkpoint_started
+
+    def _publish_outbox(self, merger: Merger) -> None:
+        if merger.outbox:
+            self.publish_triggers(merger.outbox)
+            for trigger in merger.outbox:
+                log.info("retraining trigger: %s", trigger.describe())
+            self.counts["triggers"] += len(merger.outbox)
+            merger.outbox = []
 
     @property
     def emit_due(self) -> bool:
         """True when ``monitor.checkpoint_s`` has passed since the last emission: deltas and window results go
         out at that pace even when saving the state is spaced further apart (:attr:`checkpoint_due`)."""
         return time.monotonic() - self.last_emit >= self.settings.checkpoint_s
+
+    @property
+    def close_due(self) -> bool:
+        """True when a window closed since the last emission (a version's prediction time on a source partition
+        passed a window's end plus the grace, or a merger's watermark did for a window not emitted yet), at least
+        ``CLOSE_EMIT_GAP_S`` after it: a closed window goes out now, not at the next paced emission."""
+        closed = self.merger_closed or any(join.window_closed for join in self.joins.values())
+        return closed and time.monotonic() - self.last_emit >= CLOSE_EMIT_GAP_S
 
     @property
     def checkpoint_due(self) -> bool:

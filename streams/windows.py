@@ -284,6 +284,20 @@ class WindowEngine:
             del self.orphans[slot]
         return emission
 
+    def closable(self) -> bool:
+        """True when a window never emitted has closed (its version's watermark passed its end plus the grace):
+        :meth:`advance` would emit it now."""
+        closes = timedelta(seconds=self.settings.window_s + self.settings.grace_s)
+        marks: dict[tuple[str, str], datetime] = {}
+        for key, buffer in self.windows.items():
+            if buffer.emitted_revision < 0:
+                version = key[:2]
+                if version not in marks:
+                    marks[version] = self.watermark_of(*version)
+                if marks[version] >= key[2] + closes:
+                    return True
+        return False
+
     # -- internals -----------------------------------------------------------------------------------
 
     def watermark_of(self, model_id: str, model_version: str) -> datetime:

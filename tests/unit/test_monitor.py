@@ -1,5 +1,6 @@
-"""The worker's core without Kafka: decisions go through an outbox in the checkpoint, so a crash before or
-after the checkpoint never takes a decision twice, and replayed messages are skipped."""
+"""The worker's core without Kafka: decisions are published when taken, or kept in an outbox in the checkpoint
+when they cannot be, so a crash before or after the checkpoint publishes a decision again with the same id,
+never a different one; replayed messages are skipped."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from faust.types import TP
 
 from driftline.demo import Story
 from driftline.schemas.dead_letters import DeadLetter, Reason
+from driftline.schemas.errors import BrokerError
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
@@ -84,7 +86,7 @@ class Recorder:
 
     def publish_triggers(self, triggers: list[RetrainTrigger]) -> None:
         if self.crash_on_triggers:
-            raise RuntimeError("killed after the checkpoint, before the triggers were delivered")
+            raise BrokerError("the broker is unreachable: triggers not delivered")
         self.triggers.extend(triggers)
 
 
@@ -107,12 +109,12 @@ def test_a_decision_is_published_once_at_the_checkpoint_that_takes_it(tmp_path: 
     assert monitor.counts["triggers"] == 1
 
 
-def test_a_crash_after_the_checkpoint_republishes_the_same_decision_from_the_outbox(tmp_path: Path) -> None:
+def test_a_decision_not_delivered_is_saved_and_republished_after_a_crash(tmp_path: Path) -> None:
     crashed = Recorder(crash_on_triggers=True)
     first = crashed.monitor(tmp_path / "cp")
     feed_breaching_window(first)
-    with pytest.raises(RuntimeError):
-        first.checkpoint()
+    with pytest.raises(BrokerError):  # at its emission the decision waits in the outbox; the state is saved with
+        first.checkpoint()  # it, then publishing after the save fails too: the process dies
 
     recorder = Recorder()
     restarted = recorder.monitor(tmp_path / "cp")
@@ -163,6 +165,31 @@ def restored_from(changelog: list[tuple[int, bytes, bytes]]) -> StubTable:
     for _partition, key, value in changelog:
         table.data[key] = value
     return table
+
+
+def test_a_window_that_closes_is_emitted_at_once_and_its_decision_published_with_it(tmp_path: Path) -> None:
+    recorder = Recorder()
+    monitor = recorder.monitor(tmp_path / "cp").monitor
+    monitor.handle("p", 0, 0, predictions(0, 40, "a"))
+    monitor.handle("f", 0, 0, wrong_labels(0, 40, "a"))
+    monitor.last_emit -= 1  # past the least gap between emissions on closes
+    assert not monitor.close_due  # window 0 is open
+    monitor.handle("p", 0, 1, predictions(70, 1, "b"))  # the partition's time passes window 0's end + grace
+    assert monitor.close_due
+
+    for offset, (partition, _key, value) in enumerate(monitor.deltas()):  # onto window-parts and read back
+        monitor.handle("w", partition, offset, value)
+    monitor.deltas_delivered()
+    assert monitor.close_due  # now for the merger: its watermark closed window 0, not emitted yet
+    monitor.emit()
+
+    assert not monitor.close_due
+    assert [r.window_start for r in recorder.results] == [T0]
+    [trigger] = recorder.triggers  # published at its emission, before any checkpoint
+    assert trigger.window_start == T0 and [r.rule for r in trigger.reasons] == ["accuracy_below"]
+    monitor.handle("p", 0, 2, predictions(80, 1, "c"))  # the same window still open: nothing new closed
+    monitor.last_emit -= 1
+    assert not monitor.close_due
 
 
 def test_changelog_store_chunks_a_state_and_a_half_written_one_leaves_the_previous_intact() -> None:
