@@ -234,7 +234,9 @@ class Sink:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            for message in self.consumer.consume(num_messages=min(wanted - batch.messages, 5000), timeout=remaining):
+            # consume returns when it has num_messages or at the timeout: a short one, so results are seen soon
+            timeout = min(remaining, self.settings.sink.results_seconds)
+            for message in self.consumer.consume(num_messages=min(wanted - batch.messages, 5000), timeout=timeout):
                 error = message.error()
                 if error is not None:
                     self._on_kafka_error(error)

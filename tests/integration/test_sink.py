@@ -264,6 +264,33 @@ def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_
     assert clickhouse.query("SELECT features, rows FROM reference_profiles FINAL").result_rows == [(["age"], 1000)]
 
 
+def test_a_batch_holding_a_window_result_is_stored_without_waiting_for_the_batch_to_fill(
+    settings: Settings, clickhouse: Client
+) -> None:
+    create_topics(settings)
+    settings = settings.model_copy(
+        update={"sink": settings.sink.model_copy(update={"batch_seconds": 120.0, "results_seconds": 0.1})}
+    )
+    send_good_events(settings, envelopes=True, prefix="raw", n=20)  # raw events alone wait for the batch
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    result = window_result(140, 0.9)
+    producer.produce(settings.topic("window-results"), result.model_dump_json().encode(), key=result.key.encode())
+    assert producer.flush(30) == 0
+
+    sink = Sink(settings, clickhouse)
+    sink.consumer.subscribe(list(sink.topics.values()))
+    started = time.monotonic()
+    stored = 0
+    while not sink.stats.rows["performance_windows"] and time.monotonic() - started < 60:
+        stored += sink.step()
+    sink.consumer.close()
+    sink.dead_letters.close()
+
+    assert time.monotonic() - started < 60  # long before the 120 s a batch of raw events may collect for
+    assert sink.stats.rows["performance_windows"] == 1
+    assert count(clickhouse, "performance_windows") == 1 and stored >= 1
+
+
 def test_backfill_sends_a_parquet_of_predictions_and_a_csv_of_labels(
     settings: Settings, clickhouse: Client, tmp_path: Path
 ) -> None:
