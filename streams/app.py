@@ -196,12 +196,16 @@ class _Worker:
         self.unacked.append(event)
 
     async def emit(self) -> None:
-        """Deltas onto window-parts (delivered), then the mergers' results; decisions wait in the outbox."""
+        """Deltas onto window-parts (delivered; those for this worker's mergers applied at once, as reading them
+        back would), then the mergers' results and decisions."""
         monitor = self.monitor
-        sent = [self.parts.send_soon(key=key, value=value, partition=p) for p, key, value in monitor.deltas()]
+        out = monitor.deltas()
+        sent = [self.parts.send_soon(key=key, value=value, partition=p) for p, key, value in out]
         await self.app.producer.flush()
-        await asyncio.gather(*sent)
+        delivered = await asyncio.gather(*sent)
         monitor.deltas_delivered()
+        records = zip(delivered, out, strict=True)
+        monitor.apply_delivered([(metadata.partition, metadata.offset, value) for metadata, (_p, _k, value) in records])
         monitor.emit()
 
     async def checkpoint(self) -> None:

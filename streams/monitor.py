@@ -137,6 +137,7 @@ class StreamMonitor:
         self.last_checkpoint = self.checkpoint_started = self.last_emit = time.monotonic()
         self.last_checkpoint_s = 0.0
         self.merger_closed = False  # a merger's watermark closed a window since the last emission
+        self.applied_in_process: dict[int, int] = {}  # per window-parts partition: last offset applied in process
 
     # -- ownership -----------------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class StreamMonitor:
             self.mergers.pop(partition, None)
             for key in [key for key in self.offsets if key[1] == partition]:
                 del self.offsets[key]
+            self.applied_in_process.pop(partition, None)
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -176,7 +178,8 @@ class StreamMonitor:
         seconds; events stamped more than ``max_future_s`` after it are dead letters); False when it was already
         covered by the saved state (a replay)."""
         if offset <= self.offsets.get((topic, partition), -1):
-            self.counts["replayed"] += 1
+            if topic != self.parts_topic or offset > self.applied_in_process.get(partition, -1):
+                self.counts["replayed"] += 1
             return False
         if topic == self.parts_topic:
             self._merge(partition, offset, value)
@@ -268,6 +271,26 @@ class StreamMonitor:
     def _route(self, model_id: str) -> int:
         """The ``window-parts`` partition of a model's deltas (its merger): murmur2 of its id, as Kafka's."""
         return int(murmur2(model_id.encode(), self.partitions))
+
+    def apply_delivered(self, delivered: Iterable[tuple[int, int, bytes]]) -> None:
+        """Apply deltas this worker just delivered to ``window-parts``, ``(partition, offset, value)``, to its own
+        mergers, as reading them back would: on a partition where they are all that follows what the merger
+        applied (the first at the next offset, the rest contiguous), so their order is the topic's. The merger's
+        offset moves past them (when they are read, they are skipped), and a closed window goes out at this
+        emission rather than a round trip through the consumer later. Deltas on any other partition (another
+        worker's merger, or records before them not read yet) are left to be read."""
+        records: dict[int, list[tuple[int, bytes]]] = {}
+        for partition, offset, value in delivered:
+            records.setdefault(partition, []).append((offset, value))
+        for partition, sent in sorted(records.items()):
+            sent.sort()
+            first = self.offsets.get((self.parts_topic, partition), -1) + 1
+            if partition not in self.mergers or [o for o, _v in sent] != list(range(first, first + len(sent))):
+                continue
+            for offset, value in sent:
+                self._merge(partition, offset, value)
+            self.offsets[(self.parts_topic, partition)] = self.applied_in_process[partition] = sent[-1][0]
+            self.counts["parts_in_process"] += len(sent)
 
     def deltas_delivered(self) -> None:
         """The last :meth:`deltas` are on ``window-parts``: the joins forget them."""

@@ -192,6 +192,35 @@ def test_a_window_that_closes_is_emitted_at_once_and_its_decision_published_with
     assert not monitor.close_due
 
 
+def test_deltas_for_its_own_merger_apply_at_delivery_in_topic_order_and_their_read_is_skipped(
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder()
+    monitor = recorder.monitor(tmp_path / "cp").monitor
+    feed_breaching_window(monitor)  # window 0 closes on the partition
+    out = monitor.deltas()
+    monitor.deltas_delivered()
+    monitor.apply_delivered([(p, 3 + i, value) for i, (p, _key, value) in enumerate(out)])  # offsets 0-2 unread
+    monitor.emit()
+    assert recorder.results == []  # left to the read: records before them are not applied yet
+
+    for i, (p, _key, value) in enumerate(out):
+        monitor.handle("w", p, 3 + i, value)
+    monitor.emit()
+    assert [r.window_start for r in recorder.results] == [T0]
+
+    monitor.handle("p", 0, 2, predictions(130, 1, "c"))  # window 1 (60-120 s) closes too
+    out = monitor.deltas()
+    monitor.deltas_delivered()
+    first = 3 + len(out)  # right after what the merger read
+    monitor.apply_delivered([(p, first + i, value) for i, (p, _key, value) in enumerate(out)])
+    monitor.emit()
+    assert [r.window_start for r in recorder.results] == [T0, T0 + timedelta(seconds=60)]  # no read needed
+    replayed = monitor.counts["replayed"]
+    assert not any(monitor.handle("w", p, first + i, value) for i, (p, _key, value) in enumerate(out))
+    assert monitor.counts["replayed"] == replayed  # read back: skipped, and not counted as a replay
+
+
 def test_changelog_store_chunks_a_state_and_a_half_written_one_leaves_the_previous_intact() -> None:
     table = StubTable()
     store = ChangelogStore(table)  # type: ignore[arg-type]
