@@ -31,7 +31,7 @@ REFERENCE_PROFILES = TopicSpec(
 
 WINDOW_PARTS = TopicSpec(
     "window-parts",
-    "the worker's own: each source partition's new window rows, labels and progress (msgpack), key = model_id",
+    "the worker's own: each source partition's changed window shares and progress (msgpack, several to a message)",
     stored=False,
 )
 ALL_TOPICS: tuple[TopicSpec, ...] = (

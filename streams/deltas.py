@@ -7,8 +7,9 @@ The worker runs in two stages so that partitions, and the workers that own them,
 2. :class:`~driftline.streams.windows.WindowEngine` merges the deltas of every source partition into windows
    per model version and computes the results.
 
-Contract of the deltas (they travel on the ``window-parts`` topic, msgpack-encoded, keyed by ``model_id``;
-a replay sends the same deltas again, or the same state batched otherwise, so each is idempotent):
+Contract of the deltas (they travel on the ``window-parts`` topic, msgpack-encoded, several to a message in
+their order (:func:`encode_batch`); a replay sends the same deltas again, or the same state batched
+otherwise, so each is idempotent):
 
 - :class:`ShareDelta`: one source partition's *share* of a window, as a summary, never as rows:
   - absolute parts, newest wins, sent once the window closed on the partition or while the partition is idle
@@ -32,6 +33,7 @@ a replay sends the same deltas again, or the same state batched otherwise, so ea
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +44,7 @@ from driftline.streams.core.encoding import decode_hook, encode_hook
 from driftline.streams.core.feature_counts import Tally
 from driftline.streams.core.summary import Summary
 
+BATCH_OVERHEAD = 5  # msgpack bytes a message of deltas may add per delta (array header, at most)
 UnbinnedRow = tuple[dict[str, Any], float, str | None]  # features, score (NaN unless binary), predicted label
 DetectorInput = tuple[datetime, str, float]  # event time, prediction id, value
 
@@ -94,6 +97,11 @@ _encoder = msgspec.msgpack.Encoder(enc_hook=encode_hook)
 _decoder: msgspec.msgpack.Decoder[Delta] = msgspec.msgpack.Decoder(Delta, dec_hook=decode_hook)
 
 
+_batch_decoder: msgspec.msgpack.Decoder[list[Delta] | Delta] = msgspec.msgpack.Decoder(
+    list[Delta] | Delta, dec_hook=decode_hook
+)
+
+
 def encode(delta: Delta) -> bytes:
     """msgpack bytes of a delta (its kind is a tag inside)."""
     return _encoder.encode(delta)
@@ -102,6 +110,36 @@ def encode(delta: Delta) -> bytes:
 def decode(data: bytes) -> Delta:
     """The delta encoded by :func:`encode`; raises ``msgspec.ValidationError`` on anything else."""
     return _decoder.decode(data)
+
+
+def encode_batch(encoded: Sequence[bytes]) -> bytes:
+    """One message of deltas already encoded by :func:`encode`, in their order (a msgpack array of them)."""
+    return _encoder.encode([msgspec.Raw(delta) for delta in encoded])
+
+
+def decode_batch(data: bytes) -> list[Delta]:
+    """The deltas of a message of :func:`encode_batch` (or of a single delta, as earlier releases sent them);
+    raises ``msgspec.ValidationError`` on anything else."""
+    decoded = _batch_decoder.decode(data)
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+def batches(encoded: Iterable[tuple[int, bytes]], max_bytes: int) -> list[tuple[int, bytes]]:
+    """``(partition, encoded delta)`` pairs as messages of :func:`encode_batch` per partition, each at most
+    ``max_bytes`` (a delta larger alone is a message alone), the deltas of a partition in their order."""
+    pending: dict[int, list[bytes]] = {}
+    size: dict[int, int] = {}
+    out: list[tuple[int, bytes]] = []
+    for partition, delta in encoded:
+        held = pending.setdefault(partition, [])
+        if held and size[partition] + len(delta) + BATCH_OVERHEAD > max_bytes:
+            out.append((partition, encode_batch(held)))
+            held.clear()
+            size[partition] = 0
+        held.append(delta)
+        size[partition] = size.get(partition, 0) + len(delta) + BATCH_OVERHEAD
+    out.extend((partition, encode_batch(held)) for partition, held in pending.items() if held)
+    return out
 
 
 _tally_decoder: msgspec.msgpack.Decoder[Tally] = msgspec.msgpack.Decoder(Tally, dec_hook=decode_hook)

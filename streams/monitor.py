@@ -129,6 +129,7 @@ class StreamMonitor:
             )
         }
         self.fast = FastDecoder(frozenset(self.contracts), max_message_bytes)
+        self.max_message_bytes = max_message_bytes
         self.joins: dict[int, PartitionJoin] = {}
         self.join_context = JoinContext(self._reference_for, self.contracts)
         self.mergers: dict[int, Merger] = {}
@@ -217,13 +218,14 @@ class StreamMonitor:
     def _merge(self, partition: int, offset: int, value: bytes | None) -> None:
         merger = self.mergers[partition]
         try:
-            delta = deltas.decode(value or b"")
+            received = deltas.decode_batch(value or b"")
         except msgspec.DecodeError as exc:  # only driftline writes this topic: say where, and go on
             log.error("undecodable message at %s[%d]@%d skipped: %s", self.parts_topic, partition, offset, exc)
             self.counts["parts_undecodable"] += 1
             return
-        merger.engine.apply(delta)
-        if isinstance(delta, deltas.Progress) and not self.merger_closed:
+        for delta in received:
+            merger.engine.apply(delta)
+        if not self.merger_closed and any(isinstance(delta, deltas.Progress) for delta in received):
             self.merger_closed = merger.engine.closable()
 
     def _decode_slowly(self, origin: Origin, value: bytes | None) -> list[Decoded[Any]]:
@@ -236,11 +238,12 @@ class StreamMonitor:
     # -- checkpoint ----------------------------------------------------------------------------------
 
     def deltas(self) -> list[tuple[int, bytes, bytes]]:
-        """Every join's new deltas as ``(window-parts partition, key, value)``: window rows and orphan counts to
-        their model's partition, progress to every partition (after the deltas it covers), each with the marks
-        of the models routed to it."""
+        """Every join's new deltas as messages ``(window-parts partition, key, value)``: window rows and orphan
+        counts to their model's partition, progress to every partition (after the deltas it covers), each with the
+        marks of the models routed to it; several deltas to a message (:func:`deltas.batches`, at most half the
+        message limit), in their order."""
         now = self.checkpoint_started = time.monotonic()
-        out: list[tuple[int, bytes, bytes]] = []
+        out: list[tuple[int, bytes]] = []
         for join in self.joins.values():
             for delta in join.deltas(now, self.join_context):
                 if isinstance(delta, deltas.Progress):
@@ -248,11 +251,11 @@ class StreamMonitor:
                     for mark in delta.models:
                         routed[self._route(mark[0])].append(mark)
                     for target, models in routed.items():
-                        out.append((target, b"", deltas.encode(msgspec.structs.replace(delta, models=models))))
+                        out.append((target, deltas.encode(msgspec.structs.replace(delta, models=models))))
                 else:
-                    out.append((self._route(delta.model_id), delta.model_id.encode(), deltas.encode(delta)))
+                    out.append((self._route(delta.model_id), deltas.encode(delta)))
         self._reject_labels()
-        return out
+        return [(partition, b"", message) for partition, message in deltas.batches(out, self.max_message_bytes // 2)]
 
     def _reject_labels(self) -> None:
         """Publish a dead letter for each label the joins refused since the last deltas (and wait for them), so
@@ -449,7 +452,8 @@ class LocalCheckpoints:
     def run(self, monitor: StreamMonitor) -> None:
         """One checkpoint of ``monitor``."""
         for partition, _key, value in monitor.deltas():
-            monitor.mergers[partition].engine.apply(deltas.decode(value))
+            for delta in deltas.decode_batch(value):
+                monitor.mergers[partition].engine.apply(delta)
         monitor.deltas_delivered()
         self.saved.update(monitor.checkpoint())
         self.path.parent.mkdir(parents=True, exist_ok=True)

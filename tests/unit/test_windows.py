@@ -244,6 +244,34 @@ def test_replayed_and_reordered_deltas_give_the_same_windows(monkeypatch: pytest
     assert [r.model_dump() for r in replayed.engine.advance().results] == expected
 
 
+def test_deltas_travel_several_to_a_message_in_order_under_the_bound_and_a_single_delta_still_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = MonitorSettings(window_s=60, grace_s=5, horizon_s=3000, idle_timeout_s=1e9, min_group_count=2)
+    straight = TwoStages(settings, partitions=3)
+    mixed_stream(straight)
+    expected = [r.model_dump() for r in straight.advance().results]
+
+    monkeypatch.setattr(joining, "VALUES_PER_DELTA", 50)  # many small deltas per window
+    batched = TwoStages(settings, partitions=3)
+    mixed_stream(batched)
+    encoded = [(p % 2, deltas.encode(d)) for p in (2, 1, 0) for d in batched.joins[p].deltas(0.0, batched.context)]
+    bound = 4 * max(len(data) for _p, data in encoded)
+    messages = deltas.batches(encoded, bound)
+
+    assert len(encoded) > len(messages) > 2  # several deltas to a message, more than one message per partition
+    assert all(len(message) <= bound for _p, message in messages)
+    for target in (0, 1):  # each partition's deltas in their order
+        unpacked = [d for p, message in messages if p == target for d in deltas.decode_batch(message)]
+        assert [deltas.encode(d) for d in unpacked] == [data for p, data in encoded if p == target]
+    for _p, message in messages:
+        for delta in deltas.decode_batch(message):
+            batched.engine.apply(delta)
+    assert [r.model_dump() for r in batched.engine.advance().results] == expected
+    [alone] = deltas.decode_batch(encoded[0][1])  # a message of one delta, as releases before sent
+    assert deltas.encode(alone) == encoded[0][1]
+
+
 def test_a_join_restored_from_an_older_state_sends_its_shares_batched_otherwise_with_the_same_windows() -> None:
     settings = MonitorSettings(window_s=60, grace_s=5, horizon_s=3000, idle_timeout_s=1e9, min_group_count=2)
     straight = TwoStages(settings, partitions=3)
