@@ -200,12 +200,12 @@ class _Worker:
         back would), then the mergers' results and decisions."""
         monitor = self.monitor
         out = monitor.deltas()
-        sent = [self.parts.send_soon(key=key, value=value, partition=p) for p, key, value in out]
+        sent = [self.parts.send_soon(value=value, partition=p) for p, value in out]
         await self.app.producer.flush()
         delivered = await asyncio.gather(*sent)
         monitor.deltas_delivered()
         records = zip(delivered, out, strict=True)
-        monitor.apply_delivered([(metadata.partition, metadata.offset, value) for metadata, (_p, _k, value) in records])
+        monitor.apply_delivered([(metadata.partition, metadata.offset, value) for metadata, (_p, value) in records])
         monitor.emit()
 
     async def checkpoint(self) -> None:

@@ -237,8 +237,8 @@ class StreamMonitor:
 
     # -- checkpoint ----------------------------------------------------------------------------------
 
-    def deltas(self) -> list[tuple[int, bytes, bytes]]:
-        """Every join's new deltas as messages ``(window-parts partition, key, value)``: window rows and orphan
+    def deltas(self) -> list[tuple[int, bytes]]:
+        """Every join's new deltas as messages ``(window-parts partition, value)``: window rows and orphan
         counts to their model's partition, progress to every partition (after the deltas it covers), each with the
         marks of the models routed to it; several deltas to a message (:func:`deltas.batches`, at most half the
         message limit), in their order."""
@@ -255,7 +255,7 @@ class StreamMonitor:
                 else:
                     out.append((self._route(delta.model_id), deltas.encode(delta)))
         self._reject_labels()
-        return [(partition, b"", message) for partition, message in deltas.batches(out, self.max_message_bytes // 2)]
+        return deltas.batches(out, self.max_message_bytes // 2)
 
     def _reject_labels(self) -> None:
         """Publish a dead letter for each label the joins refused since the last deltas (and wait for them), so
@@ -301,7 +301,8 @@ class StreamMonitor:
             join.sent()
 
     def emit(self) -> None:
-        """Publish what closed or changed and decide triggers (into the outbox, published by :meth:`saved`).
+        """Publish what closed or changed, decide triggers and publish them (those not delivered wait in the
+        outbox for :meth:`saved`).
         Safe between checkpoints: a window emitted again after a crash has the same revision and collapses."""
         self.last_emit = time.monotonic()
         self.merger_closed = False
@@ -451,7 +452,7 @@ class LocalCheckpoints:
 
     def run(self, monitor: StreamMonitor) -> None:
         """One checkpoint of ``monitor``."""
-        for partition, _key, value in monitor.deltas():
+        for partition, value in monitor.deltas():
             for delta in deltas.decode_batch(value):
                 monitor.mergers[partition].engine.apply(delta)
         monitor.deltas_delivered()

@@ -70,7 +70,7 @@ class _Workers:
 
     def checkpoint(self) -> None:
         for monitor in self.monitors:
-            for partition, _key, value in monitor.deltas():
+            for partition, value in monitor.deltas():
                 self.owner(partition).handle(TOPICS["window-parts"], partition, self.parts_offsets[partition], value)
                 self.parts_offsets[partition] += 1
             monitor.deltas_delivered()

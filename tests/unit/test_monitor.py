@@ -177,7 +177,7 @@ def test_a_window_that_closes_is_emitted_at_once_and_its_decision_published_with
     monitor.handle("p", 0, 1, predictions(70, 1, "b"))  # the partition's time passes window 0's end + grace
     assert monitor.close_due
 
-    for offset, (partition, _key, value) in enumerate(monitor.deltas()):  # onto window-parts and read back
+    for offset, (partition, value) in enumerate(monitor.deltas()):  # onto window-parts and read back
         monitor.handle("w", partition, offset, value)
     monitor.deltas_delivered()
     assert monitor.close_due  # now for the merger: its watermark closed window 0, not emitted yet
@@ -200,11 +200,11 @@ def test_deltas_for_its_own_merger_apply_at_delivery_in_topic_order_and_their_re
     feed_breaching_window(monitor)  # window 0 closes on the partition
     out = monitor.deltas()
     monitor.deltas_delivered()
-    monitor.apply_delivered([(p, 3 + i, value) for i, (p, _key, value) in enumerate(out)])  # offsets 0-2 unread
+    monitor.apply_delivered([(p, 3 + i, value) for i, (p, value) in enumerate(out)])  # offsets 0-2 unread
     monitor.emit()
     assert recorder.results == []  # left to the read: records before them are not applied yet
 
-    for i, (p, _key, value) in enumerate(out):
+    for i, (p, value) in enumerate(out):
         monitor.handle("w", p, 3 + i, value)
     monitor.emit()
     assert [r.window_start for r in recorder.results] == [T0]
@@ -213,11 +213,11 @@ def test_deltas_for_its_own_merger_apply_at_delivery_in_topic_order_and_their_re
     out = monitor.deltas()
     monitor.deltas_delivered()
     first = 3 + len(out)  # right after what the merger read
-    monitor.apply_delivered([(p, first + i, value) for i, (p, _key, value) in enumerate(out)])
+    monitor.apply_delivered([(p, first + i, value) for i, (p, value) in enumerate(out)])
     monitor.emit()
     assert [r.window_start for r in recorder.results] == [T0, T0 + timedelta(seconds=60)]  # no read needed
     replayed = monitor.counts["replayed"]
-    assert not any(monitor.handle("w", p, first + i, value) for i, (p, _key, value) in enumerate(out))
+    assert not any(monitor.handle("w", p, first + i, value) for i, (p, value) in enumerate(out))
     assert monitor.counts["replayed"] == replayed  # read back: skipped, and not counted as a replay
 
 

@@ -225,15 +225,21 @@ def mixed_stream(engine: TwoStages) -> None:
         tick(engine, 200, partition)
 
 
-def test_replayed_and_reordered_deltas_give_the_same_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+def chunked_mixed_stream(monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, object]], TwoStages]:
+    """The mixed stream's windows through three partitions, and the same stream joined again (not merged yet) with
+    many small deltas per window."""
     settings = MonitorSettings(window_s=60, grace_s=5, horizon_s=3000, idle_timeout_s=1e9, min_group_count=2)
     straight = TwoStages(settings, partitions=3)
     mixed_stream(straight)
     expected = [r.model_dump() for r in straight.advance().results]
+    monkeypatch.setattr(joining, "VALUES_PER_DELTA", 50)
+    chunked = TwoStages(settings, partitions=3)
+    mixed_stream(chunked)
+    return expected, chunked
 
-    monkeypatch.setattr(joining, "VALUES_PER_DELTA", 50)  # many small deltas per window
-    replayed = TwoStages(settings, partitions=3)
-    mixed_stream(replayed)
+
+def test_replayed_and_reordered_deltas_give_the_same_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected, replayed = chunked_mixed_stream(monkeypatch)
     sent = [
         deltas.encode(d) for p in (2, 1, 0) for d in replayed.joins[p].deltas(0.0, replayed.context)
     ]  # partitions out of order
@@ -247,14 +253,7 @@ def test_replayed_and_reordered_deltas_give_the_same_windows(monkeypatch: pytest
 def test_deltas_travel_several_to_a_message_in_order_under_the_bound_and_a_single_delta_still_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = MonitorSettings(window_s=60, grace_s=5, horizon_s=3000, idle_timeout_s=1e9, min_group_count=2)
-    straight = TwoStages(settings, partitions=3)
-    mixed_stream(straight)
-    expected = [r.model_dump() for r in straight.advance().results]
-
-    monkeypatch.setattr(joining, "VALUES_PER_DELTA", 50)  # many small deltas per window
-    batched = TwoStages(settings, partitions=3)
-    mixed_stream(batched)
+    expected, batched = chunked_mixed_stream(monkeypatch)
     encoded = [(p % 2, deltas.encode(d)) for p in (2, 1, 0) for d in batched.joins[p].deltas(0.0, batched.context)]
     bound = 4 * max(len(data) for _p, data in encoded)
     messages = deltas.batches(encoded, bound)
