@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.broker import free_port, private_broker
+from bench.broker import private_broker
 from bench.config import BenchConfig, Names, Shape, environment, overrides
 from bench.latency import measure_latency
 from bench.measure import Measurement
@@ -27,6 +27,7 @@ from bench.processes import RunError, measure, stop_all
 from bench.results import PROGRAMS, Results
 from bench.stream import Stream, end_offsets, produce
 from bench.worker import measure_worker
+from driftline.local_kafka import free_port
 from driftline.schemas.topics import ALL_TOPICS, DEAD_LETTERS
 from driftline.settings import load_settings
 from driftline.topics import create_topics

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import threading
 import time
 import uuid
@@ -44,7 +43,7 @@ from rich.table import Table
 from rich.text import Text
 
 from driftline.detection import Verdict, WindowRows, drifted_features, judge, rows_of
-from driftline.local_kafka import LocalKafka
+from driftline.local_kafka import LocalKafka, free_port
 from driftline.pipeline import run_in_process
 from driftline.reference import build_reference, publish_profile, reference_performance_line
 from driftline.scenarios import Scenario, scenario
@@ -151,7 +150,7 @@ class Story:
             update={
                 "kafka": base.kafka.model_copy(update={"topic_prefix": DEMO_PREFIX}),
                 "clickhouse": base.clickhouse.model_copy(update={"database": DEMO_DATABASE}),
-                "worker": base.worker.model_copy(update={"app_id": f"driftline-demo-{run}", "web_port": _free_port()}),
+                "worker": base.worker.model_copy(update={"app_id": f"driftline-demo-{run}", "web_port": free_port()}),
                 "sink": base.sink.model_copy(update={"group_id": f"driftline-demo-sink-{run}"}),
                 "monitor": base.monitor.model_copy(
                     update={
@@ -226,13 +225,6 @@ def _shell_quoted(sql: str) -> str:
     if not set(sql) & set('"$`\\!'):
         return f'"{sql}"'
     return shlex.quote(sql)
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class ResultsWatcher:

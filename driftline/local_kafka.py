@@ -32,6 +32,21 @@ from driftline.topics import broker_answers
 LOG_TAIL_LINES = 40
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never one this process was given before (the
+    system may offer a port again once its probe is closed, so two asked for together would clash)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
 @dataclass(frozen=True)
 class BrokerStatus:
     """What ``driftline kafka status`` reports."""

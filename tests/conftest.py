@@ -4,7 +4,6 @@ ClickHouse database per test, all in one embedded chDB path per test process."""
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,18 +11,11 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from driftline.local_kafka import LocalKafka
+from driftline.local_kafka import LocalKafka, free_port
 from driftline.settings import Settings, load_settings
 from driftline.sinks.clickhouse import drop_database, open_client
 
 pytest_plugins = ["tests.reliability_report"]  # the `reliability` fixture and the suite's summary table
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def local_broker_settings(data_dir: Path) -> Settings:

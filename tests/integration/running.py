@@ -17,10 +17,10 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from driftline.local_kafka import free_port
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.sinks.sink import Sink
-from tests.conftest import free_port
 
 DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from driftline.cli import app
 from driftline.demo import DEMO_DATABASE, QUERIES, Outcome, Story, print_summary, run_demo
+from driftline.local_kafka import free_port
 from driftline.settings import load_settings
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 

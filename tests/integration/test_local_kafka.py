@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from driftline.local_kafka import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from driftline.local_kafka import free_port
 from driftline.producer import Monitor
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query_endpoint
 from driftline.topics import create_topics
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
