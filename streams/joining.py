@@ -13,10 +13,14 @@ worker owning the partition, gives the same shares):
   not included. Another model's (or version's) events never make it late.
 - Per prediction still open to a label the join keeps only what the label needs: its window, and in the share
   its predicted label (or value), score and combination of sensitive groups. A prediction is identified by
-  (model, prediction id): another model may use the same id.
+  (model, prediction id): another model may use the same id. Once labelled, nothing can change what it counts
+  (a second label counts no more), so it leaves the index of waiting predictions and its id is forgotten: its
+  share keeps only :func:`prediction_hash` of (model, id), 8 bytes, so that a second label is still recognised
+  (and ignored) and a prediction seen again still counts once, until the share is dropped.
 - Feedback joins its prediction by (model, id), or by id alone when it names no model (then the id's first
-  model), in whichever order they arrive: feedback that comes first waits; a second label for the same
-  prediction counts once (the first read); a label updates the label-dependent counts of its share. Feedback
+  model among the predictions waiting for a label), in whichever order they arrive: feedback that comes first
+  waits; a second label for the same prediction counts once (the first read); a label updates the
+  label-dependent counts of its share. Feedback
   still waiting when its model's prediction time (the partition's latest prediction time, for feedback that
   does not name its model) passes its own time plus the horizon is *orphaned*: counted per model and window
   start of its time. Waiting feedback is kept in heaps by time, one per model, so expiry takes the oldest and
@@ -46,6 +50,7 @@ from typing import NamedTuple
 
 import msgspec
 import numpy as np
+import xxhash
 
 from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.events import Task
@@ -101,6 +106,13 @@ def rejected_label_letter(topic: str, partition: int, rejected: RejectedLabel) -
     )
 
 
+def prediction_hash(model_id: str, prediction_id: str) -> int:
+    """The 64-bit XXH3 hash of ``model_id``, a NUL and ``prediction_id`` (UTF-8), by which a join remembers a
+    labelled prediction. Two predictions share one with odds of about n / 2**64 for n remembered (below 1e-10 for
+    a billion): the later would count as seen already."""
+    return xxhash.xxh3_64_intdigest(f"{model_id}\0{prediction_id}".encode())
+
+
 def window_start(stamp: datetime, window_s: float) -> datetime:
     """Start of the tumbling window holding ``stamp`` (aligned to the Unix epoch)."""
     seconds = (stamp - EPOCH).total_seconds()
@@ -126,7 +138,8 @@ class Share:
 
     task: Task
     summary: Summary
-    ids: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # per folded row: its prediction id, "" once labelled
+    settled: array[int] = field(default_factory=lambda: array("Q"))  # prediction_hash of each labelled row
     positive: bytearray = field(default_factory=bytearray)  # binary: the predicted label is the positive one
     scores: array[float] = field(default_factory=lambda: array("d"))
     codes: array[int] = field(default_factory=lambda: array("q"))  # binary: index of the row's combo in combos
@@ -176,6 +189,7 @@ class PartitionJoin:
         # by (model, prediction id) for another model using it again
         self.pending: dict[str, tuple[WindowId, int]] = {}
         self.reused: dict[tuple[str, str], tuple[WindowId, int]] = {}
+        self.settled: set[int] = set()  # prediction_hash of the shares' labelled predictions (rebuilt, not saved)
         self.early: dict[tuple[str | None, str], FeedbackRecord] = {}  # by (model it names, prediction id)
         # per model named by the feedback (None: not named), a heap of the waiting feedback's (time, id)
         self.early_by_time: dict[str | None, list[tuple[datetime, str]]] = {}
@@ -214,7 +228,9 @@ class PartitionJoin:
                 self._expire_waiting(event.model_id)
             self.model_marks[event.model_id] = max(mark, self.model_marks.get(event.model_id, EPOCH))
             self.predictions_mark = max(self.predictions_mark, mark)
-        if self._slot(event.model_id, event.prediction_id) is not None:
+        if self._slot(event.model_id, event.prediction_id) is not None or self._is_settled(
+            event.model_id, event.prediction_id
+        ):
             return
         start = self._window_of(event.timestamp)
         key = (event.model_id, event.model_version, start)
@@ -236,7 +252,7 @@ class PartitionJoin:
             and early.timestamp < start + self._labels_until
         ):
             del self.early[(early.model_id, early.prediction_id)]
-            self._label(share, row, early)
+            self._label(key, share, row, early)
 
     def _closing(self, version: ModelKey, mark: datetime) -> None:
         """The version's mark reached the close of the window that held its previous marks (or is its first):
@@ -260,7 +276,9 @@ class PartitionJoin:
             and event.timestamp < start + self._labels_until
         ):
             key, row = slot
-            self._label(self.shares[key], row, event)
+            self._label(key, self.shares[key], row, event)
+        elif slot is None and event.model_id is not None and self._is_settled(event.model_id, event.prediction_id):
+            return  # a second label for the same prediction counts once
         elif (event.model_id, event.prediction_id) not in self.early:  # (too late, or its state gone, dropped or not)
             self.wait(event)
 
@@ -271,8 +289,12 @@ class PartitionJoin:
 
     @property
     def waiting_predictions(self) -> int:
-        """Predictions whose window is still open to labels here."""
+        """Predictions waiting for a label here (their window still open to labels)."""
         return len(self.pending) + len(self.reused)
+
+    def _is_settled(self, model_id: str, prediction_id: str) -> bool:
+        """Whether ``(model_id, prediction_id)`` is a labelled prediction of a share still held."""
+        return prediction_hash(model_id, prediction_id) in self.settled
 
     def _slot(self, model_id: str, prediction_id: str) -> tuple[WindowId, int] | None:
         """Where the prediction ``(model_id, prediction_id)`` is held, if it is."""
@@ -355,11 +377,14 @@ class PartitionJoin:
         self._drop_expired()  # what just went out for the last time
 
     def index_pending(self) -> None:
-        """Rebuild the index of pending predictions from the shares' rows (it is not saved)."""
-        self.pending, self.reused = {}, {}
+        """Rebuild the index of the predictions waiting for a label, and the set of labelled ones, from the shares
+        (neither is saved)."""
+        self.pending, self.reused, self.settled = {}, {}, set()
         for key, share in self.shares.items():
+            self.settled.update(share.settled)
             for row, prediction_id in enumerate([*share.ids, *(event.prediction_id for event in share.new_rows)]):
-                self._index(key[0], prediction_id, (key, row))
+                if not share.labelled[row]:
+                    self._index(key[0], prediction_id, (key, row))
 
     def _window_of(self, stamp: datetime) -> datetime:
         """:func:`window_start` of ``stamp``, remembering the last window (most predictions fall in it)."""
@@ -376,12 +401,22 @@ class PartitionJoin:
         self.heard = dict.fromkeys(self.marks, now)
         self.reported, self.reported_partition = {}, None
 
-    def _label(self, share: Share, row: int, event: FeedbackRecord) -> None:
-        if share.labelled[row]:
-            return  # a second label for the same prediction counts once
+    def _label(self, key: WindowId, share: Share, row: int, event: FeedbackRecord) -> None:
+        """Join the first label of the prediction in ``row`` of ``share``; the prediction stops waiting: it leaves
+        the index, and only its :func:`prediction_hash` stays, in :attr:`settled` and the share."""
         share.labelled[row] = 1
         share.new_labels.append((row, event))
         share.changed = True
+        model_id, prediction_id = key[0], event.prediction_id
+        if self.pending.get(prediction_id) == (key, row):
+            del self.pending[prediction_id]
+        else:
+            del self.reused[(model_id, prediction_id)]
+        settled = prediction_hash(model_id, prediction_id)
+        self.settled.add(settled)
+        share.settled.append(settled)
+        if row < len(share.ids):
+            share.ids[row] = ""
 
     def _fold(self, key: WindowId, share: Share, context: JoinContext) -> None:
         """Add the share's new predictions, then its new labels, to its summary and feature counts."""
@@ -406,7 +441,9 @@ class PartitionJoin:
             *rows, strict=True
         )
         summary = share.summary
-        share.ids.extend(ids)
+        labelled = share.labelled
+        first = len(share.ids)
+        share.ids.extend("" if labelled[first + i] else prediction_id for i, prediction_id in enumerate(ids))
         if isinstance(summary, BinarySummary):
             texts = context.positive(key[0])
             positive = np.array([label in texts for label in predicted], dtype=bool)
@@ -473,7 +510,11 @@ class PartitionJoin:
         for key in [
             key for key, share in self.shares.items() if key[2] <= self.marks[key[:2]] - past and not share.changed
         ]:
-            for prediction_id in self.shares.pop(key).ids:
+            share = self.shares.pop(key)
+            self.settled.difference_update(share.settled)
+            for prediction_id in share.ids:
+                if not prediction_id:
+                    continue  # labelled: not in the index
                 if self._slot(key[0], prediction_id) == self.pending.get(prediction_id):
                     self.pending.pop(prediction_id, None)
                 else:

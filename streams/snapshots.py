@@ -40,8 +40,8 @@ from driftline.streams.watermarks import EPOCH, Watermark
 from driftline.streams.windows import QueuedInput, Signal, WindowBuffer, WindowEngine
 from driftline.streams.windows import Share as MergedShare
 
-SNAPSHOT_FORMAT = 8  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
-# problem; 8: verdicts keep the threshold judged (relative rules)
+SNAPSHOT_FORMAT = 9  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
+# problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions
 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
 Feedback = tuple[str, datetime, str | None, float | None, str | None, int, int]
@@ -57,6 +57,7 @@ class JoinShareSnapshot(msgspec.Struct, array_like=True):
     task: Task
     summary: Summary
     ids: list[str]
+    settled: bytes
     positive: bytes
     scores: bytes
     codes: bytes
@@ -237,6 +238,7 @@ def _join_share(key: WindowId, share: Share) -> JoinShareSnapshot:
         task=share.task,
         summary=share.summary,
         ids=share.ids,
+        settled=share.settled.tobytes(),
         positive=bytes(share.positive),
         scores=share.scores.tobytes(),
         codes=share.codes.tobytes(),
@@ -268,6 +270,7 @@ def restore_join(snapshot: JoinSnapshot, settings: MonitorSettings, context: Joi
         key = (saved.model_id, saved.model_version, saved.window_start)
         share = Share(saved.task, saved.summary)
         share.ids = saved.ids
+        share.settled = _array("Q", saved.settled)
         share.positive = bytearray(saved.positive)
         share.scores = _array("d", saved.scores)
         share.codes = _array("q", saved.codes)

@@ -116,6 +116,38 @@ def test_feedback_before_its_prediction_joins_and_duplicates_count_once() -> Non
     assert result.performance.accuracy == 0.0
 
 
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_labelled_prediction_stops_waiting_yet_a_second_label_or_a_repeat_still_counts_once(restart: bool) -> None:
+    """Once labelled, a prediction leaves the index and its id is forgotten (only a 64-bit hash stays, also
+    through a saved state); a second label is ignored rather than left waiting to be orphaned, and the same
+    prediction read again counts once."""
+    engine = TwoStages(SETTINGS)
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    engine.add_prediction(prediction(2, 20, 0, 0.2), 0)
+    engine.add_feedback(feedback(1, 30, 1), 0)
+    join = engine.joins[0]
+    assert (join.waiting_predictions, "p1" in join.pending, "p2" in join.pending) == (1, False, True)
+    engine.advance()  # folded: the share holds no id of a labelled row
+    assert join.shares[("m", "1", T0)].ids == ["", "p2"]
+    if restart:
+        state = snapshots.encode(snapshots.join_snapshot(join, {}))
+        engine.joins[0] = snapshots.restore_join(snapshots.decode(state, "join"), SETTINGS, engine.context, 0.0)  # type: ignore[arg-type]
+        assert engine.joins[0].pending.keys() == {"p2"} and engine.joins[0].settled == join.settled
+
+    engine.add_feedback(feedback(1, 40, 0), 0)  # a second label: counts no more
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)  # the same prediction again: counts once
+    engine.add_feedback(feedback(2, 50, 1), 0)
+    tick(engine, 70)
+    [result] = results_of(engine)
+    assert (result.performance.predictions, result.performance.labelled, result.performance.accuracy) == (2, 2, 0.5)
+    assert engine.joins[0].early == {} and engine.joins[0].waiting_predictions == 1  # the tick's prediction
+
+    tick(engine, 400)  # past the window's end + horizon + grace: nothing was orphaned, the share and hashes go
+    assert all(r.performance.orphan_feedback == 0 for r in results_of(engine))
+    assert ("m", "1", T0) not in engine.joins[0].shares
+    assert engine.joins[0].settled == set()
+
+
 def test_prediction_after_grace_is_counted_late_and_left_out() -> None:
     engine = TwoStages(SETTINGS)
     engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
