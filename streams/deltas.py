@@ -20,7 +20,9 @@ otherwise, so each is idempotent):
   - numbered parts, appended (a receiver skips what it holds, and a gap is an error): the rows whose features
     were not counted (the window opened on the partition before its version had a profile: they make the
     first-events reference, or are counted by the receiver), and the detectors' inputs (scores as predictions
-    arrive, error indicators as labels are joined), each numbered from 0 per share in arrival order.
+    arrive, error indicators as labels are joined), each numbered from 0 per share in arrival order. The rows
+    travel encoded (:func:`encode_rows`, ``row_count`` of them), and a receiver may hold them so until it counts
+    them.
 - :class:`OrphanCount`: the feedback of a model whose prediction never came within the horizon, per window
   start of the feedback's time (absolute count per source partition);
 - :class:`Progress`: a source partition's event-time marks, each never going back: per model version its
@@ -62,11 +64,16 @@ class ShareDelta(msgspec.Struct, frozen=True, tag="share"):
     profile: str | None = None
     features: dict[str, msgspec.Raw] = {}  # each a tally encoded by encode_tally, decoded when needed
     first_row: int = 0
-    rows: list[UnbinnedRow] = []
+    rows: msgspec.Raw = msgspec.Raw(b"\x90")  # a list of UnbinnedRow, by encode_rows (empty: msgpack [])
     first_score: int = 0
     scores: list[DetectorInput] = []
     first_error: int = 0
     errors: list[DetectorInput] = []
+    row_count: int = -1  # the rows in ``rows``; -1 in messages of earlier releases: count them
+
+    def rows_in(self) -> int:
+        """How many rows ``rows`` holds."""
+        return self.row_count if self.row_count >= 0 else len(decode_rows(self.rows))
 
 
 class OrphanCount(msgspec.Struct, frozen=True, tag="orphans"):
@@ -143,6 +150,19 @@ def batches(encoded: Iterable[tuple[int, bytes]], max_bytes: int) -> list[tuple[
 
 
 _tally_decoder: msgspec.msgpack.Decoder[Tally] = msgspec.msgpack.Decoder(Tally, dec_hook=decode_hook)
+
+
+_rows_decoder: msgspec.msgpack.Decoder[list[UnbinnedRow]] = msgspec.msgpack.Decoder(list[UnbinnedRow])
+
+
+def encode_rows(rows: list[UnbinnedRow]) -> msgspec.Raw:
+    """Uncounted rows as a :class:`ShareDelta` carries them, and a merger holds them until it counts them."""
+    return msgspec.Raw(_encoder.encode(rows))
+
+
+def decode_rows(data: msgspec.Raw | bytes) -> list[UnbinnedRow]:
+    """The rows encoded by :func:`encode_rows`."""
+    return _rows_decoder.decode(data)
 
 
 def encode_tally(tally: Tally) -> msgspec.Raw:

@@ -67,6 +67,7 @@ from driftline.streams.deltas import (
     Progress,
     ShareDelta,
     UnbinnedRow,
+    encode_rows,
     encode_tally,
 )
 from driftline.streams.monitors.profile import profile_key
@@ -608,11 +609,12 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
                 profile=share.profile,
                 features=message.features,
                 first_row=rows,
-                rows=message.rows,
+                rows=encode_rows(message.rows),
                 first_score=scores,
                 scores=message.scores,
                 first_error=errors,
                 errors=message.errors,
+                row_count=len(message.rows),
             )
         )
         rows, scores, errors = rows + len(message.rows), scores + len(message.scores), errors + len(message.errors)

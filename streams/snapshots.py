@@ -37,11 +37,12 @@ from driftline.streams.monitors.detectors import ModelDetectors
 from driftline.streams.monitors.profile import profile_key
 from driftline.streams.policy import PolicyState
 from driftline.streams.watermarks import EPOCH, Watermark
-from driftline.streams.windows import QueuedInput, Signal, WindowBuffer, WindowEngine
+from driftline.streams.windows import QueuedInput, RowChunk, Signal, WindowBuffer, WindowEngine
 from driftline.streams.windows import Share as MergedShare
 
 SNAPSHOT_FORMAT = 9  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
-# problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions
+# problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions,
+# mergers hold uncounted rows as they came
 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
 Feedback = tuple[str, datetime, str | None, float | None, str | None, int, int]
@@ -103,7 +104,7 @@ class MergedShareSnapshot(msgspec.Struct, array_like=True):
     revision: int
     profile: str | None
     tallies: dict[str, bytes]
-    rows: list[UnbinnedRow]
+    rows: list[RowChunk]
     rows_received: int
     scores_received: int
     errors_received: int
@@ -162,7 +163,7 @@ class MergerSnapshot(msgspec.Struct, tag="merge"):
     orphans: list[tuple[int, str, datetime, int]]
     predictions_seen: ModelWatermarksSnapshot
     labels_seen: WatermarkSnapshot
-    first_events: list[tuple[str, str, list[dict[str, Any]]]]
+    first_events: list[tuple[str, str, list[RowChunk]]]
     own_profiles: list[dict[str, Any]]
     detectors: list[DetectorSnapshot]
     detector_inputs: dict[Signal, list[tuple[str, str, list[QueuedInput]]]]
@@ -438,7 +439,7 @@ def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[Poli
                 revision=share.revision,
                 profile=share.profile,
                 tallies={name: msgspec.Raw(raw) for name, raw in share.tallies.items()},
-                rows=share.rows,
+                rows=[(count, raw.copy()) for count, raw in share.rows],
                 rows_received=share.rows_received,
                 scores_received=share.scores_received,
                 errors_received=share.errors_received,
@@ -459,7 +460,10 @@ def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[Poli
     seen.reached = {(model_id, version): mark for model_id, version, mark in saved_seen.reached}
     labels, saved_labels = engine.labels_seen, snapshot.labels_seen
     labels.marks, labels.idle, labels.reached = saved_labels.marks, saved_labels.idle, saved_labels.reached
-    engine.first_events = {(model, version): rows for model, version, rows in snapshot.first_events}
+    engine.first_events = {
+        (model, version): [(count, raw.copy()) for count, raw in chunks]
+        for model, version, chunks in snapshot.first_events
+    }
     engine.detectors = {(d.model_id, d.model_version): _restore_detectors(d, engine) for d in snapshot.detectors}
     engine.detector_inputs = {
         signal: {(model, version): items for model, version, items in queues}

@@ -48,7 +48,7 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -82,7 +82,9 @@ from driftline.streams.deltas import (
     Progress,
     ShareDelta,
     UnbinnedRow,
+    decode_rows,
     decode_tally,
+    encode_rows,
     encode_tally,
 )
 from driftline.streams.joining import WindowId, window_start
@@ -94,6 +96,14 @@ QueuedInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, predi
 Signal = Literal["errors", "scores"]
 
 
+RowChunk = tuple[int, msgspec.Raw]  # uncounted rows as they came (encode_rows), and how many: decoded only where
+# counted or learnt from, never re-encoded to be saved
+
+
+def _decoded(chunks: Iterable[RowChunk]) -> list[UnbinnedRow]:
+    return [row for _count, raw in chunks for row in decode_rows(raw)]
+
+
 @dataclass
 class Share:
     """One source partition's share of a window, as its join last sent it: the absolute parts of its newest
@@ -103,7 +113,7 @@ class Share:
     revision: int = -1
     profile: str | None = None
     tallies: dict[str, msgspec.Raw] = field(default_factory=dict)  # encoded, decoded when drift is read
-    rows: list[UnbinnedRow] = field(default_factory=list)  # uncounted rows waiting for the window's profile
+    rows: list[RowChunk] = field(default_factory=list)  # uncounted rows waiting for the window's profile
     rows_received: int = 0
     scores_received: int = 0
     errors_received: int = 0
@@ -170,7 +180,7 @@ class WindowEngine:
         self.orphans: dict[tuple[int, str, datetime], int] = {}
         self.predictions_seen = ModelWatermarks(partitions)
         self.labels_seen = Watermark(partitions)
-        self.first_events: dict[ModelKey, list[dict[str, object]]] = {}
+        self.first_events: dict[ModelKey, list[RowChunk]] = {}
         self.own_profiles: dict[ModelKey, ReferenceProfile] = {}
         self.detector_settings = DetectorSettings(
             adwin_delta=settings.adwin_delta,
@@ -225,10 +235,10 @@ class WindowEngine:
                 share.tallies.update({name: raw.copy() for name, raw in delta.features.items()})
                 buffer.drift = None
         where = f"of partition {delta.partition} in window {key}"
-        rows = _new_items(share.rows_received, delta.first_row, delta.rows, f"rows {where}")
-        share.rows_received += len(rows)
-        if rows:
-            share.rows.extend(rows)
+        rows = _new_rows(share.rows_received, delta, f"rows {where}")
+        if rows is not None:
+            share.rows_received += rows[0]
+            share.rows.append(rows)
             buffer.drift = None
             if buffer.profile is None:
                 self._bind_reference(key, buffer)
@@ -317,7 +327,7 @@ class WindowEngine:
             taken.add((model_id, start))
             buffer.orphan_feedback = counts.get((model_id, start), 0) if first else 0
 
-    def _detector_inputs(self, signal: Signal, key: WindowId, items: list[tuple[datetime, str, float]]) -> None:
+    def _detector_inputs(self, signal: Signal, key: WindowId, items: Sequence[tuple[datetime, str, float]]) -> None:
         """Queue a window's new inputs of ``signal`` for the detectors; those behind the frontier are late."""
         if not items:
             return
@@ -383,26 +393,26 @@ class WindowEngine:
         model = (key[0], key[1])
         if self.reference_for(*model) is not None:
             return
-        rows = self.first_events.setdefault(model, [])
+        chunks = self.first_events.setdefault(model, [])
+        chunks.extend(chunk for _partition, share in sorted(buffer.shares.items()) for chunk in share.rows)
+        if sum(count for count, _raw in chunks) < self.settings.reference_first_n:
+            return
         binary = buffer.task == "binary"
-        for _partition, share in sorted(buffer.shares.items()):
-            for features, score, predicted in share.rows:
-                rows.append({**features, "score": score if binary else None, "prediction": predicted})
-                if len(rows) >= self.settings.reference_first_n:
-                    frame = pd.DataFrame(rows).dropna(axis=1, how="all")
-                    end = key[2] + timedelta(seconds=self.settings.window_s)
-                    profile = build_profile(
-                        frame,
-                        *model,
-                        task=buffer.task,
-                        positive=positive_texts(self.contracts.get(model[0])),
-                        source="first_events",
-                        created_at=end,
-                    )
-                    self.own_profiles[model] = profile
-                    self.unpublished_profiles.append(profile)
-                    del self.first_events[model]
-                    return
+        rows = [
+            {**features, "score": score if binary else None, "prediction": predicted}
+            for features, score, predicted in _decoded(chunks)[: self.settings.reference_first_n]
+        ]
+        profile = build_profile(
+            pd.DataFrame(rows).dropna(axis=1, how="all"),
+            *model,
+            task=buffer.task,
+            positive=positive_texts(self.contracts.get(model[0])),
+            source="first_events",
+            created_at=key[2] + timedelta(seconds=self.settings.window_s),
+        )
+        self.own_profiles[model] = profile
+        self.unpublished_profiles.append(profile)
+        del self.first_events[model]
 
     def _bind_reference(self, key: WindowId, buffer: WindowBuffer) -> None:
         """Bind the window to its version's reference profile, if it has one by now (a published one, or one
@@ -417,7 +427,7 @@ class WindowEngine:
     def _count_rows(self, buffer: WindowBuffer) -> None:
         """Count the uncounted rows of every share into the window's ``counted`` tallies, and drop them."""
         assert buffer.profile is not None
-        rows = [row for _p, share in sorted(buffer.shares.items()) for row in share.rows]
+        rows = _decoded(chunk for _p, share in sorted(buffer.shares.items()) for chunk in share.rows)
         if not rows:
             return
         counts = {}
@@ -490,7 +500,19 @@ class WindowEngine:
         return drift
 
 
-def _new_items(received: int, first: int, items: list[Any], what: str) -> list[Any]:
+def _new_rows(received: int, delta: ShareDelta, what: str) -> RowChunk | None:
+    """How many of the delta's rows come after the ``received`` held, and those rows encoded (re-encoded only
+    when the delta holds some already received); None when none are new (a gap is an error)."""
+    count = delta.rows_in()
+    new = len(_new_items(received, delta.first_row, range(count), what))
+    if not new:
+        return None
+    if new == count:
+        return new, delta.rows.copy()  # (its own bytes, not a view of the whole message)
+    return new, encode_rows(decode_rows(delta.rows)[count - new :])
+
+
+def _new_items(received: int, first: int, items: Sequence[Any], what: str) -> Sequence[Any]:
     """The items numbered ``first, first + 1, …`` that come after the ``received`` held (a gap is an error)."""
     if first > received:
         raise DriftlineError(

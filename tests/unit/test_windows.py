@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -301,6 +302,37 @@ def test_deltas_travel_several_to_a_message_in_order_under_the_bound_and_a_singl
     assert [r.model_dump() for r in batched.engine.advance().results] == expected
     [alone] = deltas.decode_batch(encoded[0][1])  # a message of one delta, as releases before sent
     assert deltas.encode(alone) == encoded[0][1]
+
+
+class EarlierShareDelta(msgspec.Struct, frozen=True, tag="share"):
+    """A share delta as earlier releases sent it: its rows a plain list, no row count."""
+
+    model_id: str
+    model_version: str
+    window_start: datetime
+    partition: int
+    task: str
+    revision: int
+    summary: None
+    first_row: int = 0
+    rows: list[deltas.UnbinnedRow] = []
+
+
+def test_rows_travel_encoded_are_held_so_and_rows_of_an_earlier_release_still_count() -> None:
+    rows: list[deltas.UnbinnedRow] = [({"x": 1.0, "city": "a"}, 0.9, "1"), ({"x": 2.0, "city": "b"}, 0.2, "0")]
+    old = msgspec.msgpack.encode(EarlierShareDelta("m", "1", T0, 0, "binary", 2, None, 0, rows))
+    engine = TwoStages(SETTINGS)
+    delta = deltas.decode(old)
+    assert isinstance(delta, deltas.ShareDelta) and delta.rows_in() == 2
+    engine.engine.apply(delta)
+    again = deltas.ShareDelta(
+        "m", "1", T0, 0, "binary", 3, None, first_row=1, rows=deltas.encode_rows([*rows[1:], rows[0]]), row_count=2
+    )
+    engine.engine.apply(deltas.decode(deltas.encode(again)))  # one row held already, one new
+
+    [share] = engine.engine.windows[("m", "1", T0)].shares.values()
+    assert share.rows_received == 3
+    assert [row for _count, chunk in share.rows for row in deltas.decode_rows(chunk)] == [*rows, rows[0]]
 
 
 def test_a_join_restored_from_an_older_state_sends_its_shares_batched_otherwise_with_the_same_windows() -> None:
