@@ -304,6 +304,14 @@ class PartitionJoin:
             return slot
         return self.reused.get((model_id, prediction_id)) if self.reused else None
 
+    def _unindex(self, model_id: str, prediction_id: str) -> None:
+        """Take the prediction ``(model_id, prediction_id)`` out of the index, if it is there."""
+        slot = self.pending.get(prediction_id)
+        if slot is not None and slot[0][0] == model_id:
+            del self.pending[prediction_id]
+        else:
+            self.reused.pop((model_id, prediction_id), None)
+
     def _index(self, model_id: str, prediction_id: str, slot: tuple[WindowId, int]) -> None:
         if prediction_id in self.pending:
             self.reused[(model_id, prediction_id)] = slot
@@ -409,10 +417,7 @@ class PartitionJoin:
         share.new_labels.append((row, event))
         share.changed = True
         model_id, prediction_id = key[0], event.prediction_id
-        if self.pending.get(prediction_id) == (key, row):
-            del self.pending[prediction_id]
-        else:
-            del self.reused[(model_id, prediction_id)]
+        self._unindex(model_id, prediction_id)
         settled = prediction_hash(model_id, prediction_id)
         self.settled.add(settled)
         share.settled.append(settled)
@@ -514,12 +519,8 @@ class PartitionJoin:
             share = self.shares.pop(key)
             self.settled.difference_update(share.settled)
             for prediction_id in share.ids:
-                if not prediction_id:
-                    continue  # labelled: not in the index
-                if self._slot(key[0], prediction_id) == self.pending.get(prediction_id):
-                    self.pending.pop(prediction_id, None)
-                else:
-                    self.reused.pop((key[0], prediction_id), None)
+                if prediction_id:  # ("": labelled, not in the index)
+                    self._unindex(key[0], prediction_id)
         expired = [
             slot for slot in self.orphans if slot[1] <= self._clock(slot[0]) - past and slot not in self.changed_orphans
         ]
