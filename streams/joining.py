@@ -30,7 +30,12 @@ worker owning the partition, gives the same shares):
   model version's prediction time here passes that plus the grace period, when the window's state is dropped.
   Whether a label joins never depends on when the dropping happens: a label for a window past it, or feedback
   older than the horizon meeting its prediction, is treated as if the state were gone already.
-- Events are added to the summaries in batches, vectorised, when the deltas are read.
+- What the detectors need goes out as it comes: a binary prediction's score as soon as it is read, a label's
+  error (and a refusal of a label of the wrong type) at the next deltas. Events are added to the summaries and
+  feature counts later, in batches, vectorised (:meth:`PartitionJoin.fold`): when the share is about to go out
+  (its window closed here, or its model version is idle), when the join holds ``UNFOLDED_MAX`` predictions not
+  added yet, and before a checkpoint saves the state; so the cost of adding follows the events, not how often
+  deltas are read.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
   :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
   when it changed: per model version its latest prediction time and whether it has been idle (none of its
@@ -75,6 +80,7 @@ from driftline.streams.watermarks import EPOCH, ModelKey, ModelMark
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
 VALUES_PER_DELTA = 40_000  # values in one message (a tally's cells, a row's features, ...): well under 1 MB
+UNFOLDED_MAX = 20_000  # predictions a join holds as records (~1.5 KB each with 13 features) before adding them up
 NewLabel = tuple[int, FeedbackRecord]  # the row it labels, the feedback
 
 
@@ -153,6 +159,7 @@ class Share:
     features: dict[str, FeatureCounts] | None = None
     new_rows: list[PredictionRecord] = field(default_factory=list)  # not in the summary yet
     new_labels: list[NewLabel] = field(default_factory=list)
+    labels_checked: int = 0  # of new_labels: checked against the contract, their errors queued
     unsent_rows: list[UnbinnedRow] = field(default_factory=list)
     unsent_scores: list[DetectorInput] = field(default_factory=list)
     unsent_errors: list[DetectorInput] = field(default_factory=list)
@@ -209,6 +216,7 @@ class PartitionJoin:
         self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
         self.next_close: dict[ModelKey, datetime] = {}  # per model version: when (its mark) its next window closes
         self.window_closed = False  # a version's mark passed a window's end plus the grace since the last deltas
+        self.unfolded = 0  # predictions of the shares' new_rows
         self._last_window = (EPOCH, EPOCH)
         self._window = timedelta(seconds=settings.window_s)
         self._horizon = timedelta(seconds=settings.horizon_s)
@@ -245,6 +253,9 @@ class PartitionJoin:
         row = len(share.labelled)
         share.new_rows.append(event)
         share.labelled.append(0)
+        self.unfolded += 1
+        if event.task == "binary":
+            share.unsent_scores.append((event.timestamp, event.prediction_id, event.score))
         self._index(event.model_id, event.prediction_id, (key, row))
         early = self.early.get((event.model_id, event.prediction_id)) or self.early.get((None, event.prediction_id))
         if (
@@ -330,10 +341,13 @@ class PartitionJoin:
         self.window_closed = False
         progress = self.reporting = self._progress(now)
         out: list[Delta] = []
+        crowded = self.unfolded >= UNFOLDED_MAX
         for key, share in self.shares.items():
             if share.changed:
-                self._fold(key, share, context)
+                self._check_labels(key, share, context)
                 due = key[2] + self._closes <= self.marks[key[:2]] or self._idle(key[:2], now)
+                if due or crowded:
+                    self._fold(key, share, context)
                 share.sending_whole = due and (share.revision != share.revision_sent or share.features_changed)
                 out.extend(_share_deltas(key, self.partition, share))
         for model_id, start in sorted(self.changed_orphans):
@@ -372,7 +386,11 @@ class PartitionJoin:
                 share.revision_sent, share.features_changed, share.sending_whole = share.revision, False, False
                 if start + self._closes <= self.marks[(model_id, version)]:
                     share.features = None
-            share.changed = share.revision != share.revision_sent or share.features_changed
+            share.changed = (
+                share.revision != share.revision_sent
+                or share.features_changed
+                or bool(share.new_rows or share.new_labels)
+            )
         self.changed_orphans.clear()
         if self.reporting is not None:
             self.reported.update({(m, v): (mark, idle) for m, v, mark, idle in self.reporting.models})
@@ -386,9 +404,10 @@ class PartitionJoin:
         self._drop_expired()  # what just went out for the last time
 
     def index_pending(self) -> None:
-        """Rebuild the index of the predictions waiting for a label, and the set of labelled ones, from the shares
-        (neither is saved)."""
+        """Rebuild the index of the predictions waiting for a label, the set of labelled ones and the count of
+        predictions not added up yet, from the shares (none is saved)."""
         self.pending, self.reused, self.settled = {}, {}, set()
+        self.unfolded = sum(len(share.new_rows) for share in self.shares.values())
         for key, share in self.shares.items():
             self.settled.update(share.settled)
             for row, prediction_id in enumerate([*share.ids, *(event.prediction_id for event in share.new_rows)]):
@@ -424,26 +443,55 @@ class PartitionJoin:
         if row < len(share.ids):
             share.ids[row] = ""
 
+    def fold(self, context: JoinContext) -> None:
+        """Add every share's new predictions and labels to its summary and feature counts (before a checkpoint:
+        the state saved holds no predictions as records, and no label left to check)."""
+        for key, share in self.shares.items():
+            if share.new_rows or share.new_labels:
+                self._check_labels(key, share, context)
+                self._fold(key, share, context)
+
     def _fold(self, key: WindowId, share: Share, context: JoinContext) -> None:
-        """Add the share's new predictions, then its new labels, to its summary and feature counts."""
+        """Add the share's new predictions, then its new (checked) labels, to its summary and feature counts."""
         if share.new_rows:
+            self.unfolded -= len(share.new_rows)
             self._fold_rows(key, share, context)
         if share.new_labels:
-            contract = context.contracts.get(key[0])
-            kept = []
-            for row, feedback in share.new_labels:
-                reason = label_mismatch(share.task, feedback.label, feedback.value, contract)
-                if reason is None:
-                    kept.append((row, feedback))
-                else:  # the prediction stays unlabelled: its first label decided
-                    self.rejected.append(RejectedLabel(feedback, f"model {key[0]!r}: {reason}"))
-            share.new_labels = kept
-            if kept:
-                _fold_labels(share, context.positive(key[0]))
+            _fold_labels(share, context.positive(key[0]))
+
+    def _check_labels(self, key: WindowId, share: Share, context: JoinContext) -> None:
+        """Check the share's labels not checked yet against the model's contract (a label of the wrong type is
+        refused: its prediction stays unlabelled, its first label decided), and queue the errors of the others
+        for the detectors."""
+        unchecked = share.new_labels[share.labels_checked :]
+        if not unchecked:
+            return
+        contract = context.contracts.get(key[0])
+        kept = []
+        for row, feedback in unchecked:
+            reason = label_mismatch(share.task, feedback.label, feedback.value, contract)
+            if reason is None:
+                kept.append((row, feedback))
+            else:
+                self.rejected.append(RejectedLabel(feedback, f"model {key[0]!r}: {reason}"))
+        share.new_labels[share.labels_checked :] = kept
+        share.labels_checked = len(share.new_labels)
+        if share.task == "regression":
+            return
+        folded, positive = len(share.ids), context.positive(key[0])
+        for row, feedback in kept:
+            pending = share.new_rows[row - folded] if row >= folded else None  # (not added up yet)
+            if share.task == "binary":
+                predicted = pending.predicted in positive if pending else bool(share.positive[row])
+                wrong = predicted != (feedback.label in positive)
+            else:
+                label = (pending.predicted if pending else share.predicted[row]) or ""
+                wrong = label != (feedback.label or "")
+            share.unsent_errors.append((feedback.timestamp, feedback.prediction_id, float(wrong)))
 
     def _fold_rows(self, key: WindowId, share: Share, context: JoinContext) -> None:
         rows, share.new_rows = share.new_rows, []
-        ids, _models, _versions, stamps, _tasks, predicted, scores, values, features, sensitive = zip(
+        ids, _models, _versions, _stamps, _tasks, predicted, scores, values, features, sensitive = zip(
             *rows, strict=True
         )
         summary = share.summary
@@ -459,7 +507,6 @@ class PartitionJoin:
             share.positive.extend(positive.tobytes())
             share.scores.extend(score_array)
             share.codes.extend(codes.tolist())
-            share.unsent_scores.extend(zip(stamps, ids, scores, strict=True))
         else:
             summary.add_predictions(len(rows))
             if isinstance(summary, MulticlassSummary):
@@ -529,8 +576,8 @@ class PartitionJoin:
 
 
 def _fold_labels(share: Share, positive_texts: set[str]) -> None:
-    """Add the share's new labels to its summary (their rows are folded), and queue the detectors' errors."""
-    labels, share.new_labels = share.new_labels, []
+    """Add the share's new labels (checked; their rows are folded) to its summary."""
+    labels, share.new_labels, share.labels_checked = share.new_labels, [], 0
     summary = share.summary
     index = np.array([row for row, _feedback in labels], dtype=np.intp)
     feedback = [record for _row, record in labels]
@@ -544,19 +591,11 @@ def _fold_labels(share: Share, positive_texts: set[str]) -> None:
             share.combos,
             truth,
         )
-        errors = (positive != truth).tolist()
     elif isinstance(summary, MulticlassSummary):
-        predicted = [share.predicted[row] for row, _record in labels]
-        truths = [record.label or "" for record in feedback]
-        summary.add_labels(predicted, truths)
-        errors = [p != t for p, t in zip(predicted, truths, strict=True)]
+        summary.add_labels([share.predicted[row] for row, _record in labels], [r.label or "" for r in feedback])
     else:
         values = np.array([record.value for record in feedback], dtype=np.float64)
         summary.add_labels(np.frombuffer(share.values, dtype=np.float64)[index], values)
-        return
-    share.unsent_errors.extend(
-        (record.timestamp, record.prediction_id, float(error)) for record, error in zip(feedback, errors, strict=True)
-    )
 
 
 @dataclass

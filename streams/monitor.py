@@ -346,10 +346,12 @@ class StreamMonitor:
         return found
 
     def checkpoint(self) -> dict[tuple[str, int], bytes]:
-        """:meth:`emit`, then the state to save, ``{(name, partition): bytes}``."""
+        """:meth:`emit`, then the state to save, ``{(name, partition): bytes}`` (the joins add up what they hold
+        first: see :meth:`PartitionJoin.fold`)."""
         self.emit()
         states: dict[tuple[str, int], snapshots.Snapshot] = {}
         for partition, join in self.joins.items():
+            join.fold(self.join_context)
             offsets = {
                 topic: offset
                 for (topic, p), offset in self.offsets.items()

@@ -40,9 +40,9 @@ from driftline.streams.watermarks import EPOCH, Watermark
 from driftline.streams.windows import QueuedInput, RowChunk, Signal, WindowBuffer, WindowEngine
 from driftline.streams.windows import Share as MergedShare
 
-SNAPSHOT_FORMAT = 9  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
+SNAPSHOT_FORMAT = 10  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
 # problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions,
-# mergers hold uncounted rows as they came
+# mergers hold uncounted rows as they came; 10: joins queue scores as they come and add predictions up later
 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
 Feedback = tuple[str, datetime, str | None, float | None, str | None, int, int]
@@ -70,6 +70,7 @@ class JoinShareSnapshot(msgspec.Struct, array_like=True):
     tallies: dict[str, Tally] | None
     new_rows: list[Record]
     new_labels: list[NewLabel]
+    labels_checked: int
     unsent_rows: list[UnbinnedRow]
     unsent_scores: list[DetectorInput]
     unsent_errors: list[DetectorInput]
@@ -251,6 +252,7 @@ def _join_share(key: WindowId, share: Share) -> JoinShareSnapshot:
         tallies=None if share.features is None else {name: c.tally for name, c in share.features.items()},
         new_rows=[(*row[:8], dict(row.features), dict(row.sensitive)) for row in share.new_rows],
         new_labels=share.new_labels,
+        labels_checked=share.labels_checked,
         unsent_rows=share.unsent_rows,
         unsent_scores=share.unsent_scores,
         unsent_errors=share.unsent_errors,
@@ -283,7 +285,7 @@ def restore_join(snapshot: JoinSnapshot, settings: MonitorSettings, context: Joi
         share.profile = saved.profile
         share.features = _counts(context, key, saved.profile, saved.tallies)
         share.new_rows = [PredictionRecord(*row) for row in saved.new_rows]
-        share.new_labels = saved.new_labels
+        share.new_labels, share.labels_checked = saved.new_labels, saved.labels_checked
         share.unsent_rows, share.unsent_scores, share.unsent_errors = (
             saved.unsent_rows,
             saved.unsent_scores,

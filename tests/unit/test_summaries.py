@@ -5,10 +5,12 @@ within their stated bounds, and the merged summary is the same to the last bit w
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import msgspec
 import numpy as np
 import pandas as pd
+import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -176,3 +178,17 @@ def test_an_exact_sum_is_the_correctly_rounded_sum_whatever_the_order_and_batche
     second.add(np.array(shuffled[cut:], dtype=np.float64))
 
     assert (first + second).value() == math.fsum(values)
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=120))
+def test_an_exact_sum_holds_the_exact_total_in_python_and_in_numpy_alike(values) -> None:
+    exact = sum((Fraction(v) for v in values), Fraction(0))
+    whole, one_by_one = ExactSum(), ExactSum()  # one batch (numpy from 48 terms), and single terms (Python)
+    whole.add(np.array(values, dtype=np.float64))
+    for value in values:
+        one_by_one.add(np.array([value]))
+
+    assert Fraction(whole.total, 2**1126) == exact
+    assert one_by_one.total == whole.total
+    with pytest.raises(ValueError, match="finite"):
+        one_by_one.add(np.array([1.0, math.inf]))

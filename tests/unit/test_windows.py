@@ -128,7 +128,7 @@ def test_a_labelled_prediction_stops_waiting_yet_a_second_label_or_a_repeat_stil
     engine.add_feedback(feedback(1, 30, 1), 0)
     join = engine.joins[0]
     assert (join.waiting_predictions, "p1" in join.pending, "p2" in join.pending) == (1, False, True)
-    engine.advance()  # folded: the share holds no id of a labelled row
+    join.fold(engine.context)  # added up (as before a checkpoint): the share holds no id of a labelled row
     assert join.shares[("m", "1", T0)].ids == ["", "p2"]
     if restart:
         state = snapshots.encode(snapshots.join_snapshot(join, {}))
@@ -147,6 +147,34 @@ def test_a_labelled_prediction_stops_waiting_yet_a_second_label_or_a_repeat_stil
     assert all(r.performance.orphan_feedback == 0 for r in results_of(engine))
     assert ("m", "1", T0) not in engine.joins[0].shares
     assert engine.joins[0].settled == set()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_an_open_window_sends_scores_and_errors_as_they_come_and_adds_its_events_up_once_it_closes(
+    restart: bool,
+) -> None:
+    """Detector inputs go out at every deltas; the share adds its predictions and labels up only when it goes out
+    (or before a checkpoint), so each input is sent once, also through a state saved in between."""
+    engine = TwoStages(SETTINGS)
+    for i in range(1, 5):
+        engine.add_prediction(prediction(i, 10 * i, i % 2, 0.2 * i), 0)
+    engine.add_feedback(feedback(1, 45, 0), 0)  # predicted 1: an error
+    engine.advance()
+    key = ("m", "1", T0)
+    received = engine.engine.windows[key].shares[0]
+    assert (received.scores_received, received.errors_received) == (4, 1)
+    assert (engine.joins[0].shares[key].summary.predictions, engine.joins[0].unfolded) == (0, 4)
+    if restart:
+        state = snapshots.encode(snapshots.join_snapshot(engine.joins[0], {}))
+        engine.joins[0] = snapshots.restore_join(snapshots.decode(state, "join"), SETTINGS, engine.context, 0.0)  # type: ignore[arg-type]
+
+    engine.add_feedback(feedback(2, 46, 0), 0)  # predicted 0: right
+    engine.advance()
+    assert (received.scores_received, received.errors_received) == (4, 2)
+    tick(engine, 70)
+    [result] = results_of(engine)
+    assert (received.scores_received, received.errors_received) == (4, 2)
+    assert (result.performance.predictions, result.performance.labelled, result.performance.accuracy) == (4, 2, 0.5)
 
 
 def test_prediction_after_grace_is_counted_late_and_left_out() -> None:
