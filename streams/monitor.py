@@ -350,8 +350,10 @@ class StreamMonitor:
         first: see :meth:`PartitionJoin.fold`)."""
         self.emit()
         states: dict[tuple[str, int], snapshots.Snapshot] = {}
-        for partition, join in self.joins.items():
+        for join in self.joins.values():
             join.fold(self.join_context)
+        self._reject_labels()  # (a label checked only now is on the dead-letter topic before the state saved)
+        for partition, join in self.joins.items():
             offsets = {
                 topic: offset
                 for (topic, p), offset in self.offsets.items()

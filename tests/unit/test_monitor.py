@@ -20,6 +20,7 @@ from driftline.schemas.errors import BrokerError
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
+from driftline.streams import snapshots
 from driftline.streams.app import ChangelogStore, _Worker
 from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
 from tests.story_offline import play, story_events
@@ -392,3 +393,23 @@ def test_a_label_that_contradicts_its_prediction_is_a_dead_letter_and_leaves_it_
     assert monitor.counts["dead_letter:label_type_mismatch"] == 3
     window = {r.model_id: r.performance for r in results if r.window_start == T0}
     assert window["m"].labelled == 1 and window["m"].accuracy == 0.0  # a1 only: predicted 1, labelled 0
+
+
+def test_a_label_refused_as_the_state_is_saved_is_a_dead_letter_before_that_state(tmp_path: Path) -> None:
+    """The joins add up what they hold before a checkpoint saves them, checking labels not checked yet: one
+    refused then is published before the state that no longer holds it."""
+    letters: list[DeadLetter] = []
+    monitor = StreamMonitor(
+        SETTINGS, TOPICS, lambda _r: None, lambda _t: None, publish_dead_letters=letters.extend, policy=POLICY
+    )
+    local = Local(monitor, tmp_path / "state")
+    local.handle("p", 0, 0, predictions(0, 2, "a"))
+    label = {"prediction_id": "a0", "timestamp": (T0 + timedelta(seconds=9)).isoformat(), "label": "yes"}
+    local.handle("f", 0, 0, envelope([label]))
+
+    state = monitor.checkpoint()  # no deltas read since the label
+
+    assert [letter.reason for letter in letters] == [Reason.LABEL_TYPE_MISMATCH]
+    saved = snapshots.decode(state[("join-0", 0)], "join-0")
+    assert isinstance(saved, snapshots.JoinSnapshot)
+    assert [(share.new_rows, share.new_labels) for share in saved.shares] == [([], [])]
