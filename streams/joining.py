@@ -216,7 +216,6 @@ class PartitionJoin:
         self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
         self.next_close: dict[ModelKey, datetime] = {}  # per model version: when (its mark) its next window closes
         self.window_closed = False  # a version's mark passed a window's end plus the grace since the last deltas
-        self.unfolded = 0  # predictions of the shares' new_rows
         self._last_window = (EPOCH, EPOCH)
         self._window = timedelta(seconds=settings.window_s)
         self._horizon = timedelta(seconds=settings.horizon_s)
@@ -253,7 +252,6 @@ class PartitionJoin:
         row = len(share.labelled)
         share.new_rows.append(event)
         share.labelled.append(0)
-        self.unfolded += 1
         if event.task == "binary":
             share.unsent_scores.append((event.timestamp, event.prediction_id, event.score))
         self._index(event.model_id, event.prediction_id, (key, row))
@@ -298,6 +296,11 @@ class PartitionJoin:
         """Keep feedback whose prediction has not come (yet)."""
         self.early[(event.model_id, event.prediction_id)] = event
         heapq.heappush(self.early_by_time.setdefault(event.model_id, []), (event.timestamp, event.prediction_id))
+
+    @property
+    def unfolded(self) -> int:
+        """Predictions held as records, not added to their shares' summaries yet."""
+        return sum(len(share.new_rows) for share in self.shares.values())
 
     @property
     def waiting_predictions(self) -> int:
@@ -404,10 +407,9 @@ class PartitionJoin:
         self._drop_expired()  # what just went out for the last time
 
     def index_pending(self) -> None:
-        """Rebuild the index of the predictions waiting for a label, the set of labelled ones and the count of
-        predictions not added up yet, from the shares (none is saved)."""
+        """Rebuild the index of the predictions waiting for a label, and the set of labelled ones, from the shares
+        (neither is saved)."""
         self.pending, self.reused, self.settled = {}, {}, set()
-        self.unfolded = sum(len(share.new_rows) for share in self.shares.values())
         for key, share in self.shares.items():
             self.settled.update(share.settled)
             for row, prediction_id in enumerate([*share.ids, *(event.prediction_id for event in share.new_rows)]):
@@ -448,13 +450,13 @@ class PartitionJoin:
         the state saved holds no predictions as records, and no label left to check)."""
         for key, share in self.shares.items():
             if share.new_rows or share.new_labels:
-                self._check_labels(key, share, context)
                 self._fold(key, share, context)
 
     def _fold(self, key: WindowId, share: Share, context: JoinContext) -> None:
-        """Add the share's new predictions, then its new (checked) labels, to its summary and feature counts."""
+        """Add the share's new predictions, then its new labels (checked first), to its summary and feature
+        counts."""
+        self._check_labels(key, share, context)
         if share.new_rows:
-            self.unfolded -= len(share.new_rows)
             self._fold_rows(key, share, context)
         if share.new_labels:
             _fold_labels(share, context.positive(key[0]))

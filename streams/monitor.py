@@ -349,10 +349,10 @@ class StreamMonitor:
         """:meth:`emit`, then the state to save, ``{(name, partition): bytes}`` (the joins add up what they hold
         first: see :meth:`PartitionJoin.fold`)."""
         self.emit()
-        states: dict[tuple[str, int], snapshots.Snapshot] = {}
         for join in self.joins.values():
             join.fold(self.join_context)
         self._reject_labels()  # (a label checked only now is on the dead-letter topic before the state saved)
+        states: dict[tuple[str, int], snapshots.Snapshot] = {}
         for partition, join in self.joins.items():
             offsets = {
                 topic: offset
