@@ -17,6 +17,7 @@ applies the pins).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Container
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -32,7 +33,10 @@ Id = Annotated[str, Meta(min_length=1, max_length=256)]
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 Label = bool | int | Annotated[str, Meta(min_length=1, max_length=256)]
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
-FeatureValue = bool | int | float | Annotated[str, Meta(max_length=MAX_TEXT)] | None
+# finite by construction: msgspec refuses a JSON number outside the float range ("Number out of range"), and the
+# bounds say so in the type (JSON has no NaN), so no event needs a check of its own
+Finite = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+FeatureValue = bool | int | Finite | Annotated[str, Meta(max_length=MAX_TEXT)] | None
 EARLIEST_MS = int(EARLIEST.timestamp() * 1000)
 LATEST_MS = int(LATEST.timestamp() * 1000)
 
@@ -41,7 +45,7 @@ class _Prediction(Struct, forbid_unknown_fields=True):
     label: Label | UnsetType = UNSET
     score: Probability | UnsetType = UNSET
     scores: dict[Name, Probability] | UnsetType = UNSET
-    value: float | UnsetType = UNSET
+    value: Finite | UnsetType = UNSET
 
 
 class _PredictionEvent(Struct, forbid_unknown_fields=True, gc=False):
@@ -150,9 +154,6 @@ class FastDecoder:
         shape = _shape(event.prediction)
         if stamp is None or shape is None or event.model_id in self.pinned:
             return None
-        for feature in event.features.values():
-            if isinstance(feature, float) and not math.isfinite(feature):
-                return None
         task, predicted, score, output = shape
         return PredictionRecord(
             event.prediction_id,
@@ -172,7 +173,7 @@ def _shape(prediction: _Prediction) -> tuple[Task, str | None, float, float] | N
     """Task, predicted label, score and value of the plain shapes (see the module docstring); else None."""
     label, score, scores, value = prediction.label, prediction.score, prediction.scores, prediction.value
     if value is not UNSET:
-        plain = label is UNSET and score is UNSET and scores is UNSET and math.isfinite(value)
+        plain = label is UNSET and score is UNSET and scores is UNSET
         return ("regression", None, math.nan, value) if plain else None
     if label is UNSET or (score is not UNSET and scores is not UNSET):
         return None

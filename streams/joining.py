@@ -630,10 +630,19 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
             room(len(raw) // 8 + 1).features[name] = raw
     for row in share.unsent_rows:
         room(len(row[0]) + 3).rows.append(row)
-    for item in share.unsent_scores:
-        room(3).scores.append(item)
-    for item in share.unsent_errors:
-        room(3).errors.append(item)
+    for name in ("scores", "errors"):  # as many inputs to a message as fit, each weighing 3
+        items: list[DetectorInput] = getattr(share, f"unsent_{name}")
+        taken = 0
+        while taken < len(items):
+            last = messages[-1]
+            fit = max((VALUES_PER_DELTA - last.weight) // 3, 0) if last.weight else VALUES_PER_DELTA // 3
+            if not fit:
+                messages.append(_Message())
+                continue
+            chunk = items[taken : taken + fit]
+            getattr(last, name).extend(chunk)
+            last.weight += 3 * len(chunk)
+            taken += len(chunk)
     if not share.sending_whole and not (share.unsent_rows or share.unsent_scores or share.unsent_errors):
         return []
     out: list[ShareDelta] = []

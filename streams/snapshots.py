@@ -37,12 +37,19 @@ from driftline.streams.monitors.detectors import ModelDetectors
 from driftline.streams.monitors.profile import profile_key
 from driftline.streams.policy import PolicyState
 from driftline.streams.watermarks import EPOCH, Watermark
-from driftline.streams.windows import QueuedInput, RowChunk, Signal, WindowBuffer, WindowEngine
+from driftline.streams.windows import (
+    QueuedChunk,
+    RowChunk,
+    Signal,
+    WindowBuffer,
+    WindowEngine,
+)
 from driftline.streams.windows import Share as MergedShare
 
-SNAPSHOT_FORMAT = 10  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
+SNAPSHOT_FORMAT = 11  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
 # problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions,
-# mergers hold uncounted rows as they came; 10: joins queue scores as they come and add predictions up later
+# mergers hold uncounted rows as they came; 10: joins queue scores as they come and add predictions up later; 11: a
+# merger's detector inputs saved in chunks of a window, as they came
 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
 Feedback = tuple[str, datetime, str | None, float | None, str | None, int, int]
@@ -167,7 +174,7 @@ class MergerSnapshot(msgspec.Struct, tag="merge"):
     first_events: list[tuple[str, str, list[RowChunk]]]
     own_profiles: list[dict[str, Any]]
     detectors: list[DetectorSnapshot]
-    detector_inputs: dict[Signal, list[tuple[str, str, list[QueuedInput]]]]
+    detector_inputs: dict[Signal, list[tuple[str, str, list[QueuedChunk]]]]
     detector_frontiers: dict[Signal, list[tuple[str, str, datetime]]]
     detector_late: int
     after_horizon: int
@@ -343,7 +350,7 @@ def merger_snapshot(
     """The saved form of a merger: its engine, policy memory and undelivered decisions, and the ``window-parts``
     offset they cover."""
     inputs = {
-        signal: [(model, version, items) for (model, version), items in queues.items()]
+        signal: [(model, version, chunks) for (model, version), chunks in queues.items()]
         for signal, queues in engine.detector_inputs.items()
     }
     seen = engine.predictions_seen
@@ -468,7 +475,7 @@ def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[Poli
     }
     engine.detectors = {(d.model_id, d.model_version): _restore_detectors(d, engine) for d in snapshot.detectors}
     engine.detector_inputs = {
-        signal: {(model, version): items for model, version, items in queues}
+        signal: {(model, version): chunks for model, version, chunks in queues}
         for signal, queues in snapshot.detector_inputs.items()
     }
     engine.detector_frontiers = {

@@ -78,6 +78,7 @@ from driftline.streams.core.feature_counts import (
 from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
 from driftline.streams.deltas import (
     Delta,
+    DetectorInput,
     OrphanCount,
     Progress,
     ShareDelta,
@@ -92,7 +93,7 @@ from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelD
 from driftline.streams.monitors.profile import build_profile, profile_key
 from driftline.streams.watermarks import EPOCH, ModelKey, ModelWatermarks, Watermark
 
-QueuedInput = tuple[tuple[datetime, str], WindowId, float]  # (event time, prediction id), window, value
+QueuedChunk = tuple[WindowId, list[DetectorInput]]  # a window's inputs as one delta brought them
 Signal = Literal["errors", "scores"]
 
 
@@ -189,8 +190,9 @@ class WindowEngine:
             ph_min_instances=settings.page_hinkley_min_instances,
         )
         self.detectors: dict[ModelKey, ModelDetectors] = {}
-        # per signal: inputs not fed yet, and per model the frontier before which every slice was fed
-        self.detector_inputs: dict[Signal, dict[ModelKey, list[QueuedInput]]] = {"errors": {}, "scores": {}}
+        # per signal: inputs not fed yet (per model, in chunks as they came), and per model the frontier before
+        # which every slice was fed
+        self.detector_inputs: dict[Signal, dict[ModelKey, list[QueuedChunk]]] = {"errors": {}, "scores": {}}
         self.detector_frontiers: dict[Signal, dict[ModelKey, datetime]] = {"errors": {}, "scores": {}}
         self.detector_late = 0
         self.after_horizon = 0
@@ -327,15 +329,15 @@ class WindowEngine:
             taken.add((model_id, start))
             buffer.orphan_feedback = counts.get((model_id, start), 0) if first else 0
 
-    def _detector_inputs(self, signal: Signal, key: WindowId, items: Sequence[tuple[datetime, str, float]]) -> None:
+    def _detector_inputs(self, signal: Signal, key: WindowId, items: Sequence[DetectorInput]) -> None:
         """Queue a window's new inputs of ``signal`` for the detectors; those behind the frontier are late."""
         if not items:
             return
         frontier = self.detector_frontiers[signal].get(key[:2], EPOCH)
-        queue = self.detector_inputs[signal].setdefault((key[0], key[1]), [])
-        before = len(queue)
-        queue.extend(((stamp, pid), key, value) for stamp, pid, value in items if stamp >= frontier)
-        self.detector_late += len(items) - (len(queue) - before)
+        fresh = list(items) if min(items)[0] >= frontier else [item for item in items if item[0] >= frontier]
+        self.detector_late += len(items) - len(fresh)
+        if fresh:
+            self.detector_inputs[signal].setdefault((key[0], key[1]), []).append((key, fresh))
 
     def _feed_detectors(self, marks: dict[ModelKey, datetime]) -> None:
         """Feed every model version's inputs of the slices behind its watermark (``marks``, as :meth:`advance`
@@ -344,7 +346,7 @@ class WindowEngine:
         read behind the predictions)."""
         grace = timedelta(seconds=self.settings.grace_s)
         labels = self.labels_seen.current()
-        feeds: tuple[tuple[Signal, Callable[..., list[Fired[Any]]]], ...] = (
+        feeds: tuple[tuple[Signal, Callable[[ModelDetectors, list[float]], list[Fired]]], ...] = (
             ("errors", ModelDetectors.feed_errors),
             ("scores", ModelDetectors.feed_scores),
         )
@@ -356,17 +358,15 @@ class WindowEngine:
                 frontier = window_start(mark - grace, self.settings.detector_slice_s)
                 if mark == EPOCH or frontier <= frontiers.get(model, EPOCH):
                     continue
-                items = inputs[model]
-                due = sorted(item for item in items if item[0][0] < frontier)
-                inputs[model] = [item for item in items if item[0][0] >= frontier]
+                due, inputs[model] = _split_due(inputs[model], frontier)
                 frontiers[model] = frontier
                 if due:
                     detectors = self.detectors.setdefault(model, ModelDetectors(self.detector_settings))
-                    for fired in feed(detectors, [(order, (order, window), value) for order, window, value in due]):
-                        self._alarm(fired)
+                    for fired in feed(detectors, [value for _stamp, _pid, _window, value in due]):
+                        self._alarm(fired, due[fired.index])
 
-    def _alarm(self, fired: Fired[tuple[tuple[datetime, str], WindowId]]) -> None:
-        (stamp, prediction_id), window = fired.tag
+    def _alarm(self, fired: Fired, item: tuple[datetime, str, WindowId, float]) -> None:
+        stamp, prediction_id, window, _value = item
         alarm = DetectorAlarm(
             detector=fired.detector,
             signal="error_rate" if fired.detector == "adwin" else "score_mean",
@@ -498,6 +498,25 @@ class WindowEngine:
         ]
         buffer.drift = drift
         return drift
+
+
+def _split_due(
+    chunks: list[QueuedChunk], frontier: datetime
+) -> tuple[list[tuple[datetime, str, WindowId, float]], list[QueuedChunk]]:
+    """The queued inputs before ``frontier`` as ``(event time, prediction id, window, value)`` in that order (the
+    order the detectors are fed in), and the chunks of those left queued."""
+    due: list[tuple[datetime, str, WindowId, float]] = []
+    kept: list[QueuedChunk] = []
+    for window, items in chunks:
+        if min(items)[0] >= frontier:
+            kept.append((window, items))
+            continue
+        due.extend((stamp, pid, window, value) for stamp, pid, value in items if stamp < frontier)
+        later = [item for item in items if item[0] >= frontier]
+        if later:
+            kept.append((window, later))
+    due.sort()
+    return due, kept
 
 
 def _new_rows(received: int, delta: ShareDelta, what: str) -> RowChunk | None:

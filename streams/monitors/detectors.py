@@ -15,7 +15,7 @@ prediction id), so the same events always make them fire at the same event. Afte
 afresh. Detectors are saved with the worker's checkpoint (:mod:`driftline.streams.snapshots`).
 
 >>> detectors = ModelDetectors(DetectorSettings())
->>> alarms = detectors.feed_errors([(i, f"p{i}", int(i >= 500 and i % 2 == 0)) for i in range(1500)])
+>>> alarms = detectors.feed_errors([int(i >= 500 and i % 2 == 0) for i in range(1500)])
 >>> [(alarm.detector, 500 <= alarm.index < 700) for alarm in alarms]
 [('adwin', True)]
 """
@@ -25,11 +25,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
 from river.drift import ADWIN, PageHinkley
 
-Tag = TypeVar("Tag")
 RECENT_SCORES = 100
 
 
@@ -44,12 +43,11 @@ class DetectorSettings:
 
 
 @dataclass(frozen=True)
-class Fired(Generic[Tag]):
-    """A detector fired at the ``index``-th item fed (``tag`` identifies the item), after ``observations``."""
+class Fired:
+    """A detector fired at the ``index``-th value fed, after ``observations``."""
 
     detector: Literal["adwin", "page_hinkley"]
     index: int
-    tag: Tag
     observations: int
     estimate: float
 
@@ -65,29 +63,29 @@ class ModelDetectors:
         self.scores_seen = 0
         self.recent_scores: deque[float] = deque(maxlen=RECENT_SCORES)
 
-    def feed_errors(self, items: Iterable[tuple[object, Tag, float]]) -> list[Fired[Tag]]:
-        """Feed ``(sort key, tag, error)`` items in order; the ADWIN alarms (error rate rose) they raise."""
-        alarms: list[Fired[Tag]] = []
-        for index, (_key, tag, error) in enumerate(items):
+    def feed_errors(self, errors: Iterable[float]) -> list[Fired]:
+        """Feed error indicators in order; the ADWIN alarms (error rate rose) they raise."""
+        alarms: list[Fired] = []
+        for index, error in enumerate(errors):
             before = self.adwin.estimation
             self.adwin.update(error)
             self.errors_seen += 1
             if self.adwin.drift_detected:
                 if self.adwin.estimation > before:
-                    alarms.append(Fired("adwin", index, tag, self.errors_seen, float(self.adwin.estimation)))
+                    alarms.append(Fired("adwin", index, self.errors_seen, float(self.adwin.estimation)))
                 self.errors_seen = 0
         return alarms
 
-    def feed_scores(self, items: Iterable[tuple[object, Tag, float]]) -> list[Fired[Tag]]:
-        """Feed ``(sort key, tag, score)`` items in order; the Page-Hinkley alarms they raise."""
-        alarms: list[Fired[Tag]] = []
-        for index, (_key, tag, score) in enumerate(items):
+    def feed_scores(self, scores: Iterable[float]) -> list[Fired]:
+        """Feed scores in order; the Page-Hinkley alarms they raise."""
+        alarms: list[Fired] = []
+        for index, score in enumerate(scores):
             self.page_hinkley.update(score)
             self.recent_scores.append(score)
             self.scores_seen += 1
             if self.page_hinkley.drift_detected:
                 recent_mean = sum(self.recent_scores) / len(self.recent_scores)
-                alarms.append(Fired("page_hinkley", index, tag, self.scores_seen, recent_mean))
+                alarms.append(Fired("page_hinkley", index, self.scores_seen, recent_mean))
                 self.page_hinkley = self._new_page_hinkley()  # River resets itself too; start afresh explicitly
                 self.scores_seen = 0
         return alarms

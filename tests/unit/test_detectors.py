@@ -31,7 +31,7 @@ def test_adwin_alarm_is_at_the_event_where_river_adwin_detects_a_rise_in_errors(
     rng = np.random.default_rng(3)
     errors = [float(e) for e in (rng.random(3000) < np.where(np.arange(3000) < 1500, 0.1, 0.4))]
 
-    alarms = ModelDetectors(DetectorSettings()).feed_errors([(i, i, e) for i, e in enumerate(errors)])
+    alarms = ModelDetectors(DetectorSettings()).feed_errors(errors)
 
     expected = first_river_detection(ADWIN(), errors)
     assert expected is not None and 1500 <= expected < 1800
@@ -44,16 +44,14 @@ def test_adwin_stays_quiet_when_the_error_rate_falls() -> None:
     errors = [float(e) for e in (rng.random(3000) < np.where(np.arange(3000) < 1500, 0.4, 0.05))]
 
     assert first_river_detection(ADWIN(), errors) is not None  # River sees the change ...
-    assert (
-        ModelDetectors(DetectorSettings()).feed_errors([(i, i, e) for i, e in enumerate(errors)]) == []
-    )  # ... good news
+    assert ModelDetectors(DetectorSettings()).feed_errors(errors) == []  # ... good news
 
 
 def test_page_hinkley_alarm_is_at_the_event_where_river_detects_the_score_shift() -> None:
     rng = np.random.default_rng(5)
     scores = [float(s) for s in np.clip(rng.normal(np.where(np.arange(4000) < 2000, 0.3, 0.45), 0.1), 0, 1)]
 
-    alarms = ModelDetectors(DetectorSettings()).feed_scores([(i, i, s) for i, s in enumerate(scores)])
+    alarms = ModelDetectors(DetectorSettings()).feed_scores(scores)
 
     expected = first_river_detection(PageHinkley(), scores)
     assert expected is not None and expected >= 2000
