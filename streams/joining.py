@@ -63,7 +63,7 @@ from driftline.schemas.model_contracts import ModelContract, label_mismatch, pos
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
-from driftline.streams.core.feature_counts import FeatureCounts, count_rows, feature_counts
+from driftline.streams.core.feature_counts import FeatureCounts, count_columns, feature_counts
 from driftline.streams.core.summary import BinarySummary, Combo, MulticlassSummary, Summary, group_key, new_summary
 from driftline.streams.deltas import (
     Delta,
@@ -523,7 +523,7 @@ class PartitionJoin:
         if share.features is None:
             share.unsent_rows.extend(zip(map(dict, features), scores, predicted, strict=True))
         else:
-            count_rows(share.features, list(zip(features, scores, predicted, strict=True)))
+            count_columns(share.features, features, scores, predicted)
             share.features_changed = True
 
     def _clock(self, model_id: str | None) -> datetime:

@@ -111,8 +111,10 @@ Verdict = tuple[Status, float, int, tuple[str, ...], float, float | None]
 """(status, observed value, sample count, evidence keys, threshold judged, reference value it was derived from)."""
 Bounds = tuple[float, float]
 """(low, high): the interval a metric is judged on; (value, value) for a point estimate."""
-Reading = tuple[str, float, Bounds, int, tuple[str, ...], float | None]
-"""(metric, observed value, bounds, sample count, evidence keys, the reference's value) read from a window result."""
+Evidence = tuple[tuple[str, ...], ...]
+"""The rows a reading stands on, each as its table and key columns (made into keys only for a breach)."""
+Reading = tuple[str, float, Bounds, int, Evidence, float | None]
+"""(metric, observed value, bounds, sample count, evidence rows, the reference's value) read from a window result."""
 
 
 class WindowMemory(TypedDict):
@@ -171,7 +173,7 @@ class TriggerPolicy:
                     if threshold is None or samples < rule.min_samples:
                         continue
                     if (status := _status(rule, threshold, observed, bounds)) is not None:
-                        kept = evidence if status == "breach" else ()
+                        kept = tuple(_evidence(result, *row) for row in evidence) if status == "breach" else ()
                         verdicts[(name, metric)] = (status, observed, samples, kept, threshold, reference)
         windows[result.window_start] = WindowMemory(
             revision=result.revision, end=result.window_end, verdicts=verdicts, fired=known["fired"] if known else []
@@ -344,7 +346,7 @@ def _performance_readings(rule: PerformanceBelow, result: WindowResult, confiden
     bounds: Bounds | None = (value, value)
     if confidence and isinstance(rule, AccuracyBelow):
         bounds = wilson_interval(round(value * samples), samples)
-    evidence = (_evidence(result, "performance_windows"),)
+    evidence = (("performance_windows",),)
     reference: float | None = getattr(performance, f"reference_{rule.metric}")
     return [] if bounds is None else [(rule.metric, value, bounds, samples, evidence, reference)]
 
@@ -355,7 +357,7 @@ def _drift_readings(rule: DriftAbove, result: WindowResult, rows: list[FeatureDr
         value: float | None = getattr(row, rule.metric)
         if value is not None:
             samples = result.performance.predictions if isinstance(rule, MissingRateIncreaseAbove) else row.count
-            evidence = (_evidence(result, "drift_windows", row.feature),)
+            evidence = (("drift_windows", row.feature),)
             readings.append((f"{rule.metric}:{row.feature}", value, (value, value), samples, evidence, None))
     return readings
 
@@ -388,7 +390,7 @@ def _holm_readings(rule: KsPvalueBelow, result: WindowResult, rows: list[Feature
             pvalue,
             (pvalue, pvalue),
             row.count,
-            (_evidence(result, "drift_windows", row.feature),),
+            (("drift_windows", row.feature),),
             None,
         )
         for (row, _raw), pvalue in zip(family, adjusted, strict=True)
@@ -458,7 +460,7 @@ def _fairness_readings(rule: FairnessRule, result: WindowResult, confidence: flo
             continue
         bounds = _fairness_bounds(rule, groups) if confidence else (value, value)
         if bounds is not None:
-            evidence = tuple(_evidence(result, "fairness_windows", attribute, group.group) for group in groups)
+            evidence = tuple(("fairness_windows", attribute, group.group) for group in groups)
             samples = min(group.count for group in groups)
             readings.append((f"{rule.metric}:{attribute}", value, bounds, samples, evidence, None))
     return readings

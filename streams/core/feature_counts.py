@@ -29,7 +29,6 @@ the values give the same drift. Definitions of the distances: :mod:`driftline.st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -154,15 +153,17 @@ class NumericCounts:
         tally.missing += missing
         if len(values) == 0:
             return
-        _count_into(tally.bins, np.searchsorted(self.edges, values, side="right"))
-        if len(self.points) == 0:
+        # (array methods and ufunc reductions, not numpy's module-level wrappers: a window's share is often a few
+        # hundred values, where the wrappers' own cost shows)
+        _count_into(tally.bins, self.edges.searchsorted(values, side="right"))
+        points = self.points
+        if len(points) == 0:
             return
-        cells = np.searchsorted(self.points, values, side="left") + np.searchsorted(self.points, values, side="right")
-        _count_into(tally.cells, cells)
-        first, last = self.points[0], self.points[-1]
-        if values.min() < first:
+        _count_into(tally.cells, points.searchsorted(values, side="left") + points.searchsorted(values, side="right"))
+        first, last = points[0], points[-1]
+        if np.minimum.reduce(values) < first:
             tally.below.add(first - values[values < first])
-        if values.max() > last:
+        if np.maximum.reduce(values) > last:
             tally.above.add(values[values > last] - last)
 
     def drift(self, feature: str) -> FeatureDrift:
@@ -299,15 +300,27 @@ def counts_of(profile: FeatureProfile, tally: Tally) -> FeatureCounts | None:
 def count_rows(counts: Mapping[str, FeatureCounts], rows: Sequence[Row]) -> None:
     """Count the features of ``rows``, the score and predicted label as their own pseudo-features. Numeric
     features take numbers (bools as 0/1) and ignore other values."""
-    if not rows:
+    if rows:
+        features, scores, predicted = zip(*rows, strict=True)
+        count_columns(counts, features, scores, predicted)
+
+
+def count_columns(
+    counts: Mapping[str, FeatureCounts],
+    features: Sequence[Mapping[str, object]],
+    scores: Sequence[float],
+    predicted: Sequence[str | None],
+) -> None:
+    """:func:`count_rows` of rows given as columns (each row's features, score and predicted label)."""
+    if not features:
         return
     for name, feature in counts.items():
         if name == SCORE:
-            column: list[object] = [None if math.isnan(score) else score for _f, score, _p in rows]
+            column: Sequence[object] = scores  # (NaN: none, a null as _count_numbers reads it)
         elif name == PREDICTED_LABEL:
-            column = [predicted for _f, _s, predicted in rows]
+            column = predicted
         else:
-            column = [features.get(name) for features, _s, _p in rows]
+            column = [values.get(name) for values in features]
         if isinstance(feature, NumericCounts):
             _count_numbers(feature, column)
         else:
@@ -315,7 +328,7 @@ def count_rows(counts: Mapping[str, FeatureCounts], rows: Sequence[Row]) -> None
             feature.add(present, len(column) - len(present))
 
 
-def _count_numbers(feature: NumericCounts, column: list[object]) -> None:
+def _count_numbers(feature: NumericCounts, column: Sequence[object]) -> None:
     """Numbers of ``column`` (None is null; text, which a numeric feature ignores, is rare): one numpy conversion
     (None becomes NaN: values are finite, so NaN marks the nulls), else one value at a time."""
     try:
@@ -326,4 +339,5 @@ def _count_numbers(feature: NumericCounts, column: list[object]) -> None:
         feature.add(numbers, len(column) - len(present))
         return
     nulls = np.isnan(values)
-    feature.add(values[~nulls] if nulls.any() else values, int(nulls.sum()))
+    missing = int(np.count_nonzero(nulls))
+    feature.add(values[~nulls] if missing else values, missing)
