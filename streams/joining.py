@@ -216,7 +216,7 @@ class PartitionJoin:
         self.reporting: Progress | None = None  # the progress in the last deltas, until they are delivered
         self.next_close: dict[ModelKey, datetime] = {}  # per model version: when (its mark) its next window closes
         self.window_closed = False  # a version's mark passed a window's end plus the grace since the last deltas
-        self._last_window = (EPOCH, EPOCH)
+        self._last_window = (EPOCH, EPOCH, EPOCH)  # start, end and close of the window last looked up
         self._window = timedelta(seconds=settings.window_s)
         self._horizon = timedelta(seconds=settings.horizon_s)
         self._closes = self._window + timedelta(seconds=settings.grace_s)  # after a window's start: it closes
@@ -225,37 +225,38 @@ class PartitionJoin:
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""
-        version = (event.model_id, event.model_version)
+        model_id, prediction_id, stamp = event.model_id, event.prediction_id, event.timestamp
+        version = (model_id, event.model_version)
         self.predictions_heard = self.heard[version] = now
         mark = self.marks.get(version, EPOCH)
-        if event.timestamp > mark:
-            mark = self.marks[version] = event.timestamp
+        if stamp > mark:
+            mark = self.marks[version] = stamp
             if mark >= self.next_close.get(version, mark):
                 self._closing(version, mark)
-            if event.model_id not in self.model_marks:  # its first prediction here: the model's clock starts
-                self._expire_waiting(event.model_id)
-            self.model_marks[event.model_id] = max(mark, self.model_marks.get(event.model_id, EPOCH))
+            if model_id not in self.model_marks:  # its first prediction here: the model's clock starts
+                self._expire_waiting(model_id)
+            self.model_marks[model_id] = max(mark, self.model_marks.get(model_id, EPOCH))
             self.predictions_mark = max(self.predictions_mark, mark)
-        if self._slot(event.model_id, event.prediction_id) is not None or self._is_settled(
-            event.model_id, event.prediction_id
-        ):
+        if self._slot(model_id, prediction_id) is not None or self._is_settled(model_id, prediction_id):
             return
-        start = self._window_of(event.timestamp)
-        key = (event.model_id, event.model_version, start)
+        start, closes = self._window_of(stamp)
+        key = (model_id, event.model_version, start)
         share = self.shares.get(key)
         if share is None:
             share = self.shares[key] = Share(event.task, new_summary(event.task))
         share.changed = True
-        if start + self._closes <= mark:
+        if closes <= mark:
             share.summary.late += 1
             return
         row = len(share.labelled)
         share.new_rows.append(event)
         share.labelled.append(0)
         if event.task == "binary":
-            share.unsent_scores.append((event.timestamp, event.prediction_id, event.score))
-        self._index(event.model_id, event.prediction_id, (key, row))
-        early = self.early.get((event.model_id, event.prediction_id)) or self.early.get((None, event.prediction_id))
+            share.unsent_scores.append((stamp, prediction_id, event.score))
+        self._index(model_id, prediction_id, (key, row))
+        if not self.early:  # (no feedback waits: the usual case, labels come after their predictions)
+            return
+        early = self.early.get((model_id, prediction_id)) or self.early.get((None, prediction_id))
         if (
             early is not None
             and early.timestamp >= self._clock(early.model_id) - self._horizon  # (else orphaned, expired yet or not)
@@ -269,7 +270,7 @@ class PartitionJoin:
         note the close (a window for the merger to emit now), and that the window holding ``mark`` closes at its
         end plus the grace."""
         self.window_closed = self.window_closed or version in self.next_close
-        self.next_close[version] = self._window_of(mark) + self._closes
+        self.next_close[version] = self._window_of(mark)[1]
 
     def add_feedback(self, event: FeedbackRecord, now: float) -> None:
         """Join a label to its prediction, or keep it until the prediction arrives (within the horizon)."""
@@ -416,13 +417,15 @@ class PartitionJoin:
                 if not share.labelled[row]:
                     self._index(key[0], prediction_id, (key, row))
 
-    def _window_of(self, stamp: datetime) -> datetime:
-        """:func:`window_start` of ``stamp``, remembering the last window (most predictions fall in it)."""
-        start, end = self._last_window
+    def _window_of(self, stamp: datetime) -> tuple[datetime, datetime]:
+        """:func:`window_start` of ``stamp``, and when that window closes (its end plus the grace), remembering the
+        last window (most predictions fall in it)."""
+        start, end, closes = self._last_window
         if not start <= stamp < end:
             start = window_start(stamp, self.settings.window_s)
-            self._last_window = (start, start + timedelta(seconds=self.settings.window_s))
-        return start
+            end, closes = start + self._window, start + self._closes
+            self._last_window = (start, end, closes)
+        return start, closes
 
     def resume(self, now: float) -> None:
         """After a restart: the partition and its models count as just heard from (processing time starts
