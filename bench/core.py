@@ -1,6 +1,7 @@
 """(c) The worker's monitor code without Faust: :class:`StreamMonitor` built by ``driftline.pipeline`` (reference
 profiles from their topic, window results and triggers published to Kafka with the idempotent producer,
-checkpoints every ``monitor.checkpoint_s``), fed by a bare confluent-kafka consumer; its two stages talk in
+emissions and checkpoints paced as the worker paces them: an emission every ``monitor.checkpoint_s`` and when a
+window closes, a checkpoint when one is due), fed by a bare confluent-kafka consumer; its two stages talk in
 process (:class:`LocalCheckpoints`: deltas encoded and decoded, not sent through ``window-parts``).
 
 Run by the harness as ``python -m bench.core SPEC``; SPEC (JSON) gives ``settings`` (load_settings overrides),
@@ -62,6 +63,8 @@ def run(spec: dict[str, Any]) -> None:
                 checkpoints.run(monitor)
                 covered = [TopicPartition(t, p, o + 1) for (t, p), o in monitor.offsets.items()]
                 consumer.commit(offsets=covered, asynchronous=True)
+            elif monitor.emit_due or monitor.close_due:  # as the worker paces its emissions
+                checkpoints.emit(monitor)
         meter.tick(monitor.counts["predictions"] + monitor.counts["feedback"])
     # what the stream closed is published before the clock stops; as for the worker, this last checkpoint
     # counts for its CPU time (its fsync of a large state waits on the disk)

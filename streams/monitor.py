@@ -440,8 +440,8 @@ class LocalCheckpoints:
     """Both stages in one process without Kafka between them, state in one local file: for the benchmark's
     monitor core and tests. It gives ``monitor`` every partition, restored from ``path`` if it exists (a msgpack
     list of (name, partition, state));
-    :meth:`run` delivers the deltas straight to the mergers, then saves every state in one atomic file replace
-    (write, fsync, rename)."""
+    :meth:`emit` delivers the deltas straight to the mergers and emits; :meth:`run` does so, then saves every state
+    in one atomic file replace (write, fsync, rename)."""
 
     def __init__(self, monitor: StreamMonitor, path: Path) -> None:
         self.path = path
@@ -454,12 +454,15 @@ class LocalCheckpoints:
     def load(self, name: str, partition: int) -> bytes | None:
         return self.saved.get((name, partition))
 
+    def emit(self, monitor: StreamMonitor) -> None:
+        """One emission of ``monitor`` between checkpoints, as the worker's: the joins' deltas to the mergers, then
+        what closed or changed."""
+        self._deliver(monitor)
+        monitor.emit()
+
     def run(self, monitor: StreamMonitor) -> None:
         """One checkpoint of ``monitor``."""
-        for partition, value in monitor.deltas():
-            for delta in deltas.decode_batch(value):
-                monitor.mergers[partition].engine.apply(delta)
-        monitor.deltas_delivered()
+        self._deliver(monitor)
         self.saved.update(monitor.checkpoint())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_suffix(".tmp")
@@ -469,3 +472,10 @@ class LocalCheckpoints:
             os.fsync(handle.fileno())
         staging.replace(self.path)
         monitor.saved()
+
+    @staticmethod
+    def _deliver(monitor: StreamMonitor) -> None:
+        for partition, value in monitor.deltas():
+            for delta in deltas.decode_batch(value):
+                monitor.mergers[partition].engine.apply(delta)
+        monitor.deltas_delivered()
