@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, Message, Producer, murmur2
 
-from driftline.producer import Monitor, envelope_bytes
+from driftline.producer import Monitor, Unconfirmed, envelope_bytes
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
@@ -115,6 +115,7 @@ class _Wire:
             }
         )
         self._partitions: dict[str, int] = {}
+        self._unconfirmed = Unconfirmed()
 
     def partition(self, topic: str, key: str) -> int:
         """The partition of ``key`` on ``topic`` (full name), as Java clients and Faust compute it."""
@@ -138,12 +139,14 @@ class _Wire:
         self._producer.poll(0)
 
     def idle(self, seconds: float) -> None:
-        """Serve delivery callbacks for up to ``seconds``."""
+        """Serve delivery callbacks for up to ``seconds``, then send again what they report delivered without an
+        offset."""
         self._producer.poll(max(seconds, 0.0))
+        self._unconfirmed.send_again(self.produce)
 
     def close(self) -> None:
         """Wait for delivery of everything sent; raise :class:`BrokerError` on any failure."""
-        remaining = self._producer.flush(60)
+        remaining = self._unconfirmed.flush(self._producer, self.produce, 60)
         if remaining or self.errors:
             raise BrokerError(
                 f"{remaining} messages not delivered to {self.settings.kafka.bootstrap}; "
@@ -151,7 +154,7 @@ class _Wire:
             )
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
+        if not self._unconfirmed.note(error, message) and error is not None:
             self.errors.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
 
 
