@@ -20,7 +20,6 @@ Security comes from ``[kafka]`` settings (SASL, TLS): a refused login or a faile
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
@@ -39,63 +38,11 @@ from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings, load_settings
+from driftline.streams.delivery import Unconfirmed
 from driftline.topics import cluster_metadata
 
 ErrorCallback = Callable[[str], None]
-log = logging.getLogger(__name__)
 PROTOCOL_OVERHEAD_BYTES = 65_536  # librdkafka counts a record's headers and framing in message.max.bytes
-
-
-class Unconfirmed:
-    """Messages librdkafka reported delivered without an error yet without an offset, held to be sent again.
-
-    With idempotence (acks from every in-sync replica) a delivered message has the offset the broker wrote it
-    at. A report with neither error nor offset means the broker took it for a duplicate of a message it holds
-    (a retry of one written already) or, seen here about once in fifty runs of a producer starting on topics
-    created a moment before under load, for a duplicate of a message it never wrote: that message was in no
-    log although reported delivered. Sending it again costs a duplicate at worst, which driftline counts once
-    (a prediction by its model and id, a label by the first read); not sending it may lose it. Rare: each is
-    logged at WARNING."""
-
-    def __init__(self) -> None:
-        self.held: list[tuple[str, int, bytes | None, bytes]] = []
-
-    def note(self, error: KafkaError | None, message: Message) -> bool:
-        """True (and the message held) when a delivery report is one of those; call it from ``on_delivery``."""
-        if error is not None or message.offset() is not None:
-            return False
-        self.held.append((message.topic() or "", message.partition() or 0, message.key(), message.value() or b""))
-        return True
-
-    def send_again(self, produce: Callable[[str, int, bytes | None, bytes], None]) -> int:
-        """Hand every held message to ``produce(topic, partition, key, payload)`` again; return how many."""
-        count = 0
-        while True:
-            try:
-                topic, partition, key, payload = self.held.pop(0)  # (the linger thread may send them too)
-            except IndexError:
-                break
-            log.warning(
-                "%s[%d]: a message was reported delivered without an offset; sending it again", topic, partition
-            )
-            produce(topic, partition, key, payload)
-            count += 1
-        return count
-
-    def flush(
-        self, producer: Producer, produce: Callable[[str, int, bytes | None, bytes], None], timeout_s: float
-    ) -> int:
-        """``producer.flush(timeout_s)``, sending what it reports delivered without an offset again (at most
-        ``RESEND_ROUNDS`` times); return how many messages are not delivered (those still held included)."""
-        remaining = producer.flush(timeout_s)
-        for _round in range(RESEND_ROUNDS):
-            if remaining or not self.send_again(produce):
-                break
-            remaining = producer.flush(timeout_s)
-        return remaining + len(self.held)
-
-
-RESEND_ROUNDS = 3  # flush sends messages delivered without an offset again this often at most, then fails
 
 
 def envelope_bytes(held_bytes: int, held_events: int, added: int) -> int:
@@ -264,7 +211,7 @@ class Monitor:
     def flush(self, timeout_s: float = 30.0) -> None:
         """Send every buffered envelope and wait for delivery; raise :class:`BrokerError` on any failure."""
         self._send_due(force=True)
-        remaining = self._unconfirmed.flush(self._producer, self._produce, timeout_s)
+        remaining = self._unconfirmed.flush(self._producer, self._delivered, timeout_s)
         if remaining or self.errors:
             raise BrokerError(
                 f"{remaining} messages not delivered within {timeout_s:.0f} s to {self.settings.kafka.bootstrap}; "
@@ -326,7 +273,7 @@ class Monitor:
             ]
             for slot in due:
                 self._produce_envelope(slot)
-        self._unconfirmed.send_again(self._produce)
+        self._unconfirmed.send_again(self._producer, self._delivered)
 
     def _produce_envelope(self, slot: tuple[str, int]) -> None:
         """Hand the slot's pending events to librdkafka as one envelope (called under the lock)."""

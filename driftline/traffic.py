@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, Message, Producer, murmur2
 
-from driftline.producer import Monitor, Unconfirmed, envelope_bytes
+from driftline.producer import Monitor, envelope_bytes
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
+from driftline.streams.delivery import Unconfirmed
 
 if TYPE_CHECKING:
     from driftline.simulator import SimulatedEvent, Simulation
@@ -142,11 +143,11 @@ class _Wire:
         """Serve delivery callbacks for up to ``seconds``, then send again what they report delivered without an
         offset."""
         self._producer.poll(max(seconds, 0.0))
-        self._unconfirmed.send_again(self.produce)
+        self._unconfirmed.send_again(self._producer, self._delivered)
 
     def close(self) -> None:
         """Wait for delivery of everything sent; raise :class:`BrokerError` on any failure."""
-        remaining = self._unconfirmed.flush(self._producer, self.produce, 60)
+        remaining = self._unconfirmed.flush(self._producer, self._delivered, 60)
         if remaining or self.errors:
             raise BrokerError(
                 f"{remaining} messages not delivered to {self.settings.kafka.bootstrap}; "

@@ -1,6 +1,7 @@
 """Publishing with confluent-kafka's idempotent producer, each call waiting for delivery: the worker's results
 (window results keyed by ``model_id/model_version/window_start``, so revisions of one window share a key;
-triggers, profiles) and dead letters (the worker's and the sink's)."""
+triggers, profiles) and dead letters (the worker's and the sink's). A message reported delivered without an offset
+is sent again (:mod:`driftline.streams.delivery`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.errors import BrokerError
 from driftline.settings import KafkaSettings
+from driftline.streams.delivery import Unconfirmed
 
 FLUSH_TIMEOUT_S = 60.0
 Headers = list[tuple[str, str | bytes | None]]
@@ -29,15 +31,16 @@ class _Publisher:
     def _deliver(self, messages: Iterable[tuple[bytes, bytes, Headers | None]], what: str) -> None:
         """Produce each ``(value, key, headers)`` and flush."""
         failures: list[str] = []
+        unconfirmed = Unconfirmed()
 
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if not unconfirmed.note(error, message) and error is not None:
                 failures.append(error.str())
 
         for value, key, headers in messages:
             self._producer.produce(self.topic, value, key=key, headers=headers, on_delivery=delivered)
             self._producer.poll(0)
-        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        remaining = unconfirmed.flush(self._producer, delivered, FLUSH_TIMEOUT_S)
         if remaining or failures:
             raise BrokerError(
                 f"could not publish {remaining or len(failures)} {what} to {self.topic}: "
