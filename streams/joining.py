@@ -633,19 +633,23 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
             room(len(raw) // 8 + 1).features[name] = raw
     for row in share.unsent_rows:
         room(len(row[0]) + 3).rows.append(row)
-    for name in ("scores", "errors"):  # as many inputs to a message as fit, each weighing 3
-        items: list[DetectorInput] = getattr(share, f"unsent_{name}")
+
+    def fill(items: list[DetectorInput], inputs_of: Callable[[_Message], list[DetectorInput]]) -> None:
+        """Put detector inputs (3 values each) into the messages in whole slices, as many to a message as fit."""
         taken = 0
         while taken < len(items):
             last = messages[-1]
-            fit = max((VALUES_PER_DELTA - last.weight) // 3, 0) if last.weight else VALUES_PER_DELTA // 3
-            if not fit:
+            fit = (VALUES_PER_DELTA - last.weight) // 3 if last.weight else VALUES_PER_DELTA // 3
+            if fit <= 0:
                 messages.append(_Message())
                 continue
             chunk = items[taken : taken + fit]
-            getattr(last, name).extend(chunk)
+            inputs_of(last).extend(chunk)
             last.weight += 3 * len(chunk)
             taken += len(chunk)
+
+    fill(share.unsent_scores, lambda message: message.scores)
+    fill(share.unsent_errors, lambda message: message.errors)
     if not share.sending_whole and not (share.unsent_rows or share.unsent_scores or share.unsent_errors):
         return []
     out: list[ShareDelta] = []

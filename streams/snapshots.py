@@ -37,13 +37,7 @@ from driftline.streams.monitors.detectors import ModelDetectors
 from driftline.streams.monitors.profile import profile_key
 from driftline.streams.policy import PolicyState
 from driftline.streams.watermarks import EPOCH, Watermark
-from driftline.streams.windows import (
-    QueuedChunk,
-    RowChunk,
-    Signal,
-    WindowBuffer,
-    WindowEngine,
-)
+from driftline.streams.windows import QueuedChunk, RowChunk, Signal, WindowBuffer, WindowEngine
 from driftline.streams.windows import Share as MergedShare
 
 SNAPSHOT_FORMAT = 11  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
