@@ -278,6 +278,14 @@ class MonitorSettings(_Section):
     idle_timeout_s: float = Field(
         10.0, gt=0, description="A partition silent this long (processing time) stops holding the watermark back."
     )
+    republish_s: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "A closed window that late labels change is published again at most this often (processing time; "
+            "0: at every emission); its last revision goes out as soon as no label can change it."
+        ),
+    )
     min_group_count: int = Field(30, ge=1, description="Groups smaller than this are reported, not judged.")
     min_samples: int = Field(
         100,

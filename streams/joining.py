@@ -168,6 +168,7 @@ class Share:
     errors_sent: int = 0
     features_changed: bool = False
     revision_sent: int = -1  # the revision of the summary last delivered
+    resend_after: float = 0.0  # closed and delivered: its changes wait until this processing time (not saved)
     sending_whole: bool = False  # the last deltas carry the summary and tallies
     changed: bool = False  # something to fold or to send
 
@@ -222,6 +223,7 @@ class PartitionJoin:
         self._closes = self._window + timedelta(seconds=settings.grace_s)  # after a window's start: it closes
         self._labels_until = self._window + self._horizon  # after a window's start: labels later than it miss it
         self._kept = timedelta(seconds=settings.kept_s)  # after a window's start: its state, for labels read late
+        self._deltas_at = now  # processing time of the last deltas
 
     def add_prediction(self, event: PredictionRecord, now: float) -> None:
         """Include a prediction (or count it late, or ignore a duplicate id)."""
@@ -337,19 +339,23 @@ class PartitionJoin:
         """What changed since the last :meth:`sent`, then the partition's progress; expires old state first.
         Calling it again before :meth:`sent` gives the same deltas.
 
-        A share's summary and tallies go out once its window closed on this partition (and again when late
-        labels change it), or while the partition is idle: no window closes anywhere before every partition
-        that is not idle is past it, so the merger has every share it needs by then, and an open window costs no
-        traffic. Its numbered parts (uncounted rows, detector inputs) go out as they come."""
+        A share's summary and tallies go out once its window closed on this partition, or while the partition is
+        idle: no window closes anywhere before every partition that is not idle is past it, so the merger has
+        every share it needs by then, and an open window costs no traffic. Late labels (or late predictions)
+        that change a closed share send it again at most once per ``republish_s`` of processing time, and at
+        once when no label can join it any more or its version is idle here, so its last revision reaches the
+        merger before the merger drops the window. Its numbered parts (uncounted rows, detector inputs) go out
+        as they come."""
         self._expire()
         self.window_closed = False
+        self._deltas_at = now
         progress = self.reporting = self._progress(now)
         out: list[Delta] = []
         crowded = self.unfolded >= UNFOLDED_MAX
         for key, share in self.shares.items():
             if share.changed:
                 self._check_labels(key, share, context)
-                due = key[2] + self._closes <= self.marks[key[:2]] or self._idle(key[:2], now)
+                due = self._due(key, share, now)
                 if due or crowded:
                     self._fold(key, share, context)
                 share.sending_whole = due and (share.revision != share.revision_sent or share.features_changed)
@@ -359,6 +365,15 @@ class PartitionJoin:
         if progress is not None:
             out.append(progress)
         return out
+
+    def _due(self, key: WindowId, share: Share, now: float) -> bool:
+        """Whether the share's summary and tallies go out now: its window closed here, or its version is idle here;
+        but a closed share already delivered waits for its ``resend_after`` while labels may still join it and
+        its version is not idle (so late labels re-publish a window at most once per ``republish_s``)."""
+        mark, idle = self.marks[key[:2]], self._idle(key[:2], now)
+        if key[2] + self._closes > mark:
+            return idle
+        return now >= share.resend_after or idle or key[2] + self._kept <= mark
 
     def _idle(self, version: ModelKey, now: float) -> bool:
         return now - self.heard.get(version, now) >= self.settings.idle_timeout_s
@@ -390,6 +405,7 @@ class PartitionJoin:
                 share.revision_sent, share.features_changed, share.sending_whole = share.revision, False, False
                 if start + self._closes <= self.marks[(model_id, version)]:
                     share.features = None
+                    share.resend_after = self._deltas_at + self.settings.republish_s
             share.changed = (
                 share.revision != share.revision_sent
                 or share.features_changed

@@ -17,7 +17,9 @@ from driftline.streams.monitors.profile import build_profile
 from tests.two_stage import TwoStages
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-SETTINGS = MonitorSettings(window_s=60, grace_s=5, horizon_s=300, idle_timeout_s=1e9, min_group_count=2)
+SETTINGS = MonitorSettings(
+    window_s=60, grace_s=5, horizon_s=300, idle_timeout_s=1e9, min_group_count=2, republish_s=0
+)  # (republish_s 0: a changed window goes out at the next emission; its pacing has tests of its own)
 
 
 def prediction(i: int, second: float, label: int, score: float, **extra: object) -> PredictionEvent:
@@ -101,6 +103,45 @@ def test_late_label_raises_the_revision_and_re_emits_the_window() -> None:
 
     assert (second.revision, second.performance.accuracy, second.performance.labelled) == (4, 0.5, 2)
     assert results_of(engine) == []  # nothing changed: nothing re-emitted
+
+
+def test_a_closed_window_changed_by_late_labels_goes_out_again_at_most_once_per_republish_interval() -> None:
+    now = [0.0]
+    engine = TwoStages(SETTINGS.model_copy(update={"republish_s": 30.0}), clock=lambda: now[0])
+    for i in (1, 2):
+        engine.add_prediction(prediction(i, 10 * i, 1, 0.9), 0)
+    tick(engine, 70)
+    [closed] = results_of(engine)  # the close itself is never held back
+
+    engine.add_feedback(feedback(1, 80, 1), 0)
+    now[0] = 29.0
+    assert results_of(engine) == []  # within 30 s of the window's last publication: the change waits
+    now[0] = 30.0
+    [again] = results_of(engine)
+    assert (again.revision, again.performance.labelled) == (closed.revision + 1, 1)
+
+    engine.add_feedback(feedback(2, 90, 0), 0)
+    assert results_of(engine) == []
+    tick(engine, 365)  # the window's end + horizon + grace: no label can change it any more, so it goes out now
+    [final] = [r for r in results_of(engine) if r.window_start == T0]
+    assert (final.revision, final.performance.labelled, final.performance.accuracy) == (closed.revision + 2, 2, 0.5)
+    assert ("m", "1", T0) not in engine.engine.windows  # and it was the last time
+
+
+def test_a_held_change_goes_out_once_its_model_version_is_quiet_on_the_partition() -> None:
+    now = [0.0]
+    engine = TwoStages(SETTINGS.model_copy(update={"republish_s": 30.0, "idle_timeout_s": 10.0}), clock=lambda: now[0])
+    engine.add_prediction(prediction(1, 10, 1, 0.9), 0)
+    tick(engine, 70)
+    [closed] = results_of(engine)
+    engine.add_feedback(feedback(1, 80, 1), 0)
+    now[0] = 9.0
+    assert results_of(engine) == []
+
+    now[0] = 10.0  # no prediction of the version here for the idle timeout: nothing may be held for later
+
+    [again] = [r for r in results_of(engine) if r.window_start == T0]
+    assert (again.revision, again.performance.labelled) == (closed.revision + 1, 1)
 
 
 def test_feedback_before_its_prediction_joins_and_duplicates_count_once() -> None:
