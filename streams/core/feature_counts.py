@@ -40,11 +40,16 @@ from numpy.typing import NDArray
 from driftline.schemas.results import FeatureDrift, FeatureProfile
 from driftline.streams.core.exact_sum import ExactSum
 from driftline.streams.monitors.drift import (
+    Shares,
+    Shift,
     categorical_drift,
+    categorical_shares,
     ks_effective_size,
     ks_from_cdfs,
     ks_pvalues,
     numeric_drift,
+    numeric_shares,
+    shifts,
 )
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE
 
@@ -179,8 +184,14 @@ class NumericCounts:
         statistic = ks_from_cdfs(at, before, self.sample_cdf, previous)
         return statistic, ks_effective_size(self.tally.count, self.sample_size)
 
-    def drift_with(self, feature: str, ks: tuple[float, int] | None, ks_pvalue: float | None) -> FeatureDrift:
-        """The drift row, given :meth:`ks` and its p-value."""
+    def shares(self) -> Shares | None:
+        """The window's and the reference's shares per bin (:func:`numeric_shares`)."""
+        return numeric_shares(self.tally.bins, self.tally.count, self.profile)
+
+    def drift_with(
+        self, feature: str, ks: tuple[float, int] | None, ks_pvalue: float | None, shift: Shift | None
+    ) -> FeatureDrift:
+        """The drift row, given :meth:`ks`, its p-value and the :func:`shifts` of :meth:`shares`."""
         tally = self.tally
         wasserstein = self._wasserstein(*self._window_cdf())[0] if ks is not None else None
         return numeric_drift(
@@ -192,6 +203,7 @@ class NumericCounts:
             ks_statistic=None if ks is None else ks[0],
             ks_pvalue=ks_pvalue,
             wasserstein=wasserstein,
+            shift=shift,
         )
 
     def wasserstein_bound(self) -> float | None:
@@ -256,14 +268,23 @@ class CategoricalCounts:
 
     def drift(self, feature: str) -> FeatureDrift:
         """The feature's drift row."""
-        return categorical_drift(feature, self.tally.counts, self.tally.missing, self.profile)
+        return drift_rows({feature: self})[0]
+
+    def shares(self) -> Shares | None:
+        """The window's and the reference's shares per category (:func:`categorical_shares`)."""
+        return categorical_shares(self.tally.counts, self.profile)
+
+    def drift_with(self, feature: str, shift: Shift | None) -> FeatureDrift:
+        """The drift row, given the :func:`shifts` of :meth:`shares`."""
+        return categorical_drift(feature, self.tally.counts, self.tally.missing, self.profile, shift)
 
 
 FeatureCounts = NumericCounts | CategoricalCounts
 
 
 def drift_rows(counts: Mapping[str, FeatureCounts]) -> list[FeatureDrift]:
-    """The drift row of every feature of ``counts``, in its order; the KS p-values in one vectorised call."""
+    """The drift row of every feature of ``counts``, in its order; the KS p-values in one vectorised call, PSI and
+    Jensen–Shannon in another (:func:`shifts`)."""
     tests = {name: c.ks() for name, c in counts.items() if isinstance(c, NumericCounts)}
     tested = [(name, ks) for name, ks in tests.items() if ks is not None]
     pvalues = dict(
@@ -273,8 +294,12 @@ def drift_rows(counts: Mapping[str, FeatureCounts]) -> list[FeatureDrift]:
             strict=True,
         )
     )
+    shares = [(name, pair) for name, pair in ((name, c.shares()) for name, c in counts.items()) if pair is not None]
+    shift = dict(zip([name for name, _pair in shares], shifts([pair for _name, pair in shares]), strict=True))
     return [
-        c.drift_with(name, tests[name], pvalues.get(name)) if isinstance(c, NumericCounts) else c.drift(name)
+        c.drift_with(name, tests[name], pvalues.get(name), shift.get(name))
+        if isinstance(c, NumericCounts)
+        else c.drift_with(name, shift.get(name))
         for name, c in counts.items()
     ]
 

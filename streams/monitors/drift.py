@@ -7,7 +7,8 @@ reference never saw. With window shares aᵢ and reference shares eᵢ, both flo
 renormalised so that empty bins do not make the logarithm infinite:
 
 - PSI = Σ (aᵢ − eᵢ)·ln(aᵢ / eᵢ)  (0.1 is a moderate shift, 0.25 a large one);
-- Jensen–Shannon distance = √JSD(a ‖ e), base 2, in [0, 1] (``scipy.spatial.distance.jensenshannon``);
+- Jensen–Shannon distance = √JSD(a ‖ e), base 2, in [0, 1] (as ``scipy.spatial.distance.jensenshannon``
+  computes it; :func:`shifts` computes both for every feature of a window in one pass, tested against it);
 - numeric: the Kolmogorov–Smirnov statistic D = max |F_window(x) − F_reference(x)| of the window's values
   against the reference sample, and its asymptotic two-sided p-value for n = round(n·m / (n + m)), from the
   Kolmogorov distribution with Stephens' correction (:func:`ks_pvalues`: within 0.025 of
@@ -28,10 +29,11 @@ sample; Wasserstein is read from counts within a stated bound (see the counts' m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial.distance import jensenshannon
-from scipy.special import chdtrc, kolmogorov
+from scipy.special import chdtrc, kolmogorov, rel_entr
 from scipy.stats import kstwo
 
 from driftline.schemas.results import FeatureDrift, FeatureProfile
@@ -51,6 +53,49 @@ def psi(actual: NDArray[np.float64], expected: NDArray[np.float64]) -> float:
     """Population stability index of two share vectors over the same bins (floored, renormalised)."""
     a, e = _floored(actual), _floored(expected)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+Shares = tuple[NDArray[np.float64], NDArray[np.float64]]  # a window's shares per bin, the reference's
+Shift = tuple[float, float]  # PSI, Jensen–Shannon distance
+
+
+def shifts(pairs: Sequence[Shares]) -> list[Shift]:
+    """:func:`psi` and the Jensen–Shannon distance (base 2) of each pair of share vectors, floored and renormalised,
+    every pair in one pass (a window's features hold a few bins each, where numpy's cost per call would dominate):
+    with m = (a + e) / 2, JS = √((Σ a·ln(a/m) + Σ e·ln(e/m)) / (2·ln 2))."""
+    if not pairs:
+        return []
+    starts = np.cumsum([0, *(len(actual) for actual, _expected in pairs[:-1])])
+    a = _floored_each(np.concatenate([actual for actual, _expected in pairs]), starts)
+    e = _floored_each(np.concatenate([expected for _actual, expected in pairs]), starts)
+    psi_values = np.add.reduceat((a - e) * np.log(a / e), starts)
+    m = (a + e) / 2
+    divergence = np.add.reduceat(rel_entr(a, m) + rel_entr(e, m), starts) / (2 * np.log(2))
+    return list(zip(psi_values.tolist(), np.sqrt(np.maximum(divergence, 0.0)).tolist(), strict=True))
+
+
+def _floored_each(shares: NDArray[np.float64], starts: NDArray[np.int64]) -> NDArray[np.float64]:
+    """:func:`_floored` of each segment of ``shares`` (segments begin at ``starts``)."""
+    floored = np.maximum(shares, SHARE_FLOOR)
+    sizes = np.diff(np.append(starts, len(floored)))
+    return np.asarray(floored / np.repeat(np.add.reduceat(floored, starts), sizes), dtype=np.float64)
+
+
+def numeric_shares(bins: NDArray[np.int64], count: int, profile: FeatureProfile) -> Shares | None:
+    """A numeric feature's window shares per reference bin and the reference's; None without values or bins."""
+    if count == 0 or profile.bin_edges is None or profile.bin_shares is None:
+        return None
+    return bins / count, np.asarray(profile.bin_shares, dtype=np.float64)
+
+
+def categorical_shares(counts: NDArray[np.int64], profile: FeatureProfile) -> Shares | None:
+    """A categorical feature's window shares per reference category (then unseen ones) and the reference's (0 for
+    unseen); None without values or categories."""
+    present = int(counts.sum())
+    if present == 0 or not profile.category_shares:
+        return None
+    expected = np.fromiter(profile.category_shares.values(), dtype=np.float64, count=len(profile.category_shares))
+    return counts / present, np.append(expected, 0.0)
 
 
 def numeric_bin_shares(values: NDArray[np.float64], edges: list[float]) -> NDArray[np.float64]:
@@ -104,10 +149,11 @@ def numeric_drift(
     ks_statistic: float | None,
     ks_pvalue: float | None,
     wasserstein: float | None,
+    shift: Shift | None = None,
 ) -> FeatureDrift:
     """Drift of a numeric feature: ``count`` non-null window values with ``bins`` counts on the profile's bins,
     ``missing`` nulls, and the KS statistic (with its p-value, :func:`ks_pvalues`) and normalised Wasserstein
-    distance against the profile's sample."""
+    distance against the profile's sample; ``shift``: its :func:`shifts` if computed already."""
     total = count + missing
     missing_rate = missing / total if total else None
     base = {
@@ -117,15 +163,15 @@ def numeric_drift(
         "missing_rate": missing_rate,
         "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
     }
-    if count == 0 or profile.bin_edges is None or profile.bin_shares is None or ks_statistic is None:
+    shares = numeric_shares(bins, count, profile)
+    if shares is None or ks_statistic is None:
         return FeatureDrift.model_validate(base)
-    actual = bins / count
-    expected = np.asarray(profile.bin_shares)
+    psi_value, jensen_shannon = shift or shifts([shares])[0]
     return FeatureDrift.model_validate(
         {
             **base,
-            "psi": psi(actual, expected),
-            "jensen_shannon": float(jensenshannon(_floored(actual), _floored(expected), base=2)),
+            "psi": psi_value,
+            "jensen_shannon": jensen_shannon,
             "ks_statistic": ks_statistic,
             "ks_pvalue": ks_pvalue,
             "wasserstein": wasserstein,
@@ -137,9 +183,12 @@ def _chi2_pvalue(observed: NDArray[np.float64], expected: NDArray[np.float64]) -
     return float(chdtrc(len(observed) - 1, np.sum((observed - expected) ** 2 / expected)))
 
 
-def categorical_drift(feature: str, counts: NDArray[np.int64], missing: int, profile: FeatureProfile) -> FeatureDrift:
+def categorical_drift(
+    feature: str, counts: NDArray[np.int64], missing: int, profile: FeatureProfile, shift: Shift | None = None
+) -> FeatureDrift:
     """Drift of a categorical feature: ``counts`` of non-null window values per profile category (in the
-    profile's order) plus one count for categories the profile never saw, and ``missing`` nulls."""
+    profile's order) plus one count for categories the profile never saw, and ``missing`` nulls; ``shift``: its
+    :func:`shifts` if computed already."""
     present = int(counts.sum())
     total = present + missing
     missing_rate = missing / total if total else None
@@ -150,17 +199,18 @@ def categorical_drift(feature: str, counts: NDArray[np.int64], missing: int, pro
         "missing_rate": missing_rate,
         "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
     }
-    if present == 0 or not profile.category_shares:
+    shares = categorical_shares(counts, profile)
+    if shares is None:
         return FeatureDrift.model_validate(base)
+    actual, expected = shares
     observed = counts.astype(np.float64)
-    actual = observed / present
-    expected = np.append(np.asarray(list(profile.category_shares.values())), 0.0)
     expected_counts = _floored(expected) * present
+    psi_value, jensen_shannon = shift or shifts([shares])[0]
     return FeatureDrift.model_validate(
         {
             **base,
-            "psi": psi(actual, expected),
-            "jensen_shannon": float(jensenshannon(_floored(actual), _floored(expected), base=2)),
+            "psi": psi_value,
+            "jensen_shannon": jensen_shannon,
             "chi2_pvalue": float(
                 chdtrc(len(observed) - 1, np.sum((observed - expected_counts) ** 2 / expected_counts))
             ),

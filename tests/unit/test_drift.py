@@ -11,7 +11,14 @@ from scipy.stats import chisquare, ks_2samp, kstwo, wasserstein_distance
 from driftline.reference import build_and_publish
 from driftline.schemas.errors import ConfigError
 from driftline.settings import Settings
-from driftline.streams.monitors.drift import KS_PVALUE_BOUND, KS_PVALUE_BOUND_SMALL, SHARE_FLOOR, ks_pvalues, psi
+from driftline.streams.monitors.drift import (
+    KS_PVALUE_BOUND,
+    KS_PVALUE_BOUND_SMALL,
+    SHARE_FLOOR,
+    ks_pvalues,
+    psi,
+    shifts,
+)
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile, feature_profile
 from tests.summaries import categorical_counts, numeric_counts
 
@@ -25,6 +32,22 @@ def test_psi_matches_its_formula_and_is_zero_for_identical_shares() -> None:
     assert psi(a, e) == pytest.approx(float(np.sum((a - e) * np.log(a / e))))
     assert psi(e, e) == 0.0
     assert np.isfinite(psi(np.array([0.0, 1.0]), np.array([0.5, 0.5])))  # empty bin: floored, not infinite
+
+
+def test_shifts_of_many_features_at_once_equal_psi_and_scipys_jensen_shannon_one_at_a_time() -> None:
+    pairs = []
+    for size in (2, 3, 10, 11, 40, 1):
+        actual, expected = RNG.random(size), RNG.random(size)
+        actual[RNG.random(size) < 0.3] = 0.0  # empty bins are floored
+        pairs.append((actual / max(actual.sum(), 1e-12), expected / expected.sum()))
+
+    found = shifts(pairs)
+
+    for (actual, expected), (psi_value, js) in zip(pairs, found, strict=True):
+        a, e = np.maximum(actual, SHARE_FLOOR), np.maximum(expected, SHARE_FLOOR)
+        assert psi_value == pytest.approx(psi(actual, expected), abs=1e-12)
+        assert js == pytest.approx(float(jensenshannon(a / a.sum(), e / e.sum(), base=2)), abs=1e-12)
+    assert shifts([]) == []
 
 
 def test_numeric_drift_equals_scipy_on_the_reference_sample_and_grows_with_the_shift() -> None:
