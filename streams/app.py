@@ -358,7 +358,7 @@ class _MonitorCollector:
             "driftline_replayed", "Messages skipped as already checkpointed", value=counts["replayed"]
         )
         windows = [buffer for merger in self.monitor.mergers.values() for buffer in merger.engine.windows.values()]
-        late = sum(share.summary.late for buffer in windows for share in buffer.shares.values())
+        late = sum(share.summary.late for join in self.monitor.joins.values() for share in join.shares.values())
         orphans = sum(buffer.orphan_feedback for buffer in windows)
         yield GaugeMetricFamily("driftline_open_windows", "Windows held in state", value=len(windows))
         yield GaugeMetricFamily(
@@ -366,7 +366,9 @@ class _MonitorCollector:
             "Predictions awaiting labels",
             value=sum(join.waiting_predictions for join in self.monitor.joins.values()),
         )
-        yield GaugeMetricFamily("driftline_late_predictions", "Late predictions in held windows", value=late)
+        yield GaugeMetricFamily(
+            "driftline_late_predictions", "Late predictions in windows held by this worker's joins", value=late
+        )
         yield GaugeMetricFamily("driftline_orphan_feedback", "Orphaned feedback in held windows", value=orphans)
         yield GaugeMetricFamily(
             "driftline_detector_late",

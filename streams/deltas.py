@@ -13,8 +13,10 @@ otherwise, so each is idempotent):
 
 - :class:`ShareDelta`: one source partition's *share* of a window, as a summary, never as rows:
   - absolute parts, newest wins, sent once the window closed on the partition or while the partition is idle
-    (``summary`` is None in a delta without them): the share's ``revision`` (its predictions, labels joined and
-    late predictions; only grows), its :mod:`~driftline.streams.core.summary` summary, and the feature tallies
+    (``summary`` is msgpack nil, :data:`NO_SUMMARY`, in a delta without them): the share's ``revision`` (its
+    predictions, labels joined and late predictions; only grows), its :mod:`~driftline.streams.core.summary`
+    summary (carried encoded, :func:`encode_summary`, so a receiver may hold it so until it reads it), and the
+    feature tallies
     (:mod:`~driftline.streams.core.feature_counts`) named in ``features``, counted against the reference
     profile ``profile`` names (features not named are unchanged since the last delta);
   - numbered parts, appended (a receiver skips what it holds, and a gap is an error): the rows whose features
@@ -49,6 +51,7 @@ from driftline.streams.core.summary import Summary
 BATCH_OVERHEAD = 5  # msgpack bytes a message of deltas may add per delta (array header, at most)
 UnbinnedRow = tuple[dict[str, Any], float, str | None]  # features, score (NaN unless binary), predicted label
 DetectorInput = tuple[datetime, str, float]  # event time, prediction id, value
+NO_SUMMARY = msgspec.Raw(b"\xc0")  # msgpack nil: a share delta without the absolute parts
 
 
 class ShareDelta(msgspec.Struct, frozen=True, tag="share"):
@@ -60,7 +63,7 @@ class ShareDelta(msgspec.Struct, frozen=True, tag="share"):
     partition: int
     task: Task
     revision: int
-    summary: Summary | None  # None: the absolute parts are not in this delta (the window is still open there)
+    summary: msgspec.Raw  # encode_summary; NO_SUMMARY: the absolute parts are not in this delta (still open there)
     profile: str | None = None
     features: dict[str, msgspec.Raw] = {}  # each a tally encoded by encode_tally, decoded when needed
     first_row: int = 0
@@ -150,6 +153,20 @@ def batches(encoded: Iterable[tuple[int, bytes]], max_bytes: int) -> list[tuple[
 
 
 _tally_decoder: msgspec.msgpack.Decoder[Tally] = msgspec.msgpack.Decoder(Tally, dec_hook=decode_hook)
+
+
+_summary_decoder: msgspec.msgpack.Decoder[Summary] = msgspec.msgpack.Decoder(Summary, dec_hook=decode_hook)
+
+
+def encode_summary(summary: Summary) -> msgspec.Raw:
+    """A share's summary as a :class:`ShareDelta` carries it, and a merger holds it until it emits the window
+    (sparse: a histogram costs its non-zero cells)."""
+    return msgspec.Raw(_encoder.encode(summary))
+
+
+def decode_summary(data: msgspec.Raw | bytes) -> Summary:
+    """The summary encoded by :func:`encode_summary`."""
+    return _summary_decoder.decode(data)
 
 
 _rows_decoder: msgspec.msgpack.Decoder[list[UnbinnedRow]] = msgspec.msgpack.Decoder(list[UnbinnedRow])

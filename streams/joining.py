@@ -66,6 +66,7 @@ from driftline.settings import MonitorSettings
 from driftline.streams.core.feature_counts import FeatureCounts, count_columns, feature_counts
 from driftline.streams.core.summary import BinarySummary, Combo, MulticlassSummary, Summary, group_key, new_summary
 from driftline.streams.deltas import (
+    NO_SUMMARY,
     Delta,
     DetectorInput,
     OrphanCount,
@@ -73,6 +74,7 @@ from driftline.streams.deltas import (
     ShareDelta,
     UnbinnedRow,
     encode_rows,
+    encode_summary,
     encode_tally,
 )
 from driftline.streams.monitors.profile import profile_key
@@ -670,6 +672,7 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
         return []
     out: list[ShareDelta] = []
     rows, scores, errors = share.rows_sent, share.scores_sent, share.errors_sent
+    summary = encode_summary(share.summary) if share.sending_whole else NO_SUMMARY
     for message in messages:
         out.append(
             ShareDelta(
@@ -679,7 +682,7 @@ def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelt
                 partition=partition,
                 task=share.task,
                 revision=share.revision,
-                summary=share.summary if share.sending_whole else None,
+                summary=summary,
                 profile=share.profile,
                 features=message.features,
                 first_row=rows,

@@ -102,7 +102,7 @@ class MergedShareSnapshot(msgspec.Struct, array_like=True):
     """One source partition's share of a merged window (see :class:`~driftline.streams.windows.Share`)."""
 
     partition: int
-    summary: Summary
+    summary: msgspec.Raw  # (held encoded by the merger: the same bytes as the summary itself)
     revision: int
     profile: str | None
     tallies: dict[str, bytes]
@@ -438,7 +438,7 @@ def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[Poli
         buffer = WindowBuffer(task=saved.task, reference=saved.reference)
         for share in saved.shares:
             buffer.shares[share.partition] = MergedShare(
-                summary=share.summary,
+                summary=share.summary.copy(),
                 revision=share.revision,
                 profile=share.profile,
                 tallies={name: msgspec.Raw(raw) for name, raw in share.tallies.items()},

@@ -77,6 +77,7 @@ from driftline.streams.core.feature_counts import (
 )
 from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
 from driftline.streams.deltas import (
+    NO_SUMMARY,
     Delta,
     DetectorInput,
     OrphanCount,
@@ -84,8 +85,10 @@ from driftline.streams.deltas import (
     ShareDelta,
     UnbinnedRow,
     decode_rows,
+    decode_summary,
     decode_tally,
     encode_rows,
+    encode_summary,
     encode_tally,
 )
 from driftline.streams.joining import WindowId, window_start
@@ -110,7 +113,7 @@ class Share:
     """One source partition's share of a window, as its join last sent it: the absolute parts of its newest
     revision, the uncounted rows not counted here yet, and how many numbered inputs were received."""
 
-    summary: Summary
+    summary: msgspec.Raw  # encoded (encode_summary), decoded when the window is emitted
     revision: int = -1
     profile: str | None = None
     tallies: dict[str, msgspec.Raw] = field(default_factory=dict)  # encoded, decoded when drift is read
@@ -138,7 +141,7 @@ class WindowBuffer:
 
     def summary(self) -> Summary:
         """The shares' summaries added up."""
-        total = merged([share.summary for _p, share in sorted(self.shares.items())])
+        total = merged([decode_summary(share.summary) for _p, share in sorted(self.shares.items())])
         return total if total is not None else new_summary(self.task)
 
     @property
@@ -227,9 +230,9 @@ class WindowEngine:
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
         share = buffer.shares.get(delta.partition)
         if share is None:
-            share = buffer.shares[delta.partition] = Share(new_summary(delta.task))
-        if delta.summary is not None and delta.revision >= share.revision:
-            share.revision, share.summary = delta.revision, delta.summary
+            share = buffer.shares[delta.partition] = Share(encode_summary(new_summary(delta.task)))
+        if delta.summary != NO_SUMMARY and delta.revision >= share.revision:
+            share.revision, share.summary = delta.revision, delta.summary.copy()  # (not a view of the message)
             if delta.features:
                 if delta.profile != share.profile:
                     share.tallies = {}

@@ -395,7 +395,16 @@ def test_rows_travel_encoded_are_held_so_and_rows_of_an_earlier_release_still_co
     assert isinstance(delta, deltas.ShareDelta) and delta.rows_in() == 2
     engine.engine.apply(delta)
     again = deltas.ShareDelta(
-        "m", "1", T0, 0, "binary", 3, None, first_row=1, rows=deltas.encode_rows([*rows[1:], rows[0]]), row_count=2
+        "m",
+        "1",
+        T0,
+        0,
+        "binary",
+        3,
+        deltas.NO_SUMMARY,
+        first_row=1,
+        rows=deltas.encode_rows([*rows[1:], rows[0]]),
+        row_count=2,
     )
     engine.engine.apply(deltas.decode(deltas.encode(again)))  # one row held already, one new
 
