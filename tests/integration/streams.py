@@ -23,8 +23,16 @@ CLOCK_EVENTS = 16  # enough keys to reach every partition, so every partition's 
 
 
 def windowed(settings: Settings, **monitor: Any) -> Settings:
-    """``settings`` with one-minute windows, a short grace, frequent checkpoints and no idle cut-off."""
-    values = {"window_s": WINDOW_S, "grace_s": 1.0, "checkpoint_s": 0.3, "idle_timeout_s": 1e6, **monitor}
+    """``settings`` with one-minute windows, a short grace, frequent checkpoints, no idle cut-off, and windows
+    changed by late labels published again within a second."""
+    values = {
+        "window_s": WINDOW_S,
+        "grace_s": 1.0,
+        "checkpoint_s": 0.3,
+        "idle_timeout_s": 1e6,
+        "republish_s": 1.0,
+        **monitor,
+    }
     return settings.model_copy(update={"monitor": settings.monitor.model_copy(update=values)})
 
 

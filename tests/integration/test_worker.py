@@ -38,6 +38,7 @@ from tests.integration.running import (
     worker_env,
     worker_running,
 )
+from tests.integration.streams import windowed
 from tests.summaries import binary_summary
 from tests.two_stage import TwoStages
 
@@ -46,12 +47,6 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 WINDOW_S = 60.0
 DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
-
-
-def monitored(settings: Settings, **monitor: Any) -> Settings:
-    """``settings`` with one-minute windows, a short grace, frequent checkpoints and no idle cut-off."""
-    values = {"window_s": WINDOW_S, "grace_s": 1.0, "checkpoint_s": 0.3, "idle_timeout_s": 1e6, **monitor}
-    return settings.model_copy(update={"monitor": settings.monitor.model_copy(update=values)})
 
 
 def scripted_stream(seed: int, windows: int, per_window: int, models: int = 1) -> list[dict[str, Any]]:
@@ -226,7 +221,7 @@ def assert_closed_until(metrics: dict[str, float], end: datetime, horizon_s: flo
 def test_scripted_stream_yields_exact_windows_in_clickhouse_and_late_labels_raise_the_revision(
     settings: Settings, clickhouse: Client
 ) -> None:
-    settings = monitored(settings)
+    settings = windowed(settings)
     create_topics(settings)
     events = scripted_stream(seed=1, windows=2, per_window=150)
     reference = build_profile(
@@ -357,7 +352,7 @@ def killed_and_restarted(settings: Settings, tmp_path: Path, *, models: int, win
     its windows equal those of the same events fed to the engine without Kafka, and it never crashed."""
     # the stream is sent in event-time order through one producer and the grace is wide, so no prediction is
     # late however the worker's reads of the partitions interleave: the result is order-independent
-    settings = monitored(settings, grace_s=90.0)
+    settings = windowed(settings, grace_s=90.0)
     create_topics(settings)
     events = scripted_stream(seed=2, windows=windows, per_window=per_window, models=models)
     rng = np.random.default_rng(9)
