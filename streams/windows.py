@@ -51,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal
 
 import msgspec
@@ -230,7 +231,7 @@ class WindowEngine:
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
         share = buffer.shares.get(delta.partition)
         if share is None:
-            share = buffer.shares[delta.partition] = Share(encode_summary(new_summary(delta.task)))
+            share = buffer.shares[delta.partition] = Share(_empty_summary(delta.task))
         if delta.summary != NO_SUMMARY and delta.revision >= share.revision:
             share.revision, share.summary = delta.revision, delta.summary.copy()  # (not a view of the message)
             if delta.features:
@@ -501,6 +502,12 @@ class WindowEngine:
         ]
         buffer.drift = drift
         return drift
+
+
+@cache
+def _empty_summary(task: Task) -> msgspec.Raw:
+    """An empty summary of ``task``, encoded once (a share holds it until its join sends the absolute parts)."""
+    return encode_summary(new_summary(task))
 
 
 def _split_due(

@@ -196,14 +196,13 @@ class NumericCounts:
         wasserstein = self._wasserstein(*self._window_cdf())[0] if ks is not None else None
         return numeric_drift(
             feature,
-            tally.bins,
             tally.count,
             tally.missing,
             self.profile,
+            shift=shift,
             ks_statistic=None if ks is None else ks[0],
             ks_pvalue=ks_pvalue,
             wasserstein=wasserstein,
-            shift=shift,
         )
 
     def wasserstein_bound(self) -> float | None:
@@ -274,9 +273,11 @@ class CategoricalCounts:
         """The window's and the reference's shares per category (:func:`categorical_shares`)."""
         return categorical_shares(self.tally.counts, self.profile)
 
-    def drift_with(self, feature: str, shift: Shift | None) -> FeatureDrift:
-        """The drift row, given the :func:`shifts` of :meth:`shares`."""
-        return categorical_drift(feature, self.tally.counts, self.tally.missing, self.profile, shift)
+    def drift_with(self, feature: str, shares: Shares | None, shift: Shift | None) -> FeatureDrift:
+        """The drift row, given :meth:`shares` and their :func:`shifts`."""
+        return categorical_drift(
+            feature, self.tally.counts, self.tally.missing, self.profile, shares=shares, shift=shift
+        )
 
 
 FeatureCounts = NumericCounts | CategoricalCounts
@@ -294,12 +295,13 @@ def drift_rows(counts: Mapping[str, FeatureCounts]) -> list[FeatureDrift]:
             strict=True,
         )
     )
-    shares = [(name, pair) for name, pair in ((name, c.shares()) for name, c in counts.items()) if pair is not None]
-    shift = dict(zip([name for name, _pair in shares], shifts([pair for _name, pair in shares]), strict=True))
+    shares = {name: c.shares() for name, c in counts.items()}
+    found = {name: pair for name, pair in shares.items() if pair is not None}
+    shift = dict(zip(found, shifts(list(found.values())), strict=True))
     return [
         c.drift_with(name, tests[name], pvalues.get(name), shift.get(name))
         if isinstance(c, NumericCounts)
-        else c.drift_with(name, shift.get(name))
+        else c.drift_with(name, shares[name], shift.get(name))
         for name, c in counts.items()
     ]
 

@@ -141,19 +141,18 @@ def ks_pvalues(statistics: list[float], sizes: list[int]) -> list[float]:
 
 def numeric_drift(
     feature: str,
-    bins: NDArray[np.int64],
     count: int,
     missing: int,
     profile: FeatureProfile,
     *,
+    shift: Shift | None,
     ks_statistic: float | None,
     ks_pvalue: float | None,
     wasserstein: float | None,
-    shift: Shift | None = None,
 ) -> FeatureDrift:
-    """Drift of a numeric feature: ``count`` non-null window values with ``bins`` counts on the profile's bins,
-    ``missing`` nulls, and the KS statistic (with its p-value, :func:`ks_pvalues`) and normalised Wasserstein
-    distance against the profile's sample; ``shift``: its :func:`shifts` if computed already."""
+    """Drift of a numeric feature: ``count`` non-null window values and ``missing`` nulls; ``shift``, the
+    :func:`shifts` of its :func:`numeric_shares` (None without values or bins); and the KS statistic (with its
+    p-value, :func:`ks_pvalues`) and normalised Wasserstein distance against the profile's sample."""
     total = count + missing
     missing_rate = missing / total if total else None
     base = {
@@ -163,10 +162,9 @@ def numeric_drift(
         "missing_rate": missing_rate,
         "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
     }
-    shares = numeric_shares(bins, count, profile)
-    if shares is None or ks_statistic is None:
+    if shift is None or ks_statistic is None:
         return FeatureDrift.model_validate(base)
-    psi_value, jensen_shannon = shift or shifts([shares])[0]
+    psi_value, jensen_shannon = shift
     return FeatureDrift.model_validate(
         {
             **base,
@@ -184,11 +182,17 @@ def _chi2_pvalue(observed: NDArray[np.float64], expected: NDArray[np.float64]) -
 
 
 def categorical_drift(
-    feature: str, counts: NDArray[np.int64], missing: int, profile: FeatureProfile, shift: Shift | None = None
+    feature: str,
+    counts: NDArray[np.int64],
+    missing: int,
+    profile: FeatureProfile,
+    *,
+    shares: Shares | None,
+    shift: Shift | None,
 ) -> FeatureDrift:
     """Drift of a categorical feature: ``counts`` of non-null window values per profile category (in the
-    profile's order) plus one count for categories the profile never saw, and ``missing`` nulls; ``shift``: its
-    :func:`shifts` if computed already."""
+    profile's order) plus one count for categories the profile never saw, and ``missing`` nulls; ``shares``, its
+    :func:`categorical_shares` (None without values or categories), and their :func:`shifts`."""
     present = int(counts.sum())
     total = present + missing
     missing_rate = missing / total if total else None
@@ -199,21 +203,16 @@ def categorical_drift(
         "missing_rate": missing_rate,
         "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
     }
-    shares = categorical_shares(counts, profile)
-    if shares is None:
+    if shares is None or shift is None:
         return FeatureDrift.model_validate(base)
     actual, expected = shares
-    observed = counts.astype(np.float64)
-    expected_counts = _floored(expected) * present
-    psi_value, jensen_shannon = shift or shifts([shares])[0]
+    psi_value, jensen_shannon = shift
     return FeatureDrift.model_validate(
         {
             **base,
             "psi": psi_value,
             "jensen_shannon": jensen_shannon,
-            "chi2_pvalue": float(
-                chdtrc(len(observed) - 1, np.sum((observed - expected_counts) ** 2 / expected_counts))
-            ),
+            "chi2_pvalue": _chi2_pvalue(counts.astype(np.float64), _floored(expected) * present),
             "new_category_share": float(actual[-1]),
         }
     )
