@@ -65,7 +65,9 @@ def run(spec: dict[str, Any]) -> None:
                 consumer.commit(offsets=covered, asynchronous=True)
             elif monitor.emit_due or monitor.close_due:  # as the worker paces its emissions
                 checkpoints.emit(monitor)
-        meter.tick(monitor.counts["predictions"] + monitor.counts["feedback"])
+            # per message, not per batch: a batch of envelopes is up to 500,000 events, over a minute of work
+            # with 1,000 models, which the harness would take for a stall
+            meter.tick(monitor.counts["predictions"] + monitor.counts["feedback"])
     # what the stream closed is published before the clock stops; as for the worker, this last checkpoint
     # counts for its CPU time (its fsync of a large state waits on the disk)
     read, cpu = time.perf_counter(), time.process_time()
