@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import KafkaError, Message, Producer, murmur2
+from confluent_kafka import Producer, murmur2
 from pydantic import ValidationError
 
 from driftline.schemas.decoding import explain
@@ -38,7 +38,7 @@ from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings, load_settings
-from driftline.streams.delivery import Unconfirmed
+from driftline.streams.delivery import Deliveries
 from driftline.topics import cluster_metadata
 
 ErrorCallback = Callable[[str], None]
@@ -84,7 +84,7 @@ class Monitor:
             }
         )
         self._partitions: dict[str, int] = {}
-        self._unconfirmed = Unconfirmed()
+        self._deliveries = Deliveries(self._failed)
         self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
         self._pending_bytes: dict[tuple[str, int], int] = defaultdict(int)
         self._oldest: dict[tuple[str, int], float] = {}
@@ -211,7 +211,7 @@ class Monitor:
     def flush(self, timeout_s: float = 30.0) -> None:
         """Send every buffered envelope and wait for delivery; raise :class:`BrokerError` on any failure."""
         self._send_due(force=True)
-        remaining = self._unconfirmed.flush(self._producer, self._delivered, timeout_s)
+        remaining = self._deliveries.flush(self._producer, timeout_s)
         if remaining or self.errors:
             raise BrokerError(
                 f"{remaining} messages not delivered within {timeout_s:.0f} s to {self.settings.kafka.bootstrap}; "
@@ -246,7 +246,7 @@ class Monitor:
             )
         partition = murmur2(key.encode(), self._partition_count(topic))
         if not self.envelopes:
-            self._produce(topic, partition, key.encode(), payload)
+            self._deliveries.produce(self._producer, topic, payload, key=key.encode(), partition=partition)
             return
         with self._lock:
             slot = (topic, partition)
@@ -273,7 +273,7 @@ class Monitor:
             ]
             for slot in due:
                 self._produce_envelope(slot)
-        self._unconfirmed.send_again(self._producer, self._delivered)
+        self._deliveries.send_again(self._producer)
 
     def _produce_envelope(self, slot: tuple[str, int]) -> None:
         """Hand the slot's pending events to librdkafka as one envelope (called under the lock)."""
@@ -281,21 +281,9 @@ class Monitor:
         events = self._pending.pop(slot)
         self._pending_bytes.pop(slot, None)
         self._oldest.pop(slot, None)
-        self._produce(topic, partition, None, b"[" + b",".join(events) + b"]")
+        self._deliveries.produce(self._producer, topic, b"[" + b",".join(events) + b"]", partition=partition)
 
-    def _produce(self, topic: str, partition: int, key: bytes | None, payload: bytes) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, payload, key=key, partition=partition, on_delivery=self._delivered)
-                break
-            except BufferError:  # the local queue is full: let librdkafka deliver, then try again
-                self._producer.poll(0.5)
-        self._producer.poll(0)
-
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        if self._unconfirmed.note(error, message) or error is None:
-            return
-        text = f"{message.topic()}[{message.partition()}]: {error.str()}"
+    def _failed(self, text: str) -> None:
         self.errors.append(text)
         if self.on_error is not None:
             self.on_error(text)

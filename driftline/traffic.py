@@ -25,13 +25,13 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from confluent_kafka import KafkaError, Message, Producer, murmur2
+from confluent_kafka import Producer, murmur2
 
 from driftline.producer import Monitor, envelope_bytes
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
-from driftline.streams.delivery import Unconfirmed
+from driftline.streams.delivery import Deliveries
 
 if TYPE_CHECKING:
     from driftline.simulator import SimulatedEvent, Simulation
@@ -116,7 +116,7 @@ class _Wire:
             }
         )
         self._partitions: dict[str, int] = {}
-        self._unconfirmed = Unconfirmed()
+        self._deliveries = Deliveries(self.errors.append)
 
     def partition(self, topic: str, key: str) -> int:
         """The partition of ``key`` on ``topic`` (full name), as Java clients and Faust compute it."""
@@ -131,32 +131,22 @@ class _Wire:
 
     def produce(self, topic: str, partition: int, key: bytes | None, payload: bytes) -> None:
         """Hand one message to librdkafka, waiting for room when its queue is full."""
-        while True:
-            try:
-                self._producer.produce(topic, payload, key=key, partition=partition, on_delivery=self._delivered)
-                break
-            except BufferError:
-                self._producer.poll(0.5)
-        self._producer.poll(0)
+        self._deliveries.produce(self._producer, topic, payload, key=key, partition=partition)
 
     def idle(self, seconds: float) -> None:
         """Serve delivery callbacks for up to ``seconds``, then send again what they report delivered without an
         offset."""
         self._producer.poll(max(seconds, 0.0))
-        self._unconfirmed.send_again(self._producer, self._delivered)
+        self._deliveries.send_again(self._producer)
 
     def close(self) -> None:
         """Wait for delivery of everything sent; raise :class:`BrokerError` on any failure."""
-        remaining = self._unconfirmed.flush(self._producer, self._delivered, 60)
+        remaining = self._deliveries.flush(self._producer, 60)
         if remaining or self.errors:
             raise BrokerError(
                 f"{remaining} messages not delivered to {self.settings.kafka.bootstrap}; "
                 f"delivery errors: {self.errors[:3]}"
             )
-
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        if not self._unconfirmed.note(error, message) and error is not None:
-            self.errors.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
 
 
 class _MonitorSender:

@@ -1,4 +1,4 @@
-"""Deliveries confluent-kafka's idempotent producer reports without an offset, sent again.
+"""How a confluent-kafka producer's deliveries came out: errors reported, deliveries without an offset sent again.
 
 With idempotence (acks from every in-sync replica) a delivered message has the offset the broker wrote it at. A
 report with neither an error nor an offset means the broker took the message for a duplicate of one it holds by
@@ -18,25 +18,49 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 RESEND_ROUNDS = 3  # a flush sends what comes back without an offset again this often at most, then counts it lost
+BY_KEY = -1  # librdkafka's RD_KAFKA_PARTITION_UA, produce()'s default: the configured partitioner picks by key
 log = logging.getLogger(__name__)
-OnDelivery = Callable[[KafkaError | None, Message], Any]
 
 
-class Unconfirmed:
-    """The messages of one producer reported delivered without an offset, held to be sent again."""
+class Deliveries:
+    """What one producer's deliveries came to: messages reported delivered without an offset are held to be sent
+    again; every delivery error goes to ``on_failure`` as ``topic[partition]: reason``.
 
-    def __init__(self) -> None:
+    Produce through :meth:`produce` (or pass :meth:`report` as ``on_delivery``), then :meth:`flush`."""
+
+    def __init__(self, on_failure: Callable[[str], Any]) -> None:
+        self.on_failure = on_failure
         self.held: list[tuple[str, int, bytes | None, bytes, Any]] = []  # topic, partition, key, value, headers
 
-    def note(self, error: KafkaError | None, message: Message) -> bool:
-        """True (and the message held) when a delivery report is one of those; call it from ``on_delivery``."""
-        if error is not None or message.offset() is not None:
-            return False
+    def report(self, error: KafkaError | None, message: Message) -> None:
+        """confluent-kafka's ``on_delivery``: hold a message delivered without an offset, pass an error on."""
         topic, partition = message.topic() or "", message.partition() or 0
-        self.held.append((topic, partition, message.key(), message.value() or b"", message.headers()))
-        return True
+        if error is not None:
+            self.on_failure(f"{topic}[{partition}]: {error.str()}")
+        elif message.offset() is None:
+            self.held.append((topic, partition, message.key(), message.value() or b"", message.headers()))
 
-    def send_again(self, producer: Producer, on_delivery: OnDelivery) -> int:
+    def produce(
+        self,
+        producer: Producer,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        partition: int = BY_KEY,
+        headers: Any = None,
+    ) -> None:
+        """Hand one message to librdkafka (to ``partition``, or by its key), waiting for room when its queue is
+        full, with :meth:`report` as its delivery callback."""
+        while True:
+            try:
+                producer.produce(topic, value, key=key, partition=partition, headers=headers, on_delivery=self.report)
+                break
+            except BufferError:  # the local queue is full: let librdkafka deliver, then try again
+                producer.poll(0.5)
+        producer.poll(0)
+
+    def send_again(self, producer: Producer) -> int:
         """Produce every held message again, to its partition; return how many."""
         count = 0
         while True:
@@ -47,22 +71,15 @@ class Unconfirmed:
             log.warning(
                 "%s[%d]: a message was reported delivered without an offset; sending it again", topic, partition
             )
-            while True:
-                try:
-                    producer.produce(
-                        topic, value, key=key, partition=partition, headers=headers, on_delivery=on_delivery
-                    )
-                    break
-                except BufferError:  # the local queue is full: let librdkafka deliver, then try again
-                    producer.poll(0.5)
+            self.produce(producer, topic, value, key=key, partition=partition, headers=headers)
             count += 1
 
-    def flush(self, producer: Producer, on_delivery: OnDelivery, timeout_s: float) -> int:
+    def flush(self, producer: Producer, timeout_s: float) -> int:
         """``producer.flush(timeout_s)``, sending what it reports delivered without an offset again (at most
         ``RESEND_ROUNDS`` times); return how many messages are not delivered (those still held included)."""
         remaining: int = producer.flush(timeout_s)
         for _round in range(RESEND_ROUNDS):
-            if remaining or not self.send_again(producer, on_delivery):
+            if remaining or not self.send_again(producer):
                 break
             remaining = producer.flush(timeout_s)
         return remaining + len(self.held)

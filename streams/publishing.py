@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 from pydantic import BaseModel
 
 from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.errors import BrokerError
 from driftline.settings import KafkaSettings
-from driftline.streams.delivery import Unconfirmed
+from driftline.streams.delivery import Deliveries
 
 FLUSH_TIMEOUT_S = 60.0
 Headers = list[tuple[str, str | bytes | None]]
@@ -31,16 +31,10 @@ class _Publisher:
     def _deliver(self, messages: Iterable[tuple[bytes, bytes, Headers | None]], what: str) -> None:
         """Produce each ``(value, key, headers)`` and flush."""
         failures: list[str] = []
-        unconfirmed = Unconfirmed()
-
-        def delivered(error: KafkaError | None, message: Message) -> None:
-            if not unconfirmed.note(error, message) and error is not None:
-                failures.append(error.str())
-
+        deliveries = Deliveries(failures.append)
         for value, key, headers in messages:
-            self._producer.produce(self.topic, value, key=key, headers=headers, on_delivery=delivered)
-            self._producer.poll(0)
-        remaining = unconfirmed.flush(self._producer, delivered, FLUSH_TIMEOUT_S)
+            deliveries.produce(self._producer, self.topic, value, key=key, headers=headers)
+        remaining = deliveries.flush(self._producer, FLUSH_TIMEOUT_S)
         if remaining or failures:
             raise BrokerError(
                 f"could not publish {remaining or len(failures)} {what} to {self.topic}: "

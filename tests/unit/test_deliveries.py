@@ -1,4 +1,5 @@
-"""A message librdkafka reports delivered without an error yet without an offset is sent again, not lost."""
+"""A message librdkafka reports delivered without an error yet without an offset is sent again, not lost; a delivery
+error is reported, not held."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.streams.delivery import RESEND_ROUNDS, Unconfirmed
+from driftline.streams.delivery import RESEND_ROUNDS, Deliveries
 
 Headers = list[tuple[str, bytes]]
 
@@ -72,28 +73,33 @@ class ScriptedBroker:
 
 
 def test_a_delivery_without_an_offset_is_sent_again_whole_until_the_broker_gives_one() -> None:
-    unconfirmed, broker = Unconfirmed(), ScriptedBroker([None, None, 7])
+    failures: list[str] = []
+    deliveries, broker = Deliveries(failures.append), ScriptedBroker([None, None, 7])
     letter = ("t.dead-letters", 1, b"k", b"{bad", [("reason", b"not_json")])
-    broker.produce(
-        letter[0], letter[3], key=letter[2], partition=letter[1], headers=letter[4], on_delivery=unconfirmed.note
-    )
+    deliveries.produce(broker, letter[0], letter[3], key=letter[2], partition=letter[1], headers=letter[4])  # type: ignore[arg-type]
 
-    remaining = unconfirmed.flush(broker, unconfirmed.note, 1.0)  # type: ignore[arg-type]
+    remaining = deliveries.flush(broker, 1.0)  # type: ignore[arg-type]
 
-    assert (remaining, broker.produced, unconfirmed.held) == (0, [letter] * 3, [])
+    assert (remaining, broker.produced, deliveries.held, failures) == (0, [letter] * 3, [], [])
 
 
 def test_a_message_never_given_an_offset_counts_as_not_delivered() -> None:
-    unconfirmed, broker = Unconfirmed(), ScriptedBroker([None] * (RESEND_ROUNDS + 1))
-    broker.produce("t.predictions", b"[...]", key=None, partition=1, headers=None, on_delivery=unconfirmed.note)
+    deliveries, broker = Deliveries(print), ScriptedBroker([None] * (RESEND_ROUNDS + 1))
+    deliveries.produce(broker, "t.predictions", b"[...]", partition=1)  # type: ignore[arg-type]
 
-    remaining = unconfirmed.flush(broker, unconfirmed.note, 1.0)  # type: ignore[arg-type]
+    remaining = deliveries.flush(broker, 1.0)  # type: ignore[arg-type]
 
     assert (remaining, len(broker.produced)) == (1, RESEND_ROUNDS + 1)
 
 
-def test_a_delivery_with_an_offset_or_an_error_is_not_held() -> None:
-    unconfirmed = Unconfirmed()
-    assert not unconfirmed.note(None, Report(("t.feedback", 0), b"{}", None, 3))  # type: ignore[arg-type]
-    assert not unconfirmed.note(object(), Report(("t.feedback", 0), b"{}", None, None))  # type: ignore[arg-type]
-    assert unconfirmed.held == []
+class Refused:
+    def str(self) -> str:
+        return "Broker: Message size too large"
+
+
+def test_a_delivery_with_an_offset_or_an_error_is_not_held_and_an_error_is_reported() -> None:
+    failures: list[str] = []
+    deliveries = Deliveries(failures.append)
+    deliveries.report(None, Report(("t.feedback", 0), b"{}", None, 3))  # type: ignore[arg-type]
+    deliveries.report(Refused(), Report(("t.feedback", 2), b"{}", None, None))  # type: ignore[arg-type]
+    assert (deliveries.held, failures) == ([], ["t.feedback[2]: Broker: Message size too large"])
