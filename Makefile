@@ -70,7 +70,7 @@ format: $(STAMP) ## Format the code and fix what ruff can fix
 lock: ## Re-resolve the dependencies into constraints.txt (commit the result)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet '.[dev]'
+	.lock-venv/bin/python -m pip install --quiet '.[dev,bench]'
 	.lock-venv/bin/python -m pip freeze --exclude driftline > $(CONSTRAINTS)
 	rm -rf .lock-venv
 
