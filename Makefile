@@ -60,7 +60,7 @@ check: $(STAMP) ## Lint, format check and type check (ruff, mypy)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-docs: $(STAMP) ## Regenerate the README's configuration table and table reference
+docs: $(STAMP) ## Regenerate the settings and table references in docs/ (configuration.md, tables.md)
 	$(BIN)/python -m driftline.readme
 
 format: $(STAMP) ## Format the code and fix what ruff can fix

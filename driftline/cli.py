@@ -105,7 +105,7 @@ def config_show(
 
 @config_app.command("reference")
 def config_reference() -> None:
-    """Print the table of every setting (Markdown), as the README shows it."""
+    """Print the table of every setting (Markdown), as docs/configuration.md shows it."""
     from driftline.settings import reference_markdown
 
     print(reference_markdown())
@@ -361,7 +361,7 @@ def schemas_export(directory: Annotated[Path, typer.Argument(help="Where to writ
 
 @schemas_app.command("tables")
 def schemas_tables() -> None:
-    """Print every ClickHouse table with its columns, types and meanings (Markdown), as the README shows it."""
+    """Print every ClickHouse table with its columns, types and meanings (Markdown), as docs/tables.md shows it."""
     from driftline.schemas.tables import reference_markdown
 
     print(reference_markdown(), end="")

@@ -568,7 +568,7 @@ def _shown(loc: tuple[str | int, ...], value: Any) -> str:
 
 
 def reference_markdown() -> str:
-    """The configuration table of the README, generated from the settings classes' fields."""
+    """The settings reference of docs/configuration.md, generated from the settings classes' fields."""
     lines = ["| variable | TOML | default | meaning |", "| --- | --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
         annotation = field.annotation

@@ -2,7 +2,7 @@
 
 A Kafka message on ``predictions`` or ``feedback`` is either one event (a JSON object) or a batch envelope
 (a JSON array of events of one partition), keyed by ``prediction_id``. Field descriptions here are the
-documentation: the JSON Schema export and the README are generated from them.
+documentation: the JSON Schema export (``schemas/json/``) is generated from them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every ClickHouse table of driftline: columns with their types and meanings, and the key that makes rows
-idempotent. The DDL (:mod:`driftline.schemas.ddl`), the sink's rows and the README's table reference are all
-derived from these definitions; window tables take their columns from the result models' fields.
+idempotent. The DDL (:mod:`driftline.schemas.ddl`), the sink's rows and the table reference in docs/tables.md
+are all derived from these definitions; window tables take their columns from the result models' fields.
 
 Every table is a ReplacingMergeTree on a natural key (the event's origin; a window's key), so any batching of
 a replay collapses to the same rows. Window tables keep the highest ``revision``; their ``*_latest`` views
@@ -21,7 +21,7 @@ from driftline.schemas.results import DetectorAlarm, FeatureDrift, GroupFairness
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its name, ClickHouse type and meaning (the README's column reference)."""
+    """One column: its name, ClickHouse type and meaning (the column reference in docs/tables.md)."""
 
     name: str
     type: str
@@ -109,7 +109,11 @@ DEAD_LETTERS = Table(
         _c("source_partition", "UInt32", "its partition"),
         _c("source_offset", "UInt64", "its offset"),
         _c("envelope_index", "Int32", "position of the event in its envelope; -1 for a whole message"),
-        _c("reason", "LowCardinality(String)", "why: not_json, missing_field, wrong_type, ... (see README)"),
+        _c(
+            "reason",
+            "LowCardinality(String)",
+            "why: not_json, missing_field, wrong_type, ... (see docs/sending-events.md)",
+        ),
         _c("error_class", "LowCardinality(String)", "the exception class that rejected it"),
         _c("message", "String", "the field, the value and what was expected"),
         _c("original", "String", "the original bytes (an oversized message: its first 64 KiB)"),
@@ -236,7 +240,7 @@ ALL_TABLES: tuple[Table, ...] = (
 
 
 def reference_markdown() -> str:
-    """The README's table reference: every table, what a row is, its columns, types and meanings."""
+    """The table reference of docs/tables.md: every table, what a row is, its columns, types and meanings."""
     parts = []
     for table in ALL_TABLES:
         view = f" (read `{table.name}_latest`: the latest revision only)" if table.latest_view else ""

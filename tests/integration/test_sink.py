@@ -67,9 +67,10 @@ def produce_raw(settings: Settings, messages: list[bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def readme_queries() -> list[str]:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("```sql\n", 1)[1].split("```", 1)[0]
+def documented_queries() -> list[str]:
+    """The queries of docs/tables.md (its first SQL block)."""
+    tables = (Path(__file__).resolve().parents[2] / "docs" / "tables.md").read_text()
+    block = tables.split("```sql\n", 1)[1].split("```", 1)[0]
     return [q.strip() for q in block.split(";") if q.strip()]
 
 
@@ -334,7 +335,7 @@ def test_backfill_sends_a_parquet_of_predictions_and_a_csv_of_labels(
         backfill(settings, tmp_path / "predictions.parquet", "churn", "3", sensitive_columns=("region",))
 
 
-def test_readme_queries_answer_on_what_the_sink_stored(settings: Settings, clickhouse: Client) -> None:
+def test_documented_queries_answer_on_what_the_sink_stored(settings: Settings, clickhouse: Client) -> None:
     create_topics(settings)
     send_good_events(settings, envelopes=True, prefix="readme", n=40)
     produce_raw(settings, [BAD_MESSAGES["not_json"], BAD_MESSAGES["not_json"], BAD_MESSAGES["missing_field"]])
@@ -373,7 +374,7 @@ def test_readme_queries_answer_on_what_the_sink_stored(settings: Settings, click
         ),
     )
 
-    queries = readme_queries()
+    queries = documented_queries()
     assert len(queries) == 6
     accuracy, drift, fairness, coverage, letters, triggers = (clickhouse.query(q).result_rows for q in queries)
 

@@ -1,4 +1,4 @@
-"""The README, docker-compose.yml and the CLI stay in step with the code."""
+"""The README and docs/, docker-compose.yml and the CLI stay in step with the code."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from driftline.cli import app
-from driftline.readme import render
+from driftline.readme import FILES, render
 from driftline.schemas.tables import ALL_TABLES
 from driftline.settings import reference_markdown
 
@@ -18,18 +18,36 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_generated_blocks_are_current() -> None:
-    readme = (ROOT / "README.md").read_text()
+    """The doc files that hold the generated blocks (settings, tables) are current."""
+    for name, blocks in FILES.items():
+        text = (ROOT / name).read_text()
+        assert render(text, blocks) == text, f"{name} is out of step; run: make docs"
 
-    assert render(readme) == readme, "run: make docs"
+    tables = (ROOT / "docs" / "tables.md").read_text()
     for table in ALL_TABLES:
-        assert f"#### `{table.name}`" in readme
-    assert "`DRIFTLINE_KAFKA_BOOTSTRAP`" in readme
+        assert f"#### `{table.name}`" in tables
+    assert "`DRIFTLINE_KAFKA_BOOTSTRAP`" in (ROOT / "docs" / "configuration.md").read_text()
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^()\s]+)\)")
+
+
+def test_readme_is_short_and_every_relative_link_resolves() -> None:
+    readme = ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) <= 250, "the README is the user's page: move detail to docs/"
+
+    for page in [readme, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in MARKDOWN_LINK.findall(page.read_text()):
+            if target.startswith("#") or re.match(r"[a-z][a-z0-9+.-]*:", target):
+                continue  # an anchor on the same page, or a URL (https:, mailto:)
+            path = target.split("#", 1)[0]
+            assert (page.parent / path).exists(), f"{page.relative_to(ROOT)} links to {target}: no such file"
 
 
 def _settings_variables() -> set[str]:

@@ -237,11 +237,12 @@ def test_clickhouse_password_reaches_an_http_server_and_not_the_error(
     assert SECRET not in str(error.value)
 
 
-def test_the_readme_sasl_ssl_example_configures_every_client(
+def test_the_documented_sasl_ssl_example_configures_every_client(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca_file: Path
 ) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    example = readme.split("## Security and reliability", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    security = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    section = security.split("## A secured Kafka and a ClickHouse server", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
     config = tmp_path / "secured.toml"
     config.write_text(example.replace("/etc/driftline/kafka-ca.pem", str(ca_file)))
     monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_PASSWORD", SECRET)

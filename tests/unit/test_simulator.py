@@ -389,14 +389,14 @@ def test_simulate_help_names_every_scenario() -> None:
         assert name in scenario_help
 
 
-def test_readme_simulation_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Simulating a model in production", 1)[1]
+def test_documented_simulation_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "sending-events.md").read_text()
+    section = page.split("## Simulating a model in production", 1)[1]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
 
     namespace: dict[str, object] = {}
-    exec(compile(example, "README.md", "exec"), namespace)
+    exec(compile(example, "docs/sending-events.md", "exec"), namespace)
 
     assert len(namespace["predictions"]) == 20_000  # type: ignore[arg-type]
     assert {"score", "prediction", "income"} <= set(namespace["training"].columns)  # type: ignore[attr-defined]
