@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from driftline.local_kafka import LocalKafka, free_port
+from driftline.devtools.local_broker import LocalKafka, free_port
 from driftline.settings import load_settings
 
 

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from driftline.scenarios import scenario
 from driftline.settings import env_var_name
-from driftline.simulator import SimulationConfig, model_names
+from driftline.simulation.scenarios import scenario
+from driftline.simulation.simulator import SimulationConfig, model_names
 
 Shape = Literal["envelopes", "single"]
 SHAPES: tuple[Shape, ...] = ("single", "envelopes")

@@ -33,11 +33,11 @@ from bench.config import BenchConfig, Names, environment, overrides
 from bench.measure import ProcessMeter
 from bench.processes import Program, RunError, start, stop
 from bench.worker import BIN, scrape
+from driftline.admin.topics import create_topics
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings, load_settings
 from driftline.sinks.sql_endpoint import query_endpoint
-from driftline.topics import create_topics
 
 POLL_S = 0.2
 ARRIVAL_TIMEOUT_S = 60.0  # longest wait, after the producer stops, for the windows that closed meanwhile

@@ -14,8 +14,8 @@ import time
 from bench.config import BenchConfig
 from bench.measure import report
 from driftline.settings import load_settings
-from driftline.simulator import Simulation
-from driftline.traffic import Progress
+from driftline.simulation.simulator import Simulation
+from driftline.simulation.traffic import Progress
 
 
 def main() -> None:

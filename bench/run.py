@@ -27,10 +27,10 @@ from bench.processes import RunError, measure, stop_all
 from bench.results import PROGRAMS, Results
 from bench.stream import Stream, end_offsets, produce
 from bench.worker import measure_worker
-from driftline.local_kafka import free_port
+from driftline.admin.topics import create_topics
+from driftline.devtools.local_broker import free_port
 from driftline.schemas.topics import ALL_TOPICS, DEAD_LETTERS
 from driftline.settings import load_settings
-from driftline.topics import create_topics
 
 RUN_ORDER: tuple[Shape, ...] = ("envelopes", "single")
 PLAIN_PROGRESS_S = 10.0  # without a terminal, a line of progress this often

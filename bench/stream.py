@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.config import BenchConfig, Shape
+from driftline.admin.topics import create_topics
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
-from driftline.simulator import Simulation
-from driftline.topics import create_topics
+from driftline.simulation.simulator import Simulation
 
 Ends = dict[str, dict[int, int]]  # topic -> partition -> end offset
 

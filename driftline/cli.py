@@ -114,7 +114,7 @@ def config_reference() -> None:
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Start the local broker (resolving its jars with Maven on first use) and print its bootstrap address."""
-    from driftline.local_kafka import LocalKafka
+    from driftline.devtools.local_broker import LocalKafka
 
     status = LocalKafka(settings(), log=say).start()
     out.print(status.bootstrap)
@@ -123,7 +123,7 @@ def kafka_start() -> None:
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop the local broker cleanly."""
-    from driftline.local_kafka import LocalKafka
+    from driftline.devtools.local_broker import LocalKafka
 
     stopped = LocalKafka(settings(), log=say).stop()
     say("Kafka stopped" if stopped else "Kafka was not running")
@@ -132,7 +132,7 @@ def kafka_stop() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Tell whether the local broker runs, and where. Exit code 0 if running, 1 if not."""
-    from driftline.local_kafka import LocalKafka
+    from driftline.devtools.local_broker import LocalKafka
 
     status = LocalKafka(settings()).status()
     out.print(status.describe())
@@ -144,7 +144,7 @@ def kafka_logs(
     lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines.")] = 40,
 ) -> None:
     """Print the last lines of the local broker's log."""
-    from driftline.local_kafka import LocalKafka
+    from driftline.devtools.local_broker import LocalKafka
 
     out.print(LocalKafka(settings()).log_tail(lines), highlight=False, markup=False)
 
@@ -152,7 +152,7 @@ def kafka_logs(
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every driftline topic that is missing, with the configured partition count."""
-    from driftline.topics import create_topics
+    from driftline.admin.topics import create_topics
 
     resolved = settings()
     for topic, outcome in sorted(create_topics(resolved).items()):
@@ -163,7 +163,7 @@ def topics_create() -> None:
 @topics_app.command("check")
 def topics_check() -> None:
     """Verify that predictions and feedback are co-partitioned (exit code 1 if not)."""
-    from driftline.topics import check_copartitioning
+    from driftline.admin.topics import check_copartitioning
 
     report = check_copartitioning(settings())
     out.print(report.describe())
@@ -268,7 +268,7 @@ def backfill(
 
     from rich.progress import Progress
 
-    from driftline.backfill import backfill as run_backfill
+    from driftline.client.backfill import backfill as run_backfill
     from driftline.streams.joining import window_start
 
     config = settings()
@@ -331,8 +331,8 @@ def reference_build(
     A column named ``label`` must be named by --label-column (the true outcome) or --prediction-column (the
     predicted label): profiling the one as the other is silent and wrong. With --label-column the profile
     holds the reference's accuracy, which the default performance rules compare windows with."""
-    from driftline.backfill import read_frame
-    from driftline.reference import build_and_publish, reference_performance_line
+    from driftline.client.backfill import read_frame
+    from driftline.client.reference import build_and_publish, reference_performance_line
 
     profile = build_and_publish(
         settings(),
@@ -373,7 +373,7 @@ def triggers_tail(
     as_json: Annotated[bool, typer.Option("--json", help="Print each trigger as one JSON line.")] = False,
 ) -> None:
     """Print retraining triggers as they arrive on the topic (each decision once), until Ctrl-C."""
-    from driftline.triggers import tail
+    from driftline.client.triggers import tail
 
     config = settings()
     say(f"Following {config.topic('retrain-triggers')} at {config.kafka.bootstrap} (Ctrl-C to stop)")
@@ -391,7 +391,7 @@ def triggers_list(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
 ) -> None:
     """Show recent retraining triggers stored in ClickHouse."""
-    from driftline.triggers import recent
+    from driftline.client.triggers import recent
 
     frame = recent(settings(), limit, model)
     _print_frame(frame, f"{len(frame)} most recent retraining triggers")
@@ -401,7 +401,7 @@ def triggers_list(
 def status(model: Annotated[str | None, typer.Option(help="Only this model.")] = None) -> None:
     """How complete each model version's results are in ClickHouse: closed until (every prediction in), final
     until (no label changes them), the latest prediction stored, and what the newest window waits for."""
-    from driftline.status import completeness
+    from driftline.client.status import completeness
 
     frame = completeness(settings(), model)
     _print_frame(frame, "Windows per model version", blank_missing=True)
@@ -495,10 +495,10 @@ def simulate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from driftline.scenarios import ScriptTargets, scenario
-    from driftline.simulator import Simulation, SimulationConfig, model_names
-    from driftline.topics import create_topics
-    from driftline.traffic import Progress as Sent
+    from driftline.admin.topics import create_topics
+    from driftline.simulation.scenarios import ScriptTargets, scenario
+    from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
+    from driftline.simulation.traffic import Progress as Sent
 
     if models > 1 and training_set is not None and "{model}" not in str(training_set):
         raise typer.BadParameter("with several models, give a path with {model}, e.g. train-{model}.parquet")
@@ -569,7 +569,7 @@ def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")
     """Play a model's day in production through local Kafka, the worker and the sink: stable, covariate drift,
     a fairness gap, concept drift, a new version. Exits 0 only if every problem was detected in time and the
     stable period raised no trigger."""
-    from driftline.demo import Story, print_summary, run_demo
+    from driftline.demo.story import Story, print_summary, run_demo
 
     try:
         outcome = run_demo(settings(), Story(seed=seed), err)

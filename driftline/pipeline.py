@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import faust
 
+from driftline.admin.topics import check_connection
 from driftline.schemas.errors import ConfigError, DriftlineError
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.topics import (
@@ -31,7 +32,6 @@ from driftline.streams.app import add_monitor_agent, create_app
 from driftline.streams.monitor import StreamMonitor
 from driftline.streams.profiles import ProfileStore
 from driftline.streams.publishing import DeadLetterPublisher, KeyedPublisher
-from driftline.topics import check_connection
 
 COLLECTOR_THRESHOLDS = (50_000, 20, 20)  # Python's default: (700, 10, 10)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from driftline.local_kafka import LocalKafka, free_port
+from driftline.devtools.local_broker import LocalKafka, free_port
 from driftline.settings import Settings, load_settings
 from driftline.sinks.clickhouse import drop_database, open_client
 

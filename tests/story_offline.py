@@ -10,11 +10,11 @@ from pathlib import Path
 
 from confluent_kafka import murmur2
 
-from driftline.demo import MODEL_ID, Story, story_references
-from driftline.detection import Verdict, rows_of
+from driftline.demo.judge import Verdict, rows_of
+from driftline.demo.story import MODEL_ID, Story, story_references
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import Settings
-from driftline.simulator import SimulatedEvent
+from driftline.simulation.simulator import SimulatedEvent
 from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
 
 TOPICS = {"predictions": "predictions", "feedback": "feedback", "window-parts": "window-parts"}

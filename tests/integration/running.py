@@ -17,7 +17,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from driftline.local_kafka import free_port
+from driftline.devtools.local_broker import free_port
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.sinks.sink import Sink

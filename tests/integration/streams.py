@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
-from driftline.producer import Monitor
+from driftline.client.producer import Monitor
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query_endpoint
 

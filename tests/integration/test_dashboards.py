@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from driftline.demo import DEMO_DATABASE, MODEL_ID
+from driftline.demo.story import DEMO_DATABASE, MODEL_ID
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import open_client
 from driftline.streams.app import _MonitorCollector

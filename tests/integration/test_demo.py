@@ -19,8 +19,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from driftline.cli import app
-from driftline.demo import DEMO_DATABASE, QUERIES, Outcome, Story, print_summary, run_demo
-from driftline.local_kafka import free_port
+from driftline.demo.story import DEMO_DATABASE, QUERIES, Outcome, Story, print_summary, run_demo
+from driftline.devtools.local_broker import free_port
 from driftline.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.local_kafka import free_port
+from driftline.devtools.local_broker import free_port
 
 pytestmark = pytest.mark.integration
 

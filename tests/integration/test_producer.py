@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from driftline.producer import Monitor
+from driftline.admin.topics import create_topics
+from driftline.client.producer import Monitor
 from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.errors import ContractError
 from driftline.schemas.events import PredictionEvent
 from driftline.settings import Settings
-from driftline.topics import create_topics
 from tests.integration.running import read_topic
 
 pytestmark = pytest.mark.integration

@@ -27,15 +27,15 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer, murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftline.local_kafka import LocalKafka, free_port
+from driftline.admin.topics import create_topics
+from driftline.client.reference import publish_profile
+from driftline.devtools.local_broker import LocalKafka, free_port
 from driftline.pipeline import run_in_process
-from driftline.reference import publish_profile
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import drop_database, open_client
 from driftline.sinks.sink import Sink
 from driftline.streams.monitors.profile import build_profile
-from driftline.topics import create_topics
 from tests.conftest import local_broker_settings
 from tests.integration.running import (
     DRIFTLINE,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from driftline.local_kafka import free_port
-from driftline.producer import Monitor
+from driftline.admin.topics import create_topics
+from driftline.client.producer import Monitor
+from driftline.devtools.local_broker import free_port
 from driftline.settings import Settings
-from driftline.topics import create_topics
 from tests.integration.running import DRIFTLINE, worker_env
 from tests.integration.test_sink_metrics import T0, Samples, scrape
 

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from driftline.local_kafka import LocalKafka
+from driftline.admin.topics import create_topics
+from driftline.client.producer import Monitor
+from driftline.devtools.local_broker import LocalKafka
+from driftline.devtools.secured_broker import SecuredListener
 from driftline.pipeline import run_in_process
-from driftline.producer import Monitor
 from driftline.schemas.errors import BrokerError
-from driftline.secured_broker import SecuredListener
 from driftline.settings import KafkaSettings, Settings
 from driftline.sinks.clickhouse import drop_database, open_client
 from driftline.sinks.sink import Sink
-from driftline.topics import create_topics
 from tests.conftest import local_broker_settings
 from tests.integration.running import DRIFTLINE, sink_running, wait_for, worker_env, worker_running
 from tests.integration.streams import MODEL, Stream, on_client, stored, windowed

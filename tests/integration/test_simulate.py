@@ -9,12 +9,12 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, murmur2
 
-from driftline.scenarios import scenario
+from driftline.admin.topics import create_topics
 from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import Settings
-from driftline.simulator import Simulation, SimulationConfig, model_names
-from driftline.topics import create_topics
+from driftline.simulation.scenarios import scenario
+from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
 
 pytestmark = pytest.mark.integration
 

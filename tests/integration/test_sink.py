@@ -16,9 +16,10 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
-from driftline.backfill import backfill
+from driftline.admin.topics import create_topics
 from driftline.cli import app
-from driftline.producer import Monitor
+from driftline.client.backfill import backfill
+from driftline.client.producer import Monitor
 from driftline.schemas.ddl import SCHEMA_VERSION
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.results import (
@@ -36,7 +37,6 @@ from driftline.schemas.tables import PERFORMANCE_WINDOWS
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import open_configured
 from driftline.sinks.sink import Sink
-from driftline.topics import create_topics
 from tests.integration.running import read_topic, sink_running, wait_for, worker_env, worker_running
 
 pytestmark = pytest.mark.integration

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from driftline.local_kafka import free_port
-from driftline.producer import Monitor
+from driftline.admin.topics import create_topics
+from driftline.client.producer import Monitor
+from driftline.devtools.local_broker import free_port
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query_endpoint
-from driftline.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

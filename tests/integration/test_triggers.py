@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from driftline.producer import Monitor
+from driftline.admin.topics import create_topics
+from driftline.client.producer import Monitor
 from driftline.settings import Settings
-from driftline.topics import create_topics
 from tests.integration.running import (
     published_windows,
     read_topic,

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from driftline.detection import WindowRows, rows_of
-from driftline.scenarios import CovariateDrift, FairnessGap, Phase, Scenario
+from driftline.demo.judge import WindowRows, rows_of
 from driftline.schemas.results import (
     FeatureDrift,
     GroupFairness,
@@ -17,6 +16,7 @@ from driftline.schemas.results import (
     WindowResult,
     trigger_id,
 )
+from driftline.simulation.scenarios import CovariateDrift, FairnessGap, Phase, Scenario
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = 3600.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftline.backfill import event_time_span, read_frame
+from driftline.client.backfill import event_time_span, read_frame
 from driftline.schemas.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.demo import Story
+from driftline.demo.story import Story
 from tests.story_offline import play
 
 

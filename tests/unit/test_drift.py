@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chisquare, ks_2samp, kstwo, wasserstein_distance
 
-from driftline.reference import build_and_publish
+from driftline.client.reference import build_and_publish
 from driftline.schemas.errors import ConfigError
 from driftline.settings import Settings
 from driftline.streams.monitors.drift import (

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from driftline.demo import Story
+from driftline.demo.story import Story
 from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.errors import BrokerError
 from driftline.schemas.policy import PolicySettings

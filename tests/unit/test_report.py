@@ -6,8 +6,8 @@ import base64
 import re
 from pathlib import Path
 
-from driftline.detection import judge
-from driftline.report import PLOTS, write_report
+from driftline.demo.judge import judge
+from driftline.demo.report import PLOTS, write_report
 from driftline.schemas.policy import PolicySettings
 from tests.unit.story_rows import END, HOUR, SCENARIO, START, story_rows
 

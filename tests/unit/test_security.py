@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from driftline.cli import app as cli
-from driftline.producer import Monitor
+from driftline.client.producer import Monitor
 from driftline.schemas.errors import BrokerError, ConfigError, StorageError
 from driftline.settings import KafkaSettings, load_settings
 from driftline.sinks.clickhouse import open_configured

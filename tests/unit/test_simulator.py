@@ -13,10 +13,14 @@ import typer
 from scipy.stats import ks_2samp
 from typer.testing import CliRunner
 
-from driftline.backfill import read_frame
 from driftline.cli import app
-from driftline.malformed import MALFORMATIONS, Malformation
-from driftline.scenarios import (
+from driftline.client.backfill import read_frame
+from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.errors import ConfigError, DriftlineError
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS
+from driftline.simulation.malformed import MALFORMATIONS, Malformation
+from driftline.simulation.scenarios import (
     SCENARIOS,
     BrokenFeature,
     ConceptDrift,
@@ -27,13 +31,9 @@ from driftline.scenarios import (
     ScriptTargets,
     scenario,
 )
-from driftline.schemas.decoding import EventDecoder, Origin
-from driftline.schemas.errors import ConfigError, DriftlineError
-from driftline.schemas.events import FeedbackEvent, PredictionEvent
-from driftline.schemas.topics import FEEDBACK, PREDICTIONS
-from driftline.simulator import SensitiveAttribute, Simulation, SimulationConfig, model_names
+from driftline.simulation.simulator import SensitiveAttribute, Simulation, SimulationConfig, model_names
+from driftline.simulation.traffic import Pacer
 from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile
-from driftline.traffic import Pacer
 
 HOUR = 3600.0
 Delay = Literal["exponential", "lognormal", "fixed"]

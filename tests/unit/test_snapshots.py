@@ -11,11 +11,11 @@ import msgspec
 import pytest
 from confluent_kafka import murmur2
 
-from driftline.scenarios import scenario
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
-from driftline.simulator import Simulation, SimulationConfig, model_names
+from driftline.simulation.scenarios import scenario
+from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
 from driftline.streams import snapshots
 from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
 

@@ -1,6 +1,6 @@
 """Send a simulated stream to Kafka, paced in wall time: through the producer client, or a fast path.
 
-- Default: every valid event goes through :class:`driftline.producer.Monitor` (one per model version): it is
+- Default: every valid event goes through :class:`driftline.client.producer.Monitor` (one per model version): it is
   validated against the contract, keyed by ``prediction_id``, placed on the murmur2 partition and batched
   into envelopes (``envelopes=False``: one event per message), exactly as a model service would send it.
 - ``fast=True``: one confluent-kafka producer with the same settings as ``Monitor``, the same murmur2
@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import Producer, murmur2
 
-from driftline.producer import Monitor, envelope_bytes
+from driftline.client.producer import Monitor, envelope_bytes
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
 from driftline.streams.delivery import Deliveries
 
 if TYPE_CHECKING:
-    from driftline.simulator import SimulatedEvent, Simulation
+    from driftline.simulation.simulator import SimulatedEvent, Simulation
 
 PROGRESS_EVERY_S = 0.1
 CHECK_EVERY = 256  # events between looks at the clock (progress, envelope linger)

@@ -13,8 +13,8 @@ worker app id and sink group, so it can run again and again beside a real deploy
    topics and a live table shows each phase: events sent, windows closed, accuracy, drifted features, parity
    ratio and triggers;
 4. once everything sent is processed and stored, reads the windows, alarms, triggers and dead letters back
-   from ClickHouse, judges them (:mod:`driftline.detection`) and writes the HTML report
-   (:mod:`driftline.report`, with the ``report`` extra).
+   from ClickHouse, judges them (:mod:`driftline.demo.judge`) and writes the HTML report
+   (:mod:`driftline.demo.report`, with the ``report`` extra).
 
 :class:`Story` holds the sizes: by default 5 phases of 5 one-hour windows of 6,000 predictions each, played
 in about 75 s when the worker keeps up; the policy's cooldown (2 windows) is shorter than the spacing of the
@@ -42,22 +42,22 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from driftline.detection import Verdict, WindowRows, drifted_features, judge, rows_of
-from driftline.local_kafka import LocalKafka, free_port
+from driftline.admin.topics import broker_answers, create_topics, delete_topics
+from driftline.client.reference import build_reference, publish_profile, reference_performance_line
+from driftline.demo.judge import Verdict, WindowRows, drifted_features, judge, rows_of
+from driftline.devtools.local_broker import LocalKafka, free_port
 from driftline.pipeline import run_in_process
-from driftline.reference import build_reference, publish_profile, reference_performance_line
-from driftline.scenarios import Scenario, scenario
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.topics import ALL_TOPICS, RETRAIN_TRIGGERS, WINDOW_RESULTS
 from driftline.settings import Settings
-from driftline.simulator import DEFAULT_START, TRAINING_OUTCOME, Simulation, SimulationConfig
+from driftline.simulation.scenarios import Scenario, scenario
+from driftline.simulation.simulator import DEFAULT_START, TRAINING_OUTCOME, Simulation, SimulationConfig
+from driftline.simulation.traffic import Progress, SendReport
 from driftline.sinks.clickhouse import drop_database, is_embedded, open_configured, redacted
 from driftline.sinks.sink import Sink
 from driftline.streams.monitor import StreamMonitor
-from driftline.topics import broker_answers, create_topics, delete_topics
-from driftline.traffic import Progress, SendReport
 
 MODEL_ID = "credit-risk"
 DEMO_PREFIX = "driftline-demo."
@@ -630,7 +630,7 @@ def _stored_rows(client: object) -> WindowRows:
 def _write_report(settings: Settings, rows: WindowRows, verdict: Verdict) -> tuple[Path | None, str]:
     """Write the HTML report when the ``report`` extra is installed; else say how to get it."""
     try:
-        from driftline.report import write_report
+        from driftline.demo.report import write_report
     except ImportError:
         return None, "install the report extra for the HTML report: pip install 'driftline[report]'"
     path = settings.data_path / "demo" / "report.html"

@@ -1,6 +1,6 @@
 """``driftline backfill FILE``: send predictions or labels kept in a CSV or Parquet file, with progress.
 
-The file is read with pandas and sent through :class:`driftline.producer.Monitor` (validated, murmur2
+The file is read with pandas and sent through :class:`driftline.client.producer.Monitor` (validated, murmur2
 partitions, envelopes), so a backfill is computed like live traffic: event time is kept per model version, so
 its windows close on its own events, whatever other models send. Columns: ``prediction_id``, ``timestamp``,
 ``label``, ``score``, ``value`` when present; for predictions every other column is a feature unless it is
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from driftline.producer import Monitor
+from driftline.client.producer import Monitor
 from driftline.schemas.errors import ConfigError, ContractError
 from driftline.settings import Settings
 

@@ -1,11 +1,12 @@
 """A local Apache Kafka broker (KRaft, one combined broker+controller node) for development and tests.
 
 The broker's jars are resolved once by Maven from Maven Central into ``broker.cache_dir/<version>/libs``
-(``local_kafka_pom.xml`` beside this module); its storage, config, log and pid file live in
+(``local_broker_pom.xml`` beside this module); its storage, config, log and pid file live in
 ``<data_dir>/kafka``. Nothing here needs Docker: Java 17 and Maven are enough.
 
-By default the broker's client listener is PLAINTEXT. Given a :class:`~driftline.secured_broker.SecuredListener`
-it is SASL_SSL instead (TLS with the listener's certificates, SASL/PLAIN logins for its users), on the same port.
+By default the broker's client listener is PLAINTEXT. Given a
+:class:`~driftline.devtools.secured_broker.SecuredListener` it is SASL_SSL instead (TLS with the listener's
+certificates, SASL/PLAIN logins for its users), on the same port.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
 
+from driftline.admin.topics import broker_answers
+from driftline.devtools.secured_broker import BROKER_USER, SecuredListener
 from driftline.schemas.errors import BrokerError, ConfigError
-from driftline.secured_broker import BROKER_USER, SecuredListener
 from driftline.settings import BrokerSettings, KafkaSettings, Settings
-from driftline.topics import broker_answers
 
 LOG_TAIL_LINES = 40
 
@@ -191,7 +192,7 @@ class LocalKafka:
         )
         started = time.monotonic()
         staging = Path(tempfile.mkdtemp(prefix="libs-", dir=_ensure_dir(self._libs.parent)))
-        with as_file(files("driftline") / "local_kafka_pom.xml") as pom:
+        with as_file(files("driftline.devtools") / "local_broker_pom.xml") as pom:
             result = subprocess.run(
                 [
                     maven,

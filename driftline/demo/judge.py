@@ -37,15 +37,6 @@ from typing import Any, Literal, cast
 
 import pandas as pd
 
-from driftline.scenarios import (
-    BrokenFeature,
-    ConceptDrift,
-    CovariateDrift,
-    Effect,
-    FairnessGap,
-    PredictionDrift,
-    Scenario,
-)
 from driftline.schemas.policy import (
     DriftAbove,
     EstimatedAccuracyBelow,
@@ -63,6 +54,15 @@ from driftline.schemas.tables import (
     PERFORMANCE_WINDOWS,
     RETRAIN_TRIGGERS,
     Table,
+)
+from driftline.simulation.scenarios import (
+    BrokenFeature,
+    ConceptDrift,
+    CovariateDrift,
+    Effect,
+    FairnessGap,
+    PredictionDrift,
+    Scenario,
 )
 from driftline.sinks.rows import retrain_trigger_row, window_rows
 

@@ -1,13 +1,13 @@
 """A simulated model in production: seeded prediction and feedback events that tell a scenario.
 
-    from driftline.scenarios import scenario
-    from driftline.simulator import Simulation, SimulationConfig
+    from driftline.simulation.scenarios import scenario
+    from driftline.simulation.simulator import Simulation, SimulationConfig
 
     config = SimulationConfig(seed=7, predictions=100_000, duration_s=86_400, scenario=scenario("story", 86_400))
     simulation = Simulation(config)
     for event in simulation.events():            # in emission order: event time, labels when they arrive
         event.kind, event.phase, event.body      # "prediction" | "feedback" | "malformed", phase name, JSON
-    simulation.produce(settings)                 # to Kafka through driftline.producer.Monitor (SendReport)
+    simulation.produce(settings)                 # to Kafka through driftline.client.producer.Monitor (SendReport)
     simulation.produce(settings, fast=True)      # the fast path: same JSON and partitions, no validation
     simulation.to_parquet("out/")                # predictions.parquet, feedback.parquet
     simulation.training_set(5_000)   # features, score, prediction, outcome, groups: for `driftline reference build`
@@ -27,11 +27,11 @@ models, the events and the training set, so the same config always gives the sam
   positive), ``label ~ Bernoulli(p)``.
 - Model: in a stable phase the score is ``s = p`` (calibrated: labels are Bernoulli(score)) and the predicted
   label is ``s ≥ 0.5`` (label ``1``, else ``0``). Scenario effects change ``z``, ``p`` or ``s`` as
-  :mod:`driftline.scenarios` describes (concept drifts add their angles ``θ``).
+  :mod:`driftline.simulation.scenarios` describes (concept drifts add their angles ``θ``).
 - Feedback: a ``label_share`` of predictions get their true label after a delay (exponential, lognormal or
   fixed, with mean ``label_delay_s`` seconds of event time); the rest never do.
 - Malformed: after a ``malformed_share`` of predictions comes a message broken in one of the ways of
-  :mod:`driftline.malformed` (extra to the valid events, which stay whole).
+  :mod:`driftline.simulation.malformed` (extra to the valid events, which stay whole).
 
 Events are emitted in event-time order, as a real service emits them: a feedback event when its own time
 (prediction time + delay) comes, among the later predictions. Each carries the name of the phase in force at
@@ -53,8 +53,13 @@ import pandas as pd
 import pydantic_core
 from numpy.typing import NDArray
 
-from driftline.malformed import MALFORMATIONS
-from driftline.scenarios import (
+from driftline.schemas.dead_letters import Reason
+from driftline.schemas.errors import ConfigError
+from driftline.schemas.events import MAX_FEATURES
+from driftline.schemas.topics import FEEDBACK, PREDICTIONS
+from driftline.settings import Settings
+from driftline.simulation.malformed import MALFORMATIONS
+from driftline.simulation.scenarios import (
     BrokenFeature,
     ConceptDrift,
     CovariateDrift,
@@ -64,12 +69,7 @@ from driftline.scenarios import (
     PredictionDrift,
     Scenario,
 )
-from driftline.schemas.dead_letters import Reason
-from driftline.schemas.errors import ConfigError
-from driftline.schemas.events import MAX_FEATURES
-from driftline.schemas.topics import FEEDBACK, PREDICTIONS
-from driftline.settings import Settings
-from driftline.traffic import ProgressCallback, SendReport, send
+from driftline.simulation.traffic import ProgressCallback, SendReport, send
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -408,7 +408,7 @@ class Simulation:
         linger_s: float = 0.1,
         progress: ProgressCallback | None = None,
     ) -> SendReport:
-        """Send the stream to Kafka and wait for delivery; see :func:`driftline.traffic.send`."""
+        """Send the stream to Kafka and wait for delivery; see :func:`driftline.simulation.traffic.send`."""
         return send(
             self,
             settings,
@@ -526,7 +526,7 @@ class Simulation:
         u_broken: Floats,
         effects: _Effects,
     ) -> None:
-        """Add one effect in force to the rows of its phase (formulas: :mod:`driftline.scenarios`)."""
+        """Add one effect in force to the rows of its phase (formulas: :mod:`driftline.simulation.scenarios`)."""
         numeric = [f.name for f in self.numeric]
         categorical = [f.name for f in self.categorical]
         if isinstance(effect, CovariateDrift):

@@ -1,0 +1,1 @@
+"""Administering the Kafka side of a deployment: its topics."""

@@ -1,0 +1,1 @@
+"""The demo: a model's day in production told as a story, judged, and reported."""

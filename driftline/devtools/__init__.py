@@ -1,0 +1,1 @@
+"""For developers: the local and the secured test broker, and the generated documentation."""

@@ -1,0 +1,1 @@
+"""A simulated model in production: scenarios, the event stream they give, and sending it."""
