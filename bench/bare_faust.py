@@ -18,7 +18,7 @@ from bench.bare_consumer import decode, partition_ends
 from bench.measure import Meter
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import load_settings
-from driftline.streams.app import create_app
+from driftline.streams.faust.app import create_app
 
 
 def main() -> None:

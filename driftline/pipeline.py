@@ -28,10 +28,10 @@ from driftline.schemas.topics import (
     WINDOW_RESULTS,
 )
 from driftline.settings import Settings
-from driftline.streams.app import add_monitor_agent, create_app
-from driftline.streams.monitor import StreamMonitor
-from driftline.streams.profiles import ProfileStore
-from driftline.streams.publishing import DeadLetterPublisher, KeyedPublisher
+from driftline.streams.faust.app import add_monitor_agent, create_app
+from driftline.streams.kafka.profiles import ProfileStore
+from driftline.streams.kafka.publishing import DeadLetterPublisher, KeyedPublisher
+from driftline.streams.worker.monitor import StreamMonitor
 
 COLLECTOR_THRESHOLDS = (50_000, 20, 20)  # Python's default: (700, 10, 10)
 

@@ -41,8 +41,8 @@ A detector rule (``adwin``, ``page_hinkley``) qualifies when its River detector 
 
 The default effect-size thresholds fire at about the same shift: a normal feature whose mean moves by 0.45 of
 its standard deviation gives PSI ≈ 0.2, normalised Wasserstein ≈ 0.45 and Jensen–Shannon distance ≈ 0.19
-(measured with :mod:`driftline.streams.monitors.drift` on windows of 5,000), and they re-arm at about a 0.3σ
-shift. How the rules are applied to a stream of windows is :mod:`driftline.streams.policy`.
+(measured with :mod:`driftline.streams.core.metrics.drift` on windows of 5,000), and they re-arm at about a 0.3σ
+shift. How the rules are applied to a stream of windows is :mod:`driftline.streams.core.policy`.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ from driftline.sinks.rows import (
     retrain_trigger_row,
     window_rows,
 )
-from driftline.streams.publishing import DeadLetterPublisher
+from driftline.streams.kafka.publishing import DeadLetterPublisher
 
 log = logging.getLogger(__name__)
 TRANSIENT_STORAGE_ERRORS = (OperationalError, DatabaseError, OSError, ConnectionError)

@@ -11,9 +11,9 @@ from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
-from driftline.streams import deltas
-from driftline.streams.joining import JoinContext, PartitionJoin
-from driftline.streams.windows import Emission, WindowEngine
+from driftline.streams.core import deltas
+from driftline.streams.core.joining import JoinContext, PartitionJoin
+from driftline.streams.core.windows import Emission, WindowEngine
 
 
 class TwoStages:

@@ -25,7 +25,7 @@ def backfill(
     from rich.progress import Progress
 
     from driftline.client.backfill import backfill as run_backfill
-    from driftline.streams.joining import window_start
+    from driftline.streams.core.joining import window_start
 
     config = settings()
     with Progress(console=err, transient=False) as bar:

@@ -8,7 +8,7 @@ from driftline.cli.base import LogLevel, say, settings
 
 if TYPE_CHECKING:
     from driftline.sinks.sink import SinkStats
-    from driftline.streams.monitor import StreamMonitor
+    from driftline.streams.worker.monitor import StreamMonitor
 
 
 def worker(loglevel: LogLevel = "info") -> None:

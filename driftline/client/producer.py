@@ -39,7 +39,7 @@ from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings, load_settings
-from driftline.streams.delivery import Deliveries
+from driftline.streams.kafka.delivery import Deliveries
 
 ErrorCallback = Callable[[str], None]
 PROTOCOL_OVERHEAD_BYTES = 65_536  # librdkafka counts a record's headers and framing in message.max.bytes

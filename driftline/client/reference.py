@@ -16,8 +16,8 @@ from driftline.schemas.model_contracts import positive_texts
 from driftline.schemas.results import ReferenceProfile
 from driftline.schemas.topics import REFERENCE_PROFILES
 from driftline.settings import Settings
-from driftline.streams.monitors.profile import build_profile
-from driftline.streams.publishing import KeyedPublisher
+from driftline.streams.core.metrics.profile import build_profile
+from driftline.streams.kafka.publishing import KeyedPublisher
 
 
 def publish_profile(settings: Settings, profile: ReferenceProfile) -> None:
@@ -45,7 +45,7 @@ def build_reference(
     sensitive: tuple[str, ...] = (),
     task: Task | None = None,
 ) -> ReferenceProfile:
-    """Profile ``frame`` (see :func:`~driftline.streams.monitors.profile.build_profile`: its features, the
+    """Profile ``frame`` (see :func:`~driftline.streams.core.metrics.profile.build_profile`: its features, the
     scores and predicted labels in the columns named so, and its performance with the true outcomes of
     ``label_column``) for the model's settings. Columns named here must exist, except the defaults ``prediction`` and
     ``score``. The task is ``task``, else the model's pinned one (``[models.<id>] task``), else inferred; a

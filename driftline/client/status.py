@@ -16,7 +16,7 @@ import pandas as pd
 
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query
-from driftline.streams.joining import window_start
+from driftline.streams.core.joining import window_start
 
 COMPLETENESS = "SELECT * FROM window_completeness"
 LATEST_PREDICTIONS = (

@@ -57,7 +57,7 @@ from driftline.simulation.simulator import DEFAULT_START, TRAINING_OUTCOME, Simu
 from driftline.simulation.traffic import Progress, SendReport
 from driftline.sinks.clickhouse import drop_database, is_embedded, open_configured, redacted
 from driftline.sinks.sink import Sink
-from driftline.streams.monitor import StreamMonitor
+from driftline.streams.worker.monitor import StreamMonitor
 
 MODEL_ID = "credit-risk"
 DEMO_PREFIX = "driftline-demo."

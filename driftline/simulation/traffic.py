@@ -31,7 +31,7 @@ from driftline.client.producer import Monitor, envelope_bytes
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
-from driftline.streams.delivery import Deliveries
+from driftline.streams.kafka.delivery import Deliveries
 
 if TYPE_CHECKING:
     from driftline.simulation.simulator import SimulatedEvent, Simulation

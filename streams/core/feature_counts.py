@@ -24,7 +24,7 @@ saw, nulls (PSI, Jensen–Shannon, chi-square and the new-category share exact).
 What a window holds per feature is a *tally* (:class:`NumericTally`, :class:`CategoricalTally`: plain
 msgspec data, no profile inside), so a source partition can count its share and send it; tallies of one
 profile merge by addition. Every count is an integer and every sum exact, so tallies merged from any split of
-the values give the same drift. Definitions of the distances: :mod:`driftline.streams.monitors.drift`.
+the values give the same drift. Definitions of the distances: :mod:`driftline.streams.core.metrics.drift`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 
 from driftline.schemas.results import FeatureDrift, FeatureProfile
 from driftline.streams.core.exact_sum import ExactSum
-from driftline.streams.monitors.drift import (
+from driftline.streams.core.metrics.drift import (
     Shares,
     Shift,
     categorical_drift,
@@ -51,7 +51,7 @@ from driftline.streams.monitors.drift import (
     numeric_shares,
     shifts,
 )
-from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE
+from driftline.streams.core.metrics.profile import PREDICTED_LABEL, SCORE
 
 Row = tuple[Mapping[str, object], float, str | None]  # a prediction's features, score (NaN if none), predicted label
 

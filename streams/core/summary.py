@@ -26,8 +26,8 @@ the counts of bin b,
     |AUC_summary − AUC| ≤ Σ_b pos_b · neg_b / (2 · P · N)   (:meth:`BinarySummary.roc_auc_bound`),
 
 at most 1 / (2 · ROC_BINS) ≈ 5e-4 for scores spread evenly, and usually far less (ties within a bin cancel).
-Definitions of the metrics: :mod:`driftline.streams.monitors.performance` and
-:mod:`driftline.streams.monitors.fairness`.
+Definitions of the metrics: :mod:`driftline.streams.core.metrics.performance` and
+:mod:`driftline.streams.core.metrics.fairness`.
 
 The shape leaves room for more keys without a redesign: a segment's summary is one more summary per segment
 value, intersectional fairness reads the combinations already kept.
@@ -45,7 +45,7 @@ from numpy.typing import NDArray
 
 from driftline.schemas.results import GroupFairness, Performance
 from driftline.streams.core.exact_sum import ExactSum
-from driftline.streams.monitors.fairness import GroupCounts, attribute_fairness
+from driftline.streams.core.metrics.fairness import GroupCounts, attribute_fairness
 
 ROC_BINS = 1024
 EPSILON = float(np.finfo(np.float64).eps)
@@ -174,7 +174,7 @@ class BinarySummary(msgspec.Struct, tag="binary"):
 
     def fairness(self, min_count: int) -> list[GroupFairness]:
         """Per sensitive attribute and group, the rates and gaps of
-        :func:`~driftline.streams.monitors.fairness.attribute_fairness`; a prediction without the attribute
+        :func:`~driftline.streams.core.metrics.fairness.attribute_fairness`; a prediction without the attribute
         counts in the group ``__missing__``."""
         attributes = sorted({attribute for combo in self.groups for attribute, _group in combo})
         totals = self.totals()

@@ -35,7 +35,7 @@ from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import drop_database, open_client
 from driftline.sinks.sink import Sink
-from driftline.streams.monitors.profile import build_profile
+from driftline.streams.core.metrics.profile import build_profile
 from tests.conftest import local_broker_settings
 from tests.integration.running import (
     DRIFTLINE,

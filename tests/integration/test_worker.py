@@ -28,8 +28,8 @@ from driftline.pipeline import run_in_process
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
-from driftline.streams.monitors.profile import build_profile
-from driftline.streams.publishing import KeyedPublisher
+from driftline.streams.core.metrics.profile import build_profile
+from driftline.streams.kafka.publishing import KeyedPublisher
 from tests.integration.running import (
     published_windows,
     sink_running,

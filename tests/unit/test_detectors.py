@@ -11,7 +11,7 @@ from river.drift import ADWIN, PageHinkley
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import MonitorSettings
-from driftline.streams.monitors.detectors import DetectorSettings, ModelDetectors
+from driftline.streams.core.metrics.detectors import DetectorSettings, ModelDetectors
 from tests.two_stage import TwoStages
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

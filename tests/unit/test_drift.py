@@ -11,7 +11,7 @@ from scipy.stats import chisquare, ks_2samp, kstwo, wasserstein_distance
 from driftline.client.reference import build_and_publish
 from driftline.schemas.errors import ConfigError
 from driftline.settings import Settings
-from driftline.streams.monitors.drift import (
+from driftline.streams.core.metrics.drift import (
     KS_PVALUE_BOUND,
     KS_PVALUE_BOUND_SMALL,
     SHARE_FLOOR,
@@ -19,7 +19,7 @@ from driftline.streams.monitors.drift import (
     psi,
     shifts,
 )
-from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile, feature_profile
+from driftline.streams.core.metrics.profile import PREDICTED_LABEL, SCORE, build_profile, feature_profile
 from tests.summaries import categorical_counts, numeric_counts
 
 RNG = np.random.default_rng(3)

@@ -16,7 +16,7 @@ from fairlearn.metrics import (
 )
 from scipy.stats import binomtest
 
-from driftline.streams.monitors.fairness import wilson_interval
+from driftline.streams.core.metrics.fairness import wilson_interval
 from tests.summaries import binary_summary
 
 RNG = np.random.default_rng(5)

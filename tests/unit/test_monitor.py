@@ -20,9 +20,9 @@ from driftline.schemas.errors import BrokerError
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
-from driftline.streams import snapshots
-from driftline.streams.app import ChangelogStore, _Worker
-from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
+from driftline.streams.faust.app import ChangelogStore, _Worker
+from driftline.streams.worker import snapshots
+from driftline.streams.worker.monitor import LocalCheckpoints, StreamMonitor
 from tests.story_offline import play, story_events
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -28,8 +28,8 @@ from driftline.schemas.results import (
     trigger_id,
 )
 from driftline.settings import load_settings
-from driftline.streams import policy as policy_module
-from driftline.streams.policy import PolicyState, TriggerPolicy
+from driftline.streams.core import policy as policy_module
+from driftline.streams.core.policy import PolicyState, TriggerPolicy
 from tests.summaries import binary_summary
 
 ROOT = Path(__file__).resolve().parents[2]

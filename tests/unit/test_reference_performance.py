@@ -10,8 +10,8 @@ from fairlearn.metrics import MetricFrame, selection_rate
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score
 
 from driftline.schemas.errors import ConfigError
-from driftline.streams.monitors.profile import build_profile
-from driftline.streams.monitors.reference_performance import infer_task
+from driftline.streams.core.metrics.profile import build_profile
+from driftline.streams.core.metrics.reference_performance import infer_task
 
 
 def binary_frame(n: int = 3_000, seed: int = 7) -> pd.DataFrame:

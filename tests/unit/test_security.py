@@ -21,7 +21,7 @@ from driftline.client.producer import Monitor
 from driftline.schemas.errors import BrokerError, ConfigError, StorageError
 from driftline.settings import KafkaSettings, load_settings
 from driftline.sinks.clickhouse import open_configured
-from driftline.streams.app import create_app
+from driftline.streams.faust.app import create_app
 
 SECRET = "s3cret-Pa55word"
 

@@ -33,7 +33,7 @@ from driftline.simulation.scenarios import (
 )
 from driftline.simulation.simulator import SensitiveAttribute, Simulation, SimulationConfig, model_names
 from driftline.simulation.traffic import Pacer
-from driftline.streams.monitors.profile import PREDICTED_LABEL, SCORE, build_profile
+from driftline.streams.core.metrics.profile import PREDICTED_LABEL, SCORE, build_profile
 
 HOUR = 3600.0
 Delay = Literal["exponential", "lognormal", "fixed"]

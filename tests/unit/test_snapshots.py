@@ -16,8 +16,8 @@ from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
 from driftline.simulation.scenarios import scenario
 from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
-from driftline.streams import snapshots
-from driftline.streams.monitor import LocalCheckpoints, StreamMonitor
+from driftline.streams.worker import snapshots
+from driftline.streams.worker.monitor import LocalCheckpoints, StreamMonitor
 
 TOPICS = {"predictions": "predictions", "feedback": "feedback", "window-parts": "window-parts"}
 PARTITIONS = 2

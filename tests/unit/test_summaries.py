@@ -20,6 +20,7 @@ from sklearn import metrics
 from driftline.streams.core.encoding import decode_hook, encode_hook
 from driftline.streams.core.exact_sum import ExactSum
 from driftline.streams.core.feature_counts import NumericCounts
+from driftline.streams.core.metrics.profile import feature_profile
 from driftline.streams.core.summary import (
     BinarySummary,
     MulticlassSummary,
@@ -27,7 +28,6 @@ from driftline.streams.core.summary import (
     Summary,
     merged,
 )
-from driftline.streams.monitors.profile import feature_profile
 
 EXACT = 1e-9
 

@@ -12,8 +12,9 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import MonitorSettings
-from driftline.streams import deltas, joining, snapshots
-from driftline.streams.monitors.profile import build_profile
+from driftline.streams.core import deltas, joining
+from driftline.streams.core.metrics.profile import build_profile
+from driftline.streams.worker import snapshots
 from tests.two_stage import TwoStages
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -2,11 +2,11 @@
 and their results.
 
 Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The deltas come from
-:class:`~driftline.streams.joining.PartitionJoin` (one per source partition; contract in
-:mod:`driftline.streams.deltas`). Semantics:
+:class:`~driftline.streams.core.joining.PartitionJoin` (one per source partition; contract in
+:mod:`driftline.streams.core.deltas`). Semantics:
 
 - A window ``[start, start + window)`` of a model version holds one *share* per source partition, as the
-  partition's join sent it (:class:`~driftline.streams.deltas.ShareDelta`): its summary
+  partition's join sent it (:class:`~driftline.streams.core.deltas.ShareDelta`): its summary
   (:mod:`driftline.streams.core.summary`: counts and exact sums) and feature tallies, replaced by newer
   revisions, and the numbered rows and detector inputs, appended (what is held already is skipped). A replayed
   delta changes nothing. Summaries and tallies merge by exact addition, so results do not depend on which worker
@@ -20,7 +20,7 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
   join sent uncounted, counted here (:mod:`driftline.streams.core.feature_counts`); shares counted against
   another profile (one replaced while the window was open) are left out of the drift. It is read again when a
   share's features change after the close.
-- Watermark, per model version (:class:`~driftline.streams.watermarks.ModelWatermarks`): the minimum over
+- Watermark, per model version (:class:`~driftline.streams.core.watermarks.ModelWatermarks`): the minimum over
   source partitions of the version's latest prediction time there (where it is not idle; a partition that never
   read it holds it at its own floor). A window closes when its version's watermark passes ``end + grace``:
   it is emitted, and re-emitted each time it changes, until the watermark passes ``end + horizon + grace``, when its
@@ -34,7 +34,7 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
   rows the joins sent uncounted (a join counts features itself only once the version has a profile). It is
   offered for publishing (``unpublished_profiles``) to ``reference-profiles``, so the joins of every worker
   count against it (the same profile, built the same from the same events, whichever merger built it).
-- Streaming detectors (:mod:`driftline.streams.monitors.detectors`) are fed per model version in event-time
+- Streaming detectors (:mod:`driftline.streams.core.metrics.detectors`) are fed per model version in event-time
   slices of ``detector_slice_s``: once the version's watermark passes a slice's end plus the grace period, its labelled
   predictions go to ADWIN (error indicator, ordered by feedback time, then prediction id) and its scores to
   Page-Hinkley (ordered by prediction time, then prediction id); the joins send both. Errors also wait for the
@@ -68,16 +68,7 @@ from driftline.schemas.results import (
     WindowResult,
 )
 from driftline.settings import MonitorSettings
-from driftline.streams.core.feature_counts import (
-    FeatureCounts,
-    Tally,
-    count_rows,
-    counts_of,
-    drift_rows,
-    feature_counts,
-)
-from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
-from driftline.streams.deltas import (
+from driftline.streams.core.deltas import (
     NO_SUMMARY,
     Delta,
     DetectorInput,
@@ -92,10 +83,19 @@ from driftline.streams.deltas import (
     encode_summary,
     encode_tally,
 )
-from driftline.streams.joining import WindowId, window_start
-from driftline.streams.monitors.detectors import DetectorSettings, Fired, ModelDetectors
-from driftline.streams.monitors.profile import build_profile, profile_key
-from driftline.streams.watermarks import EPOCH, ModelKey, ModelWatermarks, Watermark
+from driftline.streams.core.feature_counts import (
+    FeatureCounts,
+    Tally,
+    count_rows,
+    counts_of,
+    drift_rows,
+    feature_counts,
+)
+from driftline.streams.core.joining import WindowId, window_start
+from driftline.streams.core.metrics.detectors import DetectorSettings, Fired, ModelDetectors
+from driftline.streams.core.metrics.profile import build_profile, profile_key
+from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
+from driftline.streams.core.watermarks import EPOCH, ModelKey, ModelWatermarks, Watermark
 
 QueuedChunk = tuple[WindowId, list[DetectorInput]]  # a window's inputs as one delta brought them
 Signal = Literal["errors", "scores"]

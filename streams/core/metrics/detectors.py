@@ -12,7 +12,7 @@
 
 Both are fed in a caller-given order (the window engine sorts each event-time slice by time, then
 prediction id), so the same events always make them fire at the same event. After firing a detector starts
-afresh. Detectors are saved with the worker's checkpoint (:mod:`driftline.streams.snapshots`).
+afresh. Detectors are saved with the worker's checkpoint (:mod:`driftline.streams.worker.snapshots`).
 
 >>> detectors = ModelDetectors(DetectorSettings())
 >>> alarms = detectors.feed_errors([int(i >= 500 and i % 2 == 0) for i in range(1500)])

@@ -2,9 +2,9 @@
 
 The worker runs in two stages so that partitions, and the workers that own them, can be moved apart:
 
-1. per source partition, :class:`~driftline.streams.joining.PartitionJoin` decodes nothing itself but joins
+1. per source partition, :class:`~driftline.streams.core.joining.PartitionJoin` decodes nothing itself but joins
    the partition's predictions with their feedback and, at each checkpoint, sends what changed as deltas;
-2. :class:`~driftline.streams.windows.WindowEngine` merges the deltas of every source partition into windows
+2. :class:`~driftline.streams.core.windows.WindowEngine` merges the deltas of every source partition into windows
    per model version and computes the results.
 
 Contract of the deltas (they travel on the ``window-parts`` topic, msgpack-encoded, several to a message in
@@ -32,7 +32,7 @@ otherwise, so each is idempotent):
   ``idle_timeout_s``), only for models whose mark changed, and to each ``window-parts`` partition only the
   models routed to it; the partition's floor (least mark of its model versions not idle) and latest feedback time,
   and whether each kind has been idle. Sent after the deltas it covers, so a window is merged only once
-  every partition that holds it back is past it (:class:`~driftline.streams.watermarks.ModelWatermarks`).
+  every partition that holds it back is past it (:class:`~driftline.streams.core.watermarks.ModelWatermarks`).
 """
 
 from __future__ import annotations

@@ -28,17 +28,17 @@ from driftline.schemas.events import Task
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
 from driftline.schemas.results import DetectorAlarm, FeatureDrift, ReferenceProfile, RetrainTrigger, WindowKey
 from driftline.settings import MonitorSettings
+from driftline.streams.core.deltas import DetectorInput, UnbinnedRow
 from driftline.streams.core.encoding import decode_hook, encode_hook
 from driftline.streams.core.feature_counts import Tally, counts_of
+from driftline.streams.core.joining import JoinContext, NewLabel, PartitionJoin, Share
+from driftline.streams.core.metrics.detectors import ModelDetectors
+from driftline.streams.core.metrics.profile import profile_key
+from driftline.streams.core.policy import PolicyState
 from driftline.streams.core.summary import Combo, Summary
-from driftline.streams.deltas import DetectorInput, UnbinnedRow
-from driftline.streams.joining import JoinContext, NewLabel, PartitionJoin, Share
-from driftline.streams.monitors.detectors import ModelDetectors
-from driftline.streams.monitors.profile import profile_key
-from driftline.streams.policy import PolicyState
-from driftline.streams.watermarks import EPOCH, Watermark
-from driftline.streams.windows import QueuedChunk, RowChunk, Signal, WindowBuffer, WindowEngine
-from driftline.streams.windows import Share as MergedShare
+from driftline.streams.core.watermarks import EPOCH, Watermark
+from driftline.streams.core.windows import QueuedChunk, RowChunk, Signal, WindowBuffer, WindowEngine
+from driftline.streams.core.windows import Share as MergedShare
 
 SNAPSHOT_FORMAT = 11  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
 # problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions,
@@ -51,7 +51,7 @@ WindowId = tuple[str, str, datetime]
 
 
 class JoinShareSnapshot(msgspec.Struct, array_like=True):
-    """One share of a join (see :class:`~driftline.streams.joining.Share`)."""
+    """One share of a join (see :class:`~driftline.streams.core.joining.Share`)."""
 
     model_id: str
     model_version: str
@@ -99,7 +99,7 @@ class JoinSnapshot(msgspec.Struct, tag="join"):
 
 
 class MergedShareSnapshot(msgspec.Struct, array_like=True):
-    """One source partition's share of a merged window (see :class:`~driftline.streams.windows.Share`)."""
+    """One source partition's share of a merged window (see :class:`~driftline.streams.core.windows.Share`)."""
 
     partition: int
     summary: msgspec.Raw  # (held encoded by the merger: the same bytes as the summary itself)
@@ -113,7 +113,7 @@ class MergedShareSnapshot(msgspec.Struct, array_like=True):
 
 
 class WindowSnapshot(msgspec.Struct, array_like=True):
-    """One merged window (see :class:`~driftline.streams.windows.WindowBuffer`)."""
+    """One merged window (see :class:`~driftline.streams.core.windows.WindowBuffer`)."""
 
     model_id: str
     model_version: str

@@ -1,7 +1,7 @@
 """The worker's processing core, independent of Faust: decode, join, merge into windows, publish, checkpoint.
 
 A worker owns some partitions ``p`` (the same numbers of ``predictions``, ``feedback`` and ``window-parts``,
-which are co-partitioned). For each it holds a :class:`~driftline.streams.joining.PartitionJoin` (stage 1:
+which are co-partitioned). For each it holds a :class:`~driftline.streams.core.joining.PartitionJoin` (stage 1:
 source partition ``p``) and a :class:`Merger` (stage 2: the models whose ``window-parts`` partition is ``p``).
 Its state is one value per stage and partition (``join-<p>``, ``merge-<p>``), saved in a
 :class:`CheckpointStore`: the Faust table's changelog in the worker, so another worker that is given the
@@ -21,7 +21,7 @@ Contract (at-least-once input, exactly-once effect):
      emission, :meth:`StreamMonitor.emit`, also run alone every ``checkpoint_s`` between checkpoints (which a
      large state spaces further apart) and as soon as a window closes (:attr:`StreamMonitor.close_due`); it
      returns the state of every join (with the last source offsets it includes) and every merger (with its
-     policy, outbox and last ``window-parts`` offset), as data (:mod:`driftline.streams.snapshots`: msgpack,
+     policy, outbox and last ``window-parts`` offset), as data (:mod:`driftline.streams.worker.snapshots`: msgpack,
      never pickles);
   3. once the caller has made those durable (:meth:`CheckpointStore.save`), :meth:`StreamMonitor.saved`
      publishes what is left in the outbox. A decision is published at least once, always with the same id: a
@@ -61,11 +61,12 @@ from driftline.schemas.policy import PolicySettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
-from driftline.streams import deltas, snapshots
-from driftline.streams.joining import JoinContext, PartitionJoin, rejected_label_letter
-from driftline.streams.policy import TriggerPolicy
-from driftline.streams.watermarks import EPOCH
-from driftline.streams.windows import WindowEngine
+from driftline.streams.core import deltas
+from driftline.streams.core.joining import JoinContext, PartitionJoin, rejected_label_letter
+from driftline.streams.core.policy import TriggerPolicy
+from driftline.streams.core.watermarks import EPOCH
+from driftline.streams.core.windows import WindowEngine
+from driftline.streams.worker import snapshots
 
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints

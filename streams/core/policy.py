@@ -25,7 +25,7 @@ revision: *breach*, *recovered* (past the recovery threshold) or nothing (inside
 ``confidence`` 0.95 (the default), a metric counted over samples breaches only when its 95% interval lies
 entirely past the threshold (``*_below``: upper bound < threshold; ``*_above``: lower bound > threshold):
 
-- ``accuracy``: Wilson's score interval (:func:`~driftline.streams.monitors.fairness.wilson_interval`) of
+- ``accuracy``: Wilson's score interval (:func:`~driftline.streams.core.metrics.fairness.wilson_interval`) of
   round(accuracy · labelled) successes in ``labelled`` trials;
 - ``demographic_parity_ratio``: :func:`ratio_bounds` of the judged groups' selection-rate intervals, so it
   breaches when some group's upper bound is under ``threshold`` times another group's lower bound;
@@ -98,7 +98,7 @@ from driftline.schemas.results import (
     WindowResult,
     trigger_id,
 )
-from driftline.streams.monitors.fairness import wilson_interval
+from driftline.streams.core.metrics.fairness import wilson_interval
 
 SPECIAL_FEATURES = frozenset({"__score__", "__predicted_label__", "__label__"})
 """Drift rows that are not input features: read by a drift rule only when it names them."""
@@ -143,7 +143,7 @@ class TriggerPolicy:
         self._state = PolicyState(windows={}, disarmed={}, last_fired={})
 
     def state(self) -> PolicyState:
-        """The live memory (not a copy): save it (msgpack, :mod:`driftline.streams.snapshots`) before the next
+        """The live memory (not a copy): save it (msgpack, :mod:`driftline.streams.worker.snapshots`) before the next
         call."""
         return self._state
 

@@ -3,7 +3,7 @@
 :class:`ModelWatermarks` gives each model version its own clock from its own predictions, so another model's
 traffic, backfill or clock never closes its windows; :class:`Watermark` is one clock over whole partitions (the
 feedback's). Each partition reports its mark (the latest event time read on it) and whether it has been idle (see
-:class:`~driftline.streams.deltas.Progress`). The watermark is the minimum over the partitions that are not
+:class:`~driftline.streams.core.deltas.Progress`). The watermark is the minimum over the partitions that are not
 idle, so one quiet partition does not hold everything back forever; when every partition is idle it is the
 maximum. It never goes back: a partition that returns from idleness behind it finds the windows merged
 without it closed (its rows count as late), never reopened. Partitions not heard from yet sit at the epoch and

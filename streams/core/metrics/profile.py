@@ -19,8 +19,8 @@ from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import Task
 from driftline.schemas.model_contracts import DEFAULT_POSITIVE_TEXTS
 from driftline.schemas.results import FeatureProfile, GroupFairness, Performance, ReferenceProfile
-from driftline.streams.monitors.drift import numeric_bin_shares
-from driftline.streams.monitors.reference_performance import infer_task, reference_performance
+from driftline.streams.core.metrics.drift import numeric_bin_shares
+from driftline.streams.core.metrics.reference_performance import infer_task, reference_performance
 
 SAMPLE_SIZE = 2_000
 BINS = 10
@@ -79,7 +79,7 @@ def build_profile(
 ) -> ReferenceProfile:
     """A reference profile of ``frame``: its features, plus the scores (``score_column``) and predicted labels
     (``prediction_column``) when present, and then the reference's own performance
-    (:func:`~driftline.streams.monitors.reference_performance.reference_performance` for ``task``, inferred
+    (:func:`~driftline.streams.core.metrics.reference_performance.reference_performance` for ``task``, inferred
     when None; ``positive``: the texts of a binary model's positive label) with the true outcomes of
     ``label_column``, and per group of the ``sensitive`` columns its rates.
 

@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS, WINDOW_PARTS
 from driftline.settings import Settings
-from driftline.streams.monitor import StreamMonitor
+from driftline.streams.worker.monitor import StreamMonitor
 
 log = logging.getLogger(__name__)
 STALL_S = 10.0  # the worker silent this long, an owned partition whose consumer position is ahead is read again

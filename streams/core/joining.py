@@ -37,7 +37,7 @@ worker owning the partition, gives the same shares):
   added yet, and before a checkpoint saves the state; so the cost of adding follows the events, not how often
   deltas are read.
 - :meth:`PartitionJoin.deltas` gives what changed since the last :meth:`PartitionJoin.sent` (see
-  :mod:`driftline.streams.deltas`), ending with the partition's :class:`~driftline.streams.deltas.Progress`
+  :mod:`driftline.streams.core.deltas`), ending with the partition's :class:`~driftline.streams.core.deltas.Progress`
   when it changed: per model version its latest prediction time and whether it has been idle (none of its
   predictions for ``idle_timeout_s`` of processing time, so the partition stops holding its windows back).
 """
@@ -63,9 +63,7 @@ from driftline.schemas.model_contracts import ModelContract, label_mismatch, pos
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import MonitorSettings
-from driftline.streams.core.feature_counts import FeatureCounts, count_columns, feature_counts
-from driftline.streams.core.summary import BinarySummary, Combo, MulticlassSummary, Summary, group_key, new_summary
-from driftline.streams.deltas import (
+from driftline.streams.core.deltas import (
     NO_SUMMARY,
     Delta,
     DetectorInput,
@@ -77,8 +75,10 @@ from driftline.streams.deltas import (
     encode_summary,
     encode_tally,
 )
-from driftline.streams.monitors.profile import profile_key
-from driftline.streams.watermarks import EPOCH, ModelKey, ModelMark
+from driftline.streams.core.feature_counts import FeatureCounts, count_columns, feature_counts
+from driftline.streams.core.metrics.profile import profile_key
+from driftline.streams.core.summary import BinarySummary, Combo, MulticlassSummary, Summary, group_key, new_summary
+from driftline.streams.core.watermarks import EPOCH, ModelKey, ModelMark
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
 VALUES_PER_DELTA = 40_000  # values in one message (a tally's cells, a row's features, ...): well under 1 MB
@@ -190,7 +190,8 @@ class Share:
 
 
 class PartitionJoin:
-    """The join of one source partition; saved with the worker's checkpoint (:mod:`driftline.streams.snapshots`)."""
+    """The join of one source partition; saved with the worker's checkpoint
+    (:mod:`driftline.streams.worker.snapshots`)."""
 
     def __init__(self, settings: MonitorSettings, partition: int, now: float) -> None:
         self.settings = settings

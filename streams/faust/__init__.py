@@ -1,0 +1,1 @@
+"""The worker on Faust: the app, its agent and timer, the changelog store of the state, the web pages."""

@@ -1,0 +1,1 @@
+"""Kafka input and output beside Faust (confluent-kafka): the profile store, the publishers, deliveries."""
