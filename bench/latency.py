@@ -33,7 +33,7 @@ from bench.config import BenchConfig, Names, environment, overrides
 from bench.measure import ProcessMeter
 from bench.processes import Program, RunError, start, stop
 from bench.worker import BIN, scrape
-from driftline.admin.topics import create_topics
+from driftline.kafka.topics import create_topics
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings, load_settings

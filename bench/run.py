@@ -27,8 +27,8 @@ from bench.processes import RunError, measure, stop_all
 from bench.results import PROGRAMS, Results
 from bench.stream import Stream, end_offsets, produce
 from bench.worker import measure_worker
-from driftline.admin.topics import create_topics
 from driftline.devtools.local_broker import free_port
+from driftline.kafka.topics import create_topics
 from driftline.schemas.topics import ALL_TOPICS, DEAD_LETTERS
 from driftline.settings import load_settings
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.config import BenchConfig, Shape
-from driftline.admin.topics import create_topics
+from driftline.kafka.topics import create_topics
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
 from driftline.simulation.simulator import Simulation

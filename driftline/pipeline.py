@@ -15,7 +15,9 @@ from contextlib import contextmanager
 
 import faust
 
-from driftline.admin.topics import check_connection
+from driftline.kafka.profiles import ProfileStore
+from driftline.kafka.publishing import DeadLetterPublisher, KeyedPublisher
+from driftline.kafka.topics import check_connection
 from driftline.schemas.errors import ConfigError, DriftlineError
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.schemas.topics import (
@@ -29,8 +31,6 @@ from driftline.schemas.topics import (
 )
 from driftline.settings import Settings
 from driftline.streams.faust.app import add_monitor_agent, create_app
-from driftline.streams.kafka.profiles import ProfileStore
-from driftline.streams.kafka.publishing import DeadLetterPublisher, KeyedPublisher
 from driftline.streams.worker.monitor import StreamMonitor
 
 COLLECTOR_THRESHOLDS = (50_000, 20, 20)  # Python's default: (700, 10, 10)

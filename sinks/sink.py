@@ -32,6 +32,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from driftline.kafka.publishing import DeadLetterPublisher
 from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.decoding import EventDecoder, Origin, kafka_time
 from driftline.schemas.errors import BrokerError
@@ -50,7 +51,6 @@ from driftline.sinks.rows import (
     retrain_trigger_row,
     window_rows,
 )
-from driftline.streams.kafka.publishing import DeadLetterPublisher
 
 log = logging.getLogger(__name__)
 TRANSIENT_STORAGE_ERRORS = (OperationalError, DatabaseError, OSError, ConnectionError)

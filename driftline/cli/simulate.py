@@ -67,7 +67,7 @@ def simulate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from driftline.admin.topics import create_topics
+    from driftline.kafka.topics import create_topics
     from driftline.simulation.scenarios import ScriptTargets, scenario
     from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
     from driftline.simulation.traffic import Progress as Sent

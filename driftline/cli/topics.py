@@ -12,7 +12,7 @@ commands = typer.Typer(help="Create and check driftline's Kafka topics.", no_arg
 @commands.command("create")
 def topics_create() -> None:
     """Create every driftline topic that is missing, with the configured partition count."""
-    from driftline.admin.topics import create_topics
+    from driftline.kafka.topics import create_topics
 
     resolved = settings()
     for topic, outcome in sorted(create_topics(resolved).items()):
@@ -23,7 +23,7 @@ def topics_create() -> None:
 @commands.command("check")
 def topics_check() -> None:
     """Verify that predictions and feedback are co-partitioned (exit code 1 if not)."""
-    from driftline.admin.topics import check_copartitioning
+    from driftline.kafka.topics import check_copartitioning
 
     report = check_copartitioning(settings())
     out.print(report.describe())

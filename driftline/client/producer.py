@@ -33,13 +33,13 @@ import pandas as pd
 from confluent_kafka import Producer, murmur2
 from pydantic import ValidationError
 
-from driftline.admin.topics import cluster_metadata
+from driftline.kafka.delivery import Deliveries
+from driftline.kafka.topics import cluster_metadata
 from driftline.schemas.decoding import explain
 from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings, load_settings
-from driftline.streams.kafka.delivery import Deliveries
 
 ErrorCallback = Callable[[str], None]
 PROTOCOL_OVERHEAD_BYTES = 65_536  # librdkafka counts a record's headers and framing in message.max.bytes

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from driftline.kafka.publishing import KeyedPublisher
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import Task
 from driftline.schemas.model_contracts import positive_texts
@@ -17,7 +18,6 @@ from driftline.schemas.results import ReferenceProfile
 from driftline.schemas.topics import REFERENCE_PROFILES
 from driftline.settings import Settings
 from driftline.streams.core.metrics.profile import build_profile
-from driftline.streams.kafka.publishing import KeyedPublisher
 
 
 def publish_profile(settings: Settings, profile: ReferenceProfile) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from pydantic import ValidationError
 
-from driftline.admin.topics import check_connection
+from driftline.kafka.topics import check_connection
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings

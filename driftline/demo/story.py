@@ -42,10 +42,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from driftline.admin.topics import broker_answers, create_topics, delete_topics
 from driftline.client.reference import build_reference, publish_profile, reference_performance_line
 from driftline.demo.judge import Verdict, WindowRows, drifted_features, judge, rows_of
 from driftline.devtools.local_broker import LocalKafka, free_port
+from driftline.kafka.topics import broker_answers, create_topics, delete_topics
 from driftline.pipeline import run_in_process
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.policy import PolicySettings

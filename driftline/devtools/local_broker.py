@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from driftline.admin.topics import broker_answers
 from driftline.devtools.secured_broker import BROKER_USER, SecuredListener
+from driftline.kafka.topics import broker_answers
 from driftline.schemas.errors import BrokerError, ConfigError
 from driftline.settings import BrokerSettings, KafkaSettings, Settings
 

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Producer, murmur2
 
 from driftline.client.producer import Monitor, envelope_bytes
+from driftline.kafka.delivery import Deliveries
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
-from driftline.streams.kafka.delivery import Deliveries
 
 if TYPE_CHECKING:
     from driftline.simulation.simulator import SimulatedEvent, Simulation

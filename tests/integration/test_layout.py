@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from driftline.admin.topics import check_copartitioning, create_topics, delete_topics
+from driftline.kafka.topics import check_copartitioning, create_topics, delete_topics
 from driftline.schemas.ddl import SCHEMA_VERSION
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import open_client

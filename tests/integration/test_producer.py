@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from driftline.admin.topics import create_topics
 from driftline.client.producer import Monitor
+from driftline.kafka.topics import create_topics
 from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.errors import ContractError
 from driftline.schemas.events import PredictionEvent

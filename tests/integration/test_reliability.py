@@ -27,9 +27,9 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer, murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftline.admin.topics import create_topics
 from driftline.client.reference import publish_profile
 from driftline.devtools.local_broker import LocalKafka, free_port
+from driftline.kafka.topics import create_topics
 from driftline.pipeline import run_in_process
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings

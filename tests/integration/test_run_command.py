@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from driftline.admin.topics import create_topics
 from driftline.client.producer import Monitor
 from driftline.devtools.local_broker import free_port
+from driftline.kafka.topics import create_topics
 from driftline.settings import Settings
 from tests.integration.running import DRIFTLINE, worker_env
 from tests.integration.test_sink_metrics import T0, Samples, scrape

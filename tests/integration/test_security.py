@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from driftline.admin.topics import create_topics
 from driftline.client.producer import Monitor
 from driftline.devtools.local_broker import LocalKafka
 from driftline.devtools.secured_broker import SecuredListener
+from driftline.kafka.topics import create_topics
 from driftline.pipeline import run_in_process
 from driftline.schemas.errors import BrokerError
 from driftline.settings import KafkaSettings, Settings

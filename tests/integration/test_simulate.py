@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, murmur2
 
-from driftline.admin.topics import create_topics
+from driftline.kafka.topics import create_topics
 from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import Settings

@@ -16,10 +16,10 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
-from driftline.admin.topics import create_topics
 from driftline.cli import app
 from driftline.client.backfill import backfill
 from driftline.client.producer import Monitor
+from driftline.kafka.topics import create_topics
 from driftline.schemas.ddl import SCHEMA_VERSION
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.results import (

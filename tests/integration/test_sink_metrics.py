@@ -13,9 +13,9 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftline.admin.topics import create_topics
 from driftline.client.producer import Monitor
 from driftline.devtools.local_broker import free_port
+from driftline.kafka.topics import create_topics
 from driftline.schemas.topics import ALL_TOPICS
 from driftline.settings import Settings
 from driftline.sinks.sink import SinkStats, serve

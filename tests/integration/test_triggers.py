@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from driftline.admin.topics import create_topics
 from driftline.client.producer import Monitor
+from driftline.kafka.topics import create_topics
 from driftline.settings import Settings
 from tests.integration.running import (
     published_windows,

@@ -21,15 +21,15 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer, TopicPartition, murmur2
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from driftline.admin.topics import create_topics
 from driftline.client.reference import publish_profile
 from driftline.client.status import completeness as driftline_status
+from driftline.kafka.publishing import KeyedPublisher
+from driftline.kafka.topics import create_topics
 from driftline.pipeline import run_in_process
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.streams.core.metrics.profile import build_profile
-from driftline.streams.kafka.publishing import KeyedPublisher
 from tests.integration.running import (
     published_windows,
     sink_running,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.streams.kafka.delivery import RESEND_ROUNDS, Deliveries
+from driftline.kafka.delivery import RESEND_ROUNDS, Deliveries
 
 Headers = list[tuple[str, bytes]]
 

@@ -21,7 +21,7 @@ METADATA_ATTEMPT_S = 1.0
 
 def broker_answers(kafka: KafkaSettings, timeout_s: float) -> bool:
     """True when the cluster of ``kafka`` answers a metadata request within ``timeout_s`` (quietly)."""
-    quiet = logging.getLogger("driftline.admin.topics.probe")
+    quiet = logging.getLogger("driftline.kafka.topics.probe")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
     config: dict[str, Any] = {**kafka.client_config(), "logger": quiet}

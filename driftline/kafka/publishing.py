@@ -1,7 +1,7 @@
 """Publishing with confluent-kafka's idempotent producer, each call waiting for delivery: the worker's results
 (window results keyed by ``model_id/model_version/window_start``, so revisions of one window share a key;
 triggers, profiles) and dead letters (the worker's and the sink's). A message reported delivered without an offset
-is sent again (:mod:`driftline.streams.kafka.delivery`)."""
+is sent again (:mod:`driftline.kafka.delivery`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 from confluent_kafka import Producer
 from pydantic import BaseModel
 
+from driftline.kafka.delivery import Deliveries
 from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.errors import BrokerError
 from driftline.settings import KafkaSettings
-from driftline.streams.kafka.delivery import Deliveries
 
 FLUSH_TIMEOUT_S = 60.0
 Headers = list[tuple[str, str | bytes | None]]

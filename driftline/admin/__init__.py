@@ -1,1 +1,0 @@
-"""Administering the Kafka side of a deployment: its topics."""

@@ -1,1 +1,0 @@
-"""Kafka input and output beside Faust (confluent-kafka): the profile store, the publishers, deliveries."""
