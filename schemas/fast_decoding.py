@@ -5,7 +5,7 @@ the plain, common shapes of the two contracts, each with the contract's own boun
 for anything else, whereupon the caller decodes the message with pydantic. So it may refuse a valid message
 (slower, never wrong) but must never accept an invalid one or read a value differently: a test feeds both
 decoders the same corpus and generated events and requires that whatever this one accepts, pydantic accepts
-with the same records (tests/unit/test_fast_decoding.py).
+with the same records (tests/unit/schemas/test_fast_decoding.py).
 
 Accepted shapes: ``prediction`` exactly ``{label, score}`` (binary, with a label of 0/1 or a boolean),
 ``{label}`` or ``{label, scores}`` (multiclass) or ``{value}`` (regression), with no nulls in them; feedback

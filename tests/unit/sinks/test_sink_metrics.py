@@ -19,7 +19,7 @@ from driftline.schemas.errors import ConfigError
 from driftline.sinks.metrics import MetricsEndpoint, SinkCollector
 from driftline.sinks.sink import SinkStats, partition_lag
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 UNKNOWN = -1001  # librdkafka's offset for "not known"
 
 

@@ -7,7 +7,7 @@ from driftline.demo.judge import drifted_features, flags, judge, rows_of
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.tables import DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, RETRAIN_TRIGGERS
-from tests.unit.story_rows import END, HOUR, INCOME_PSI, SCENARIO, START, story_rows, trigger, window
+from tests.unit.demo.story_rows import END, HOUR, INCOME_PSI, SCENARIO, START, story_rows, trigger, window
 
 POLICY = PolicySettings()
 

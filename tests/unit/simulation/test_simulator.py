@@ -390,7 +390,7 @@ def test_simulate_help_names_every_scenario() -> None:
 
 
 def test_documented_simulation_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    page = (Path(__file__).resolve().parents[2] / "docs" / "sending-events.md").read_text()
+    page = (Path(__file__).resolve().parents[3] / "docs" / "sending-events.md").read_text()
     section = page.split("## Simulating a model in production", 1)[1]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)

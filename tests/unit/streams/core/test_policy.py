@@ -32,7 +32,7 @@ from driftline.streams.core import policy as policy_module
 from driftline.streams.core.policy import PolicyState, TriggerPolicy
 from tests.summaries import binary_summary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 WINDOW_S = 600.0
 STEP = timedelta(seconds=WINDOW_S)

@@ -15,7 +15,7 @@ from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.fast_decoding import FastDecoder
 from driftline.schemas.records import feedback_record, prediction_record
-from tests.unit.test_contracts import BAD, GOOD, prediction
+from tests.unit.schemas.test_contracts import BAD, GOOD, prediction
 
 ORIGIN = Origin("predictions", 0, 0)
 FAST = FastDecoder(max_message_bytes=10_000)

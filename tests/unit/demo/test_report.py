@@ -9,7 +9,7 @@ from pathlib import Path
 from driftline.demo.judge import judge
 from driftline.demo.report import PLOTS, write_report
 from driftline.schemas.policy import PolicySettings
-from tests.unit.story_rows import END, HOUR, SCENARIO, START, story_rows
+from tests.unit.demo.story_rows import END, HOUR, SCENARIO, START, story_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
