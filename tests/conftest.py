@@ -28,6 +28,15 @@ def local_broker_settings(data_dir: Path) -> Settings:
     )
 
 
+@pytest.fixture
+def no_driftline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No DRIFTLINE_* variable and no driftline.toml of the machine running the tests: settings at their defaults."""
+    for name in list(os.environ):
+        if name.startswith("DRIFTLINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test session's data directory (broker data, the one chDB path)."""

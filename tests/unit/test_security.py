@@ -3,7 +3,6 @@ names the setting, refused connections as clear errors, and secrets that never r
 
 from __future__ import annotations
 
-import os
 import ssl
 import threading
 import time
@@ -26,12 +25,7 @@ from driftline.streams.faust.app import create_app
 SECRET = "s3cret-Pa55word"
 
 
-@pytest.fixture(autouse=True)
-def no_driftline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("DRIFTLINE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_driftline_environment")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,7 @@ from driftline.cli import app
 from driftline.schemas.errors import ConfigError
 from driftline.settings import env_var_name, load_settings, setting_sources
 
-
-@pytest.fixture(autouse=True)
-def no_driftline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("DRIFTLINE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_driftline_environment")
 
 
 def test_defaults_point_at_the_local_broker_and_an_absolute_embedded_clickhouse(tmp_path: Path) -> None:

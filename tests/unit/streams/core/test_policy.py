@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import os
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -38,12 +37,7 @@ WINDOW_S = 600.0
 STEP = timedelta(seconds=WINDOW_S)
 
 
-@pytest.fixture(autouse=True)
-def no_driftline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("DRIFTLINE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_driftline_environment")
 
 
 def start(k: int) -> datetime:
