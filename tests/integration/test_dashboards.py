@@ -26,7 +26,7 @@ import yaml
 from driftline.demo.story import DEMO_DATABASE, MODEL_ID
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import open_client
-from driftline.streams.faust.app import _MonitorCollector
+from driftline.streams.faust.pages import _MonitorCollector
 from tests.integration.test_demo import DemoRun, demo_run
 
 __all__ = ["demo_run"]  # the shared run's fixture, imported so that this module uses the same run

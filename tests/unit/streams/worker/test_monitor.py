@@ -20,7 +20,8 @@ from driftline.schemas.errors import BrokerError
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.settings import MonitorSettings
-from driftline.streams.faust.app import ChangelogStore, _Worker
+from driftline.streams.faust.app import _Worker
+from driftline.streams.faust.changelog import ChangelogStore
 from driftline.streams.worker import snapshots
 from driftline.streams.worker.monitor import LocalCheckpoints, StreamMonitor
 from tests.story_offline import play, story_events
