@@ -27,7 +27,7 @@ from driftline.pipeline import build_monitor, tune_collector
 from driftline.schemas.decoding import kafka_time
 from driftline.schemas.topics import FEEDBACK
 from driftline.settings import load_settings
-from driftline.streams.worker.monitor import LocalCheckpoints
+from driftline.streams.worker.local import LocalCheckpoints
 
 
 def run(spec: dict[str, Any]) -> None:

@@ -15,7 +15,8 @@ from driftline.demo.story import MODEL_ID, Story, story_references
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import Settings
 from driftline.simulation.simulator import SimulatedEvent
-from driftline.streams.worker.monitor import LocalCheckpoints, StreamMonitor
+from driftline.streams.worker.local import LocalCheckpoints
+from driftline.streams.worker.monitor import StreamMonitor
 
 TOPICS = {"predictions": "predictions", "feedback": "feedback", "window-parts": "window-parts"}
 

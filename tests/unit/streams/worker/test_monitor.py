@@ -23,7 +23,8 @@ from driftline.settings import MonitorSettings
 from driftline.streams.faust.app import _Worker
 from driftline.streams.faust.changelog import ChangelogStore
 from driftline.streams.worker import snapshots
-from driftline.streams.worker.monitor import LocalCheckpoints, StreamMonitor
+from driftline.streams.worker.local import LocalCheckpoints
+from driftline.streams.worker.monitor import StreamMonitor
 from tests.story_offline import play, story_events
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -17,7 +17,8 @@ from driftline.settings import MonitorSettings
 from driftline.simulation.scenarios import scenario
 from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
 from driftline.streams.worker import snapshots
-from driftline.streams.worker.monitor import LocalCheckpoints, StreamMonitor
+from driftline.streams.worker.local import LocalCheckpoints
+from driftline.streams.worker.monitor import StreamMonitor
 
 TOPICS = {"predictions": "predictions", "feedback": "feedback", "window-parts": "window-parts"}
 PARTITIONS = 2
