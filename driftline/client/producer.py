@@ -30,11 +30,11 @@ from types import TracebackType
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import Producer, murmur2
+from confluent_kafka import Producer
 from pydantic import ValidationError
 
 from driftline.kafka.delivery import Deliveries
-from driftline.kafka.topics import cluster_metadata
+from driftline.kafka.topics import partition_count, partition_for
 from driftline.schemas.decoding import explain
 from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
@@ -244,7 +244,7 @@ class Monitor:
                 field="features",
                 value=len(payload),
             )
-        partition = murmur2(key.encode(), self._partition_count(topic))
+        partition = partition_for(key, self._partition_count(topic))
         if not self.envelopes:
             self._deliveries.produce(self._producer, topic, payload, key=key.encode(), partition=partition)
             return
@@ -290,12 +290,7 @@ class Monitor:
 
     def _partition_count(self, topic: str) -> int:
         if topic not in self._partitions:
-            info = cluster_metadata(self._producer, self.settings.kafka, topic).topics.get(topic)
-            if info is None or info.error is not None or not info.partitions:
-                raise BrokerError(
-                    f"topic {topic} does not exist at {self.settings.kafka.bootstrap}; run `driftline topics create`"
-                )
-            self._partitions[topic] = len(info.partitions)
+            self._partitions[topic] = partition_count(self._producer, self.settings.kafka, topic)
         return self._partitions[topic]
 
     def _linger_loop(self) -> None:

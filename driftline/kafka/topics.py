@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException, Producer, murmur2
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
@@ -56,6 +56,20 @@ def cluster_metadata(
             f"cannot reach Kafka at {kafka.bootstrap} (DRIFTLINE_KAFKA_BOOTSTRAP, {kafka.security_protocol}) "
             f"within {timeout_s:.0f} s: {exc.args[0].str()}"
         ) from None
+
+
+def partition_count(client: Producer | AdminClient, kafka: KafkaSettings, topic: str) -> int:
+    """How many partitions ``topic`` has (:func:`cluster_metadata`); :class:`BrokerError` if it does not exist."""
+    info = cluster_metadata(client, kafka, topic).topics.get(topic)
+    if info is None or info.error is not None or not info.partitions:
+        raise BrokerError(f"topic {topic} does not exist at {kafka.bootstrap}; run `driftline topics create`")
+    return len(info.partitions)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of ``key`` among ``partitions``: murmur2, as Java clients, Faust and Kafka Streams compute it, so
+    that a prediction and its feedback (keyed by ``prediction_id``) meet on one partition."""
+    return int(murmur2(key.encode(), partitions))
 
 
 def check_connection(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> None:

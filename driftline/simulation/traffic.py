@@ -25,10 +25,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from confluent_kafka import Producer, murmur2
+from confluent_kafka import Producer
 
 from driftline.client.producer import Monitor, envelope_bytes
 from driftline.kafka.delivery import Deliveries
+from driftline.kafka.topics import partition_count, partition_for
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
@@ -121,13 +122,8 @@ class _Wire:
     def partition(self, topic: str, key: str) -> int:
         """The partition of ``key`` on ``topic`` (full name), as Java clients and Faust compute it."""
         if topic not in self._partitions:
-            info = self._producer.list_topics(topic, timeout=30).topics.get(topic)
-            if info is None or info.error is not None or not info.partitions:
-                raise BrokerError(
-                    f"topic {topic} does not exist at {self.settings.kafka.bootstrap}; run `driftline topics create`"
-                )
-            self._partitions[topic] = len(info.partitions)
-        return int(murmur2(key.encode(), self._partitions[topic]))
+            self._partitions[topic] = partition_count(self._producer, self.settings.kafka, topic)
+        return partition_for(key, self._partitions[topic])
 
     def produce(self, topic: str, partition: int, key: bytes | None, payload: bytes) -> None:
         """Hand one message to librdkafka, waiting for room when its queue is full."""

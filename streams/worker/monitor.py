@@ -47,8 +47,8 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-from confluent_kafka import murmur2
 
+from driftline.kafka.topics import partition_for
 from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.decoding import Decoded, EventDecoder, Origin, latest_believable
 from driftline.schemas.errors import BrokerError, ConfigError
@@ -272,7 +272,7 @@ class StreamMonitor:
 
     def _route(self, model_id: str) -> int:
         """The ``window-parts`` partition of a model's deltas (its merger): murmur2 of its id, as Kafka's."""
-        return int(murmur2(model_id.encode(), self.partitions))
+        return partition_for(model_id, self.partitions)
 
     def apply_delivered(self, delivered: Iterable[tuple[int, int, bytes]]) -> None:
         """Apply deltas this worker just delivered to ``window-parts``, ``(partition, offset, value)``, to its own
