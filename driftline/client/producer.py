@@ -39,10 +39,24 @@ from driftline.schemas.decoding import explain
 from driftline.schemas.errors import BrokerError, ContractError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
-from driftline.settings import Settings, load_settings
+from driftline.settings import KafkaSettings, Settings, load_settings
 
 ErrorCallback = Callable[[str], None]
 PROTOCOL_OVERHEAD_BYTES = 65_536  # librdkafka counts a record's headers and framing in message.max.bytes
+
+
+def event_producer(kafka: KafkaSettings, message_max_bytes: int) -> Producer:
+    """The producer events are sent with: idempotent (acks from every in-sync replica, no duplicates from its own
+    retries), lz4, a 5 ms linger; ``message_max_bytes`` is librdkafka's limit per message, framing included."""
+    return Producer(
+        {
+            **kafka.client_config(),
+            "enable.idempotence": True,
+            "compression.type": "lz4",
+            "linger.ms": 5,
+            "message.max.bytes": message_max_bytes,
+        }
+    )
 
 
 def envelope_bytes(held_bytes: int, held_events: int, added: int) -> int:
@@ -74,15 +88,7 @@ class Monitor:
         self.on_error = on_error
         self.errors: list[str] = []
         self.max_message_bytes = self.settings.kafka.max_message_bytes
-        self._producer = Producer(
-            {
-                **self.settings.kafka.client_config(),
-                "enable.idempotence": True,
-                "compression.type": "lz4",
-                "linger.ms": 5,
-                "message.max.bytes": self.max_message_bytes + PROTOCOL_OVERHEAD_BYTES,
-            }
-        )
+        self._producer = event_producer(self.settings.kafka, self.max_message_bytes + PROTOCOL_OVERHEAD_BYTES)
         self._partitions: dict[str, int] = {}
         self._deliveries = Deliveries(self._failed)
         self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)

@@ -25,9 +25,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from confluent_kafka import Producer
-
-from driftline.client.producer import Monitor, envelope_bytes
+from driftline.client.producer import Monitor, envelope_bytes, event_producer
 from driftline.kafka.delivery import Deliveries
 from driftline.kafka.topics import partition_count, partition_for
 from driftline.schemas.errors import BrokerError, DriftlineError
@@ -39,6 +37,7 @@ if TYPE_CHECKING:
 
 PROGRESS_EVERY_S = 0.1
 CHECK_EVERY = 256  # events between looks at the clock (progress, envelope linger)
+OVERSIZED_ROOM_BYTES = 8_000_000  # the raw wire sends oversized malformed messages on purpose
 
 
 @dataclass(frozen=True)
@@ -107,15 +106,7 @@ class _Wire:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.errors: list[str] = []
-        self._producer = Producer(
-            {
-                **settings.kafka.client_config(),
-                "enable.idempotence": True,
-                "compression.type": "lz4",
-                "linger.ms": 5,
-                "message.max.bytes": 8_000_000,
-            }
-        )
+        self._producer = event_producer(settings.kafka, OVERSIZED_ROOM_BYTES)
         self._partitions: dict[str, int] = {}
         self._deliveries = Deliveries(self.errors.append)
 
