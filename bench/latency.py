@@ -27,12 +27,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from bench.config import BenchConfig, Names, environment, overrides
 from bench.measure import ProcessMeter
 from bench.processes import Program, RunError, start, stop
 from bench.worker import BIN, scrape
+from driftline.kafka.reader import topic_reader
 from driftline.kafka.topics import create_topics
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
@@ -101,9 +100,7 @@ class TriggerReader:
         topic = settings.topic(RETRAIN_TRIGGERS.name)
         self.received: list[tuple[float, RetrainTrigger]] = []
         self._stop = threading.Event()
-        self._consumer = Consumer({**settings.kafka.client_config(), "group.id": "bench-triggers"})
-        partitions = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self._consumer, _partitions = topic_reader(settings.kafka, topic, "bench-triggers")
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 

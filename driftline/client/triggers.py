@@ -8,13 +8,13 @@ the ``retrain_triggers`` table (through a running sink's read-only endpoint, or 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from pydantic import ValidationError
 
+from driftline.kafka.reader import topic_reader
 from driftline.kafka.topics import check_connection
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
@@ -35,16 +35,9 @@ def tail(
     """Call ``show`` once per new decision until ``should_stop()`` or ``timeout_s``; return how many."""
     topic = settings.topic(RETRAIN_TRIGGERS.name)
     check_connection(settings.kafka)
-    consumer = Consumer(
-        {
-            **settings.kafka.client_config(),
-            "group.id": f"driftline-tail-{uuid.uuid4().hex}",  # never commits: assign() below
-            "enable.auto.commit": False,
-        }
+    consumer, _partitions = topic_reader(
+        settings.kafka, topic, "tail", OFFSET_BEGINNING if from_beginning else OFFSET_END
     )
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-    consumer.assign([TopicPartition(topic, p, start) for p in partitions])
     seen: set[str] = set()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:

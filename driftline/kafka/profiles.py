@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from pydantic import ValidationError
 
+from driftline.kafka.reader import topic_reader
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import KafkaSettings
 
@@ -29,17 +29,9 @@ class ProfileStore:
         self.topic = topic
         self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self._stop = threading.Event()
-        self._consumer = Consumer(
-            {
-                **kafka.client_config(),
-                "group.id": f"driftline-profiles-{uuid.uuid4().hex}",  # never commits; assign() below
-                "enable.auto.commit": False,
-            }
-        )
-        partitions = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self._consumer, partitions = topic_reader(kafka, topic, "profiles")
         self.invalid = 0
-        self._catch_up(list(partitions), catch_up_s)
+        self._catch_up(partitions, catch_up_s)
         self._thread = threading.Thread(target=self._follow, name="driftline-profiles", daemon=True)
         self._thread.start()
 

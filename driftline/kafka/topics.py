@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer, murmur2
+from confluent_kafka import Consumer, KafkaException, Producer, murmur2
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
@@ -33,7 +33,10 @@ def broker_answers(kafka: KafkaSettings, timeout_s: float) -> bool:
 
 
 def cluster_metadata(
-    client: Producer | AdminClient, kafka: KafkaSettings, topic: str | None = None, timeout_s: float = ADMIN_TIMEOUT_S
+    client: Producer | AdminClient | Consumer,
+    kafka: KafkaSettings,
+    topic: str | None = None,
+    timeout_s: float = ADMIN_TIMEOUT_S,
 ) -> ClusterMetadata:
     """``client.list_topics(topic)``, failing fast and saying why.
 
@@ -41,7 +44,8 @@ def cluster_metadata(
     errors are served (``poll``), so a refused login or a failed TLS handshake raises the :class:`BrokerError`
     of :meth:`KafkaSettings.client_config`'s error callback after about a second rather than a bare timeout
     at the end. When nothing answers, raises :class:`BrokerError` naming the bootstrap. ``client`` must be
-    built from ``kafka.client_config()``.
+    built from ``kafka.client_config()``; a consumer must not be assigned partitions yet (``poll`` would take a
+    message).
     """
 
     def attempt() -> ClusterMetadata:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from driftline.devtools.local_broker import free_port
+from driftline.kafka.reader import topic_reader
 from driftline.schemas.results import WindowResult
 from driftline.settings import Settings
 from driftline.sinks.sink import Sink
@@ -29,13 +30,9 @@ def read_topic(settings: Settings, name: str, timeout_s: float = 60.0) -> list[b
     """Every message value on topic ``name`` up to its end offsets at the time of the call (a snapshot:
     complete however slowly the broker answers, or an error at the deadline)."""
     topic = settings.topic(name)
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka.bootstrap, "group.id": "reader", "enable.auto.commit": False}
-    )
+    consumer, partitions = topic_reader(settings.kafka, topic, "test-reader")
     try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions if ends[p] > 0])
         remaining = {p for p, end in ends.items() if end > 0}
         values: list[bytes] = []
         deadline = time.monotonic() + timeout_s
