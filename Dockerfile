@@ -2,7 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
-COPY driftline/*.py driftline/*.xml ./driftline/
+COPY driftline ./driftline
 COPY schemas ./schemas
 COPY sinks ./sinks
 COPY streams ./streams

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,12 @@ def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output and "s3cret" not in result.output
     assert "analyst:****@db:8123" in result.output
+
+
+def test_the_dockerfile_copies_every_folder_of_the_package_map() -> None:
+    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    folders = {path.split("/")[0] for path in package_dir.values()}
+    copied = set(re.findall(r"^COPY (\S+) \./\1/?$", (ROOT / "Dockerfile").read_text(), re.M))
+
+    assert folders == {"driftline", "schemas", "sinks", "streams"}
+    assert folders <= copied
