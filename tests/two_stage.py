@@ -8,9 +8,9 @@ from datetime import datetime
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.model_contracts import ModelContract
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile
-from driftline.settings import MonitorSettings
 from driftline.streams.core import deltas
 from driftline.streams.core.joining import JoinContext, PartitionJoin
 from driftline.streams.core.windows import Emission, WindowEngine

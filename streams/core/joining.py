@@ -60,9 +60,9 @@ import xxhash
 from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.events import Task
 from driftline.schemas.model_contracts import ModelContract, label_mismatch, positive_texts
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
 from driftline.schemas.results import ReferenceProfile
-from driftline.settings import MonitorSettings
 from driftline.streams.core.deltas import (
     NO_SUMMARY,
     Delta,

@@ -60,6 +60,7 @@ import pandas as pd
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.events import Task
 from driftline.schemas.model_contracts import ModelContract, positive_texts
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.results import (
     DetectorAlarm,
     FeatureDrift,
@@ -67,7 +68,6 @@ from driftline.schemas.results import (
     WindowKey,
     WindowResult,
 )
-from driftline.settings import MonitorSettings
 from driftline.streams.core.deltas import (
     NO_SUMMARY,
     Delta,

@@ -55,10 +55,10 @@ from driftline.schemas.errors import BrokerError, ConfigError
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.fast_decoding import FastDecoder
 from driftline.schemas.model_contracts import ModelContract, contract_check
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
-from driftline.settings import MonitorSettings
 from driftline.streams.core import deltas
 from driftline.streams.core.joining import JoinContext, PartitionJoin, rejected_label_letter
 from driftline.streams.core.policy import TriggerPolicy

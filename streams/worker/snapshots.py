@@ -25,9 +25,9 @@ from river.stats import Mean
 
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import Task
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
 from driftline.schemas.results import DetectorAlarm, FeatureDrift, ReferenceProfile, RetrainTrigger, WindowKey
-from driftline.settings import MonitorSettings
 from driftline.streams.core.deltas import DetectorInput, UnbinnedRow
 from driftline.streams.core.encoding import decode_hook, encode_hook
 from driftline.streams.core.feature_counts import Tally, counts_of

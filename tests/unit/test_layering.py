@@ -1,5 +1,6 @@
 """The layers import only downwards: the contracts import nothing else of driftline, the stream core no Kafka
-client, no Faust and no pickle, and the sink nothing of the stream processing."""
+client, no Faust, no pickle and no settings but its own section (in the contracts), and the sink nothing of the
+stream processing."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def offending(folder: str, refused: tuple[str, ...], allowed: tuple[str, ...] = 
     ("folder", "refused", "allowed"),
     [
         ("schemas", ("driftline",), ("driftline.schemas",)),
-        ("streams/core", ("faust", "confluent_kafka", "aiokafka", "pickle"), ()),
+        ("streams/core", ("faust", "confluent_kafka", "aiokafka", "pickle", "driftline.settings"), ()),
         ("sinks", ("driftline.streams",), ()),
     ],
 )

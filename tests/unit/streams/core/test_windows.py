@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
-from driftline.settings import MonitorSettings
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.streams.core import deltas, joining
 from driftline.streams.core.metrics.profile import build_profile
 from driftline.streams.worker import snapshots

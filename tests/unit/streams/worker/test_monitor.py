@@ -17,9 +17,9 @@ from faust.types import TP
 from driftline.demo.story import Story
 from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.errors import BrokerError
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
-from driftline.settings import MonitorSettings
 from driftline.streams.faust.app import _Worker
 from driftline.streams.faust.changelog import ChangelogStore
 from driftline.streams.worker import snapshots

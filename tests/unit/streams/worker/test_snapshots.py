@@ -12,8 +12,8 @@ import pytest
 from confluent_kafka import murmur2
 
 from driftline.schemas.errors import ConfigError
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
-from driftline.settings import MonitorSettings
 from driftline.simulation.scenarios import scenario
 from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
 from driftline.streams.worker import snapshots

@@ -10,7 +10,7 @@ import numpy as np
 from river.drift import ADWIN, PageHinkley
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
-from driftline.settings import MonitorSettings
+from driftline.schemas.monitoring import MonitorSettings
 from driftline.streams.core.metrics.detectors import DetectorSettings, ModelDetectors
 from tests.two_stage import TwoStages
 
