@@ -51,27 +51,31 @@ class Deliveries:
         headers: Any = None,
     ) -> None:
         """Hand one message to librdkafka (to ``partition``, or by its key), waiting for room when its queue is
-        full, with :meth:`report` as its delivery callback."""
+        full, with :meth:`report` as its delivery callback; then serve the delivery reports that are due."""
+        self._hand_over(producer, (topic, partition, key, value, headers))
+        producer.poll(0)
+
+    def _hand_over(self, producer: Producer, message: tuple[str, int, bytes | None, bytes, Any]) -> None:
+        topic, partition, key, value, headers = message
         while True:
             try:
                 producer.produce(topic, value, key=key, partition=partition, headers=headers, on_delivery=self.report)
-                break
+                return
             except BufferError:  # the local queue is full: let librdkafka deliver, then try again
                 producer.poll(0.5)
-        producer.poll(0)
 
     def send_again(self, producer: Producer) -> int:
         """Produce every held message again, to its partition; return how many."""
         count = 0
         while True:
             try:
-                topic, partition, key, value, headers = self.held.pop(0)  # (another thread may send them too)
+                message = self.held.pop(0)  # (another thread may send them too: each is taken once)
             except IndexError:
                 return count
             log.warning(
-                "%s[%d]: a message was reported delivered without an offset; sending it again", topic, partition
+                "%s[%d]: a message was reported delivered without an offset; sending it again", message[0], message[1]
             )
-            self.produce(producer, topic, value, key=key, partition=partition, headers=headers)
+            self._hand_over(producer, message)
             count += 1
 
     def flush(self, producer: Producer, timeout_s: float) -> int:
