@@ -202,11 +202,8 @@ def window_result(revision: int, accuracy: float) -> WindowResult:
     )
 
 
-def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_once(
-    settings: Settings, clickhouse: Client
-) -> None:
-    create_topics(settings)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+def accuracy_trigger(start: datetime, evidence: list[str] | None = None) -> RetrainTrigger:
+    """An accuracy_below decision on credit-risk 1.0 for the hour from ``start``."""
     reason = TriggerReason(
         rule="accuracy_below",
         metric="accuracy",
@@ -216,7 +213,7 @@ def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_
         window_end=start + timedelta(hours=1),
         sample_count=60,
     )
-    trigger = RetrainTrigger(
+    return RetrainTrigger(
         trigger_id=trigger_id("credit-risk", "1.0", start, ["accuracy_below"]),
         model_id="credit-risk",
         model_version="1.0",
@@ -225,8 +222,16 @@ def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_
         window_end=start + timedelta(hours=1),
         severity="critical",
         reasons=[reason],
-        evidence=["performance_windows/credit-risk/1.0/2026-01-01T00:00:00+00:00"],
+        evidence=evidence or [],
     )
+
+
+def test_window_results_keep_the_latest_revision_and_triggers_and_profiles_land_once(
+    settings: Settings, clickhouse: Client
+) -> None:
+    create_topics(settings)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    trigger = accuracy_trigger(start, ["performance_windows/credit-risk/1.0/2026-01-01T00:00:00+00:00"])
     profile = ReferenceProfile(
         model_id="credit-risk",
         model_version="1.0",
@@ -340,25 +345,7 @@ def test_documented_queries_answer_on_what_the_sink_stored(settings: Settings, c
     send_good_events(settings, envelopes=True, prefix="readme", n=40)
     produce_raw(settings, [BAD_MESSAGES["not_json"], BAD_MESSAGES["not_json"], BAD_MESSAGES["missing_field"]])
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    reason = TriggerReason(
-        rule="accuracy_below",
-        metric="accuracy",
-        observed=0.7,
-        threshold=0.85,
-        window_start=start,
-        window_end=start + timedelta(hours=1),
-        sample_count=60,
-    )
-    trigger = RetrainTrigger(
-        trigger_id=trigger_id("credit-risk", "1.0", start, ["accuracy_below"]),
-        model_id="credit-risk",
-        model_version="1.0",
-        created_at=start + timedelta(hours=1),
-        window_start=start,
-        window_end=start + timedelta(hours=1),
-        severity="critical",
-        reasons=[reason],
-    )
+    trigger = accuracy_trigger(start)
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
     for topic, message in [("window-results", window_result(160, 0.7)), ("retrain-triggers", trigger)]:
         producer.produce(settings.topic(topic), message.model_dump_json().encode(), key=message.key.encode())
