@@ -110,9 +110,10 @@ def _decoded(chunks: Iterable[RowChunk]) -> list[UnbinnedRow]:
 
 
 @dataclass
-class Share:
-    """One source partition's share of a window, as its join last sent it: the absolute parts of its newest
-    revision, the uncounted rows not counted here yet, and how many numbered inputs were received."""
+class ReceivedShare:
+    """One source partition's share of a window, as the merger received it from that partition's join: the
+    absolute parts of its newest revision, the uncounted rows not counted here yet, and how many numbered inputs
+    were received."""
 
     summary: msgspec.Raw  # encoded (encode_summary), decoded when the window is emitted
     revision: int = -1
@@ -126,12 +127,12 @@ class Share:
 
 @dataclass
 class WindowBuffer:
-    """What one window holds: a :class:`Share` per source partition; once its reference profile is bound, the
+    """What one window holds: a :class:`ReceivedShare` per source partition; once its reference profile is bound, the
     features of the rows the joins sent uncounted, counted here (``counted``, encoded tallies); its drift from the
     close on (None when it must be read again)."""
 
     task: Task
-    shares: dict[int, Share] = field(default_factory=dict)
+    shares: dict[int, ReceivedShare] = field(default_factory=dict)
     reference: Literal["provided", "first_events", "none"] = "none"
     profile: ReferenceProfile | None = None
     counted: dict[str, msgspec.Raw] = field(default_factory=dict)
@@ -231,7 +232,7 @@ class WindowEngine:
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
         share = buffer.shares.get(delta.partition)
         if share is None:
-            share = buffer.shares[delta.partition] = Share(_empty_summary(delta.task))
+            share = buffer.shares[delta.partition] = ReceivedShare(_empty_summary(delta.task))
         if delta.summary != NO_SUMMARY and delta.revision >= share.revision:
             share.revision, share.summary = delta.revision, delta.summary.copy()  # (not a view of the message)
             if delta.features:

@@ -37,8 +37,7 @@ from driftline.streams.core.metrics.profile import profile_key
 from driftline.streams.core.policy import PolicyState
 from driftline.streams.core.summary import Combo, Summary
 from driftline.streams.core.watermarks import EPOCH, Watermark
-from driftline.streams.core.windows import QueuedChunk, RowChunk, Signal, WindowBuffer, WindowEngine
-from driftline.streams.core.windows import Share as MergedShare
+from driftline.streams.core.windows import QueuedChunk, ReceivedShare, RowChunk, Signal, WindowBuffer, WindowEngine
 
 SNAPSHOT_FORMAT = 11  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
 # problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions,
@@ -98,8 +97,8 @@ class JoinSnapshot(msgspec.Struct, tag="join"):
     labels_mark: datetime
 
 
-class MergedShareSnapshot(msgspec.Struct, array_like=True):
-    """One source partition's share of a merged window (see :class:`~driftline.streams.core.windows.Share`)."""
+class ReceivedShareSnapshot(msgspec.Struct, array_like=True):
+    """One source partition's share of a merged window (see :class:`~driftline.streams.core.windows.ReceivedShare`)."""
 
     partition: int
     summary: msgspec.Raw  # (held encoded by the merger: the same bytes as the summary itself)
@@ -119,7 +118,7 @@ class WindowSnapshot(msgspec.Struct, array_like=True):
     model_version: str
     window_start: datetime
     task: Task
-    shares: list[MergedShareSnapshot]
+    shares: list[ReceivedShareSnapshot]
     reference: Literal["provided", "first_events", "none"]
     profile: str | None
     counted: dict[str, bytes]
@@ -386,7 +385,7 @@ def _window(key: WindowId, buffer: WindowBuffer) -> WindowSnapshot:
         window_start=key[2],
         task=buffer.task,
         shares=[
-            MergedShareSnapshot(
+            ReceivedShareSnapshot(
                 partition=partition,
                 summary=share.summary,
                 revision=share.revision,
@@ -437,7 +436,7 @@ def restore_merger(snapshot: MergerSnapshot, engine: WindowEngine) -> tuple[Poli
         key = (saved.model_id, saved.model_version, saved.window_start)
         buffer = WindowBuffer(task=saved.task, reference=saved.reference)
         for share in saved.shares:
-            buffer.shares[share.partition] = MergedShare(
+            buffer.shares[share.partition] = ReceivedShare(
                 summary=share.summary.copy(),
                 revision=share.revision,
                 profile=share.profile,
