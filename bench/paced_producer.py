@@ -15,7 +15,7 @@ from bench.config import BenchConfig
 from bench.measure import report
 from driftline.settings import load_settings
 from driftline.simulation.simulator import Simulation
-from driftline.simulation.traffic import Progress
+from driftline.simulation.traffic import Progress, send
 
 
 def main() -> None:
@@ -28,7 +28,8 @@ def main() -> None:
         closing = progress.predictions < config.predictions
         report(progress=progress.events, wall=time.time(), time_ms=progress.time_ms if closing else None)
 
-    sending = Simulation(config.simulation()).produce(
+    sending = send(
+        Simulation(config.simulation()),
         load_settings(**spec["settings"]),
         fast=True,
         envelopes=True,

@@ -12,6 +12,7 @@ from driftline.kafka.topics import create_topics
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
 from driftline.simulation.simulator import Simulation
+from driftline.simulation.traffic import send
 
 Ends = dict[str, dict[int, int]]  # topic -> partition -> end offset
 
@@ -43,7 +44,8 @@ def produce(settings: Settings, config: BenchConfig, shape: Shape, progress: Cal
     """Create the prefix's topics and send the stream through the simulator's fast path (same JSON and
     murmur2 partitions as the producer client); envelopes hold at most ``config.envelope`` events."""
     create_topics(settings)
-    report = Simulation(config.simulation()).produce(
+    report = send(
+        Simulation(config.simulation()),
         settings,
         fast=True,
         envelopes=shape == "envelopes",

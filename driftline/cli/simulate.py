@@ -71,6 +71,7 @@ def simulate(
     from driftline.simulation.scenarios import ScriptTargets, scenario
     from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
     from driftline.simulation.traffic import Progress as Sent
+    from driftline.simulation.traffic import send as send_stream
 
     if models > 1 and training_set is not None and "{model}" not in str(training_set):
         raise typer.BadParameter("with several models, give a path with {model}, e.g. train-{model}.parquet")
@@ -127,7 +128,9 @@ def simulate(
                 sent=f"{progress.events:,} events sent · event time {stamp}",
             )
 
-        report = simulation.produce(resolved, rate=rate, speedup=speedup, fast=fast, envelopes=envelopes, progress=show)
+        report = send_stream(
+            simulation, resolved, rate=rate, speedup=speedup, fast=fast, envelopes=envelopes, progress=show
+        )
     phases = ", ".join(f"{name} {count:,}" for name, count in report.by_phase.items())
     say(
         f"Sent {report.events:,} events to {resolved.kafka.bootstrap} in {report.seconds:.1f} s "

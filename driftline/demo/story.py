@@ -54,7 +54,7 @@ from driftline.schemas.topics import ALL_TOPICS, RETRAIN_TRIGGERS, WINDOW_RESULT
 from driftline.settings import Settings
 from driftline.simulation.scenarios import Scenario, scenario
 from driftline.simulation.simulator import DEFAULT_START, TRAINING_OUTCOME, Simulation, SimulationConfig
-from driftline.simulation.traffic import Progress, SendReport
+from driftline.simulation.traffic import Progress, SendReport, send
 from driftline.sinks.clickhouse import drop_database, is_embedded, open_configured, redacted
 from driftline.sinks.sink import Sink
 from driftline.streams.worker.monitor import StreamMonitor
@@ -552,7 +552,7 @@ def _play(
                 if halt.wait(0.05):
                     return
 
-        sent.append(simulation.produce(settings, speedup=story.speedup, progress=progress))
+        sent.append(send(simulation, settings, speedup=story.speedup, progress=progress))
 
     def done(monitor: StreamMonitor) -> bool:
         nonlocal producer

@@ -7,8 +7,8 @@
     simulation = Simulation(config)
     for event in simulation.events():            # in emission order: event time, labels when they arrive
         event.kind, event.phase, event.body      # "prediction" | "feedback" | "malformed", phase name, JSON
-    simulation.produce(settings)                 # to Kafka through driftline.client.producer.Monitor (SendReport)
-    simulation.produce(settings, fast=True)      # the fast path: same JSON and partitions, no validation
+    send(simulation, settings)                   # to Kafka through driftline.client.producer.Monitor (SendReport):
+    send(simulation, settings, fast=True)        # driftline.simulation.traffic.send; fast: no validation
     simulation.to_parquet("out/")                # predictions.parquet, feedback.parquet
     simulation.training_set(5_000)   # features, score, prediction, outcome, groups: for `driftline reference build`
 
@@ -57,7 +57,6 @@ from driftline.schemas.dead_letters import Reason
 from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import MAX_FEATURES
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
-from driftline.settings import Settings
 from driftline.simulation.malformed import MALFORMATIONS
 from driftline.simulation.scenarios import (
     BrokenFeature,
@@ -69,7 +68,6 @@ from driftline.simulation.scenarios import (
     PredictionDrift,
     Scenario,
 )
-from driftline.simulation.traffic import ProgressCallback, SendReport, send
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -394,31 +392,6 @@ class Simulation:
         """The ``driftline reference build`` options that read a :meth:`training_set` as it is meant."""
         return " ".join(
             [f"--label-column {TRAINING_OUTCOME}", *(f"--sensitive {a.name}" for a in self.config.sensitive)]
-        )
-
-    def produce(
-        self,
-        settings: Settings,
-        *,
-        rate: float = 0.0,
-        speedup: float = 0.0,
-        fast: bool = False,
-        envelopes: bool = True,
-        max_batch: int = 500,
-        linger_s: float = 0.1,
-        progress: ProgressCallback | None = None,
-    ) -> SendReport:
-        """Send the stream to Kafka and wait for delivery; see :func:`driftline.simulation.traffic.send`."""
-        return send(
-            self,
-            settings,
-            rate=rate,
-            speedup=speedup,
-            fast=fast,
-            envelopes=envelopes,
-            max_batch=max_batch,
-            linger_s=linger_s,
-            progress=progress,
         )
 
     # -- drawing ---------------------------------------------------------------------------------------

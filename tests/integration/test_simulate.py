@@ -15,6 +15,7 @@ from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import Settings
 from driftline.simulation.scenarios import scenario
 from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
+from driftline.simulation.traffic import send
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def test_simulated_stream_arrives_whole_and_co_partitioned(settings: Settings, f
         malformed_share=0.05,
         scenario=scenario("story", 600),
     )
-    report = Simulation(config).produce(settings, fast=fast, envelopes=envelopes)
+    report = send(Simulation(config), settings, fast=fast, envelopes=envelopes)
     assert report.events == report.predictions + report.feedback + report.malformed
     assert (report.predictions, report.malformed > 10) == (600, True)
 
