@@ -30,6 +30,7 @@ sample; Wasserstein is read from counts within a stated bound (see the counts' m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -139,6 +140,20 @@ def ks_pvalues(statistics: list[float], sizes: list[int]) -> list[float]:
     return [float(value) for value in np.clip(p, 0.0, 1.0)]
 
 
+def _counted(feature: str, kind: str, present: int, missing: int, profile: FeatureProfile) -> dict[str, Any]:
+    """What every feature's drift row holds: its name and kind, its non-null values, its missing rate
+    (``missing / (present + missing)``, None without values) and that rate's increase over the profile's."""
+    total = present + missing
+    missing_rate = missing / total if total else None
+    return {
+        "feature": feature,
+        "kind": kind,
+        "count": present,
+        "missing_rate": missing_rate,
+        "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
+    }
+
+
 def numeric_drift(
     feature: str,
     count: int,
@@ -153,15 +168,7 @@ def numeric_drift(
     """Drift of a numeric feature: ``count`` non-null window values and ``missing`` nulls; ``shift``, the
     :func:`shifts` of its :func:`numeric_shares` (None without values or bins); and the KS statistic (with its
     p-value, :func:`ks_pvalues`) and normalised Wasserstein distance against the profile's sample."""
-    total = count + missing
-    missing_rate = missing / total if total else None
-    base = {
-        "feature": feature,
-        "kind": "numeric",
-        "count": count,
-        "missing_rate": missing_rate,
-        "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
-    }
+    base = _counted(feature, "numeric", count, missing, profile)
     if shift is None or ks_statistic is None:
         return FeatureDrift.model_validate(base)
     psi_value, jensen_shannon = shift
@@ -194,15 +201,7 @@ def categorical_drift(
     profile's order) plus one count for categories the profile never saw, and ``missing`` nulls; ``shares``, its
     :func:`categorical_shares` (None without values or categories), and their :func:`shifts`."""
     present = int(counts.sum())
-    total = present + missing
-    missing_rate = missing / total if total else None
-    base = {
-        "feature": feature,
-        "kind": "categorical",
-        "count": present,
-        "missing_rate": missing_rate,
-        "missing_rate_increase": None if missing_rate is None else missing_rate - profile.missing_rate,
-    }
+    base = _counted(feature, "categorical", present, missing, profile)
     if shares is None or shift is None:
         return FeatureDrift.model_validate(base)
     actual, expected = shares
