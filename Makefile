@@ -61,7 +61,7 @@ check: $(STAMP) ## Lint, format check and type check (ruff, mypy)
 	$(BIN)/mypy
 
 docs: $(STAMP) ## Regenerate the settings and table references in docs/ (configuration.md, tables.md)
-	$(BIN)/python -m driftline.devtools.readme
+	$(BIN)/python -m driftline.devtools.docs
 
 format: $(STAMP) ## Format the code and fix what ruff can fix
 	$(BIN)/ruff format .

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from driftline.cli import app
-from driftline.devtools.readme import FILES, render
+from driftline.devtools.docs import FILES, render
 from driftline.schemas.tables import ALL_TABLES
 from driftline.settings import reference_markdown
 

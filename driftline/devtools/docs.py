@@ -4,7 +4,7 @@ Contract: each file of :data:`FILES` (a path relative to the repository's root) 
 lists, one ``<!-- name:start ... -->`` ... ``<!-- name:end -->`` pair; :func:`render` replaces what lies
 between the two markers with the block's current content and leaves everything else as it is. The blocks are
 the settings reference (from the settings classes) in ``docs/configuration.md`` and the table reference (from
-:mod:`driftline.schemas.tables`) in ``docs/tables.md``. ``make docs`` (``python -m driftline.devtools.readme``, run from
+:mod:`driftline.schemas.tables`) in ``docs/tables.md``. ``make docs`` (``python -m driftline.devtools.docs``, run from
 the root) rewrites the files; a test checks they are current.
 """
 
