@@ -15,7 +15,6 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from pydantic import ValidationError
 
 from driftline.kafka.reader import topic_reader
-from driftline.kafka.topics import check_connection
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.topics import RETRAIN_TRIGGERS
 from driftline.settings import Settings
@@ -34,7 +33,6 @@ def tail(
 ) -> int:
     """Call ``show`` once per new decision until ``should_stop()`` or ``timeout_s``; return how many."""
     topic = settings.topic(RETRAIN_TRIGGERS.name)
-    check_connection(settings.kafka)
     consumer, _partitions = topic_reader(
         settings.kafka, topic, "tail", OFFSET_BEGINNING if from_beginning else OFFSET_END
     )

@@ -8,7 +8,7 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from driftline.kafka.topics import cluster_metadata
+from driftline.kafka.topics import partition_count
 from driftline.settings import KafkaSettings
 
 
@@ -16,12 +16,13 @@ def topic_reader(
     kafka: KafkaSettings, topic: str, who: str, start: int = OFFSET_BEGINNING
 ) -> tuple[Consumer, list[int]]:
     """A consumer of every partition of ``topic`` from ``start`` (``OFFSET_BEGINNING`` or ``OFFSET_END``), in the
-    group ``driftline-<who>-<random>``, and the topic's partitions. Close it after."""
+    group ``driftline-<who>-<random>``, and the topic's partitions (:class:`BrokerError` if Kafka does not answer or
+    the topic does not exist). Close it after."""
     consumer = Consumer(
         {**kafka.client_config(), "group.id": f"driftline-{who}-{uuid.uuid4().hex}", "enable.auto.commit": False}
     )
     try:
-        partitions = sorted(cluster_metadata(consumer, kafka, topic).topics[topic].partitions)
+        partitions = list(range(partition_count(consumer, kafka, topic)))
     except BaseException:
         consumer.close()
         raise

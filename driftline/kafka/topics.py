@@ -62,7 +62,7 @@ def cluster_metadata(
         ) from None
 
 
-def partition_count(client: Producer | AdminClient, kafka: KafkaSettings, topic: str) -> int:
+def partition_count(client: Producer | AdminClient | Consumer, kafka: KafkaSettings, topic: str) -> int:
     """How many partitions ``topic`` has (:func:`cluster_metadata`); :class:`BrokerError` if it does not exist."""
     info = cluster_metadata(client, kafka, topic).topics.get(topic)
     if info is None or info.error is not None or not info.partitions:
