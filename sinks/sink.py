@@ -22,7 +22,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,10 +63,11 @@ class SinkStats:
 
     ``messages`` and ``batches`` count what was stored (a batch's messages, dead letters included, once its
     rows are in ClickHouse), ``rows`` the rows inserted per table, ``dead_letters_by_reason`` the dead letters
-    read from their topic and loaded, ``insert_retries`` the inserts retried, ``commit_failures`` the offset
-    commits that failed after a stored batch. ``lag`` maps each assigned partition, ``(topic, partition)``, to
-    its messages after the sink's committed position (:func:`partition_lag`), as librdkafka reported it last:
-    every ``LAG_REPORT_MS`` while the sink reads Kafka (not while it retries an insert, when it reads nothing).
+    read from their topic and loaded (counted, as ``rows``, once their batch is stored), ``insert_retries`` the
+    inserts retried, ``commit_failures`` the offset commits that failed after a stored batch. ``lag`` maps each
+    assigned partition, ``(topic, partition)``, to its messages after the sink's committed position
+    (:func:`partition_lag`), as librdkafka reported it last: every ``LAG_REPORT_MS`` while the sink reads Kafka
+    (not while it retries an insert, when it reads nothing).
     It is replaced whole, never changed in place, so another thread may read it; a partition not in it has an
     unknown lag (not assigned, or no report yet).
     """
@@ -119,6 +120,7 @@ class _Batch:
     rows: dict[Table, list[Row]] = field(default_factory=lambda: defaultdict(list))
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    letters_loaded: Counter[str] = field(default_factory=Counter)
     messages: int = 0
 
 
@@ -200,6 +202,8 @@ class Sink:
         for table, rows in batch.rows.items():
             self._insert(table, rows)
             self.stats.rows[table.name] += len(rows)
+        for reason, count in batch.letters_loaded.items():
+            self.stats.dead_letters_by_reason[reason] += count
         self._commit(batch.offsets)
         self.stats.messages += batch.messages
         self.stats.batches += 1
@@ -254,7 +258,7 @@ class Sink:
         if topic == self.topics["dead-letters"]:
             letter = DeadLetter.from_kafka(message.value(), message.headers())
             batch.rows[DEAD_LETTERS].append(dead_letter_row(letter))
-            self.stats.dead_letters_by_reason[letter.reason.value] += 1
+            batch.letters_loaded[letter.reason.value] += 1
             return
         load = self._loaders[topic]
         origin = Origin(topic, partition, offset, kafka_time(message.timestamp()[1]))
