@@ -20,7 +20,7 @@ import math
 import sys
 from collections.abc import Container
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -69,6 +69,8 @@ class _FeedbackEvent(Struct, forbid_unknown_fields=True, gc=False):
     schema_version: Literal[1] = 1
 
 
+_T = TypeVar("_T")
+
 _PREDICTIONS = msgspec.json.Decoder(list[_PredictionEvent] | _PredictionEvent)
 _FEEDBACK = msgspec.json.Decoder(list[_FeedbackEvent] | _FeedbackEvent)
 
@@ -99,11 +101,8 @@ class FastDecoder:
     def predictions(self, value: bytes | None, latest: datetime | None = None) -> list[PredictionRecord] | None:
         """The records of a prediction message, or None when pydantic must decide (also when an event is stamped
         after ``latest``)."""
-        if not value or len(value) > self.max_message_bytes:
-            return None
-        try:
-            decoded = _PREDICTIONS.decode(value)
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 too
+        decoded = self._decoded(_PREDICTIONS, value)
+        if decoded is None:
             return None
         events = decoded if isinstance(decoded, list) else [decoded]
         records = []
@@ -119,11 +118,8 @@ class FastDecoder:
     ) -> list[FeedbackRecord] | None:
         """The records of a feedback message read at ``offset``, or None when pydantic must decide (also when an
         event is stamped after ``latest``)."""
-        if not value or len(value) > self.max_message_bytes:
-            return None
-        try:
-            decoded = _FEEDBACK.decode(value)
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 too
+        decoded = self._decoded(_FEEDBACK, value)
+        if decoded is None:
             return None
         envelope = isinstance(decoded, list)
         events = decoded if isinstance(decoded, list) else [decoded]
@@ -148,6 +144,15 @@ class FastDecoder:
                 )
             )
         return records or None
+
+    def _decoded(self, decoder: msgspec.json.Decoder[_T], value: bytes | None) -> _T | None:
+        """The message decoded, or None when it is empty, oversized or not what ``decoder`` takes."""
+        if not value or len(value) > self.max_message_bytes:
+            return None
+        try:
+            return decoder.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 too
+            return None
 
     def _prediction(self, event: _PredictionEvent) -> PredictionRecord | None:
         stamp = _event_time(event.timestamp)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from driftline.schemas.dead_letters import DeadLetter
 from driftline.schemas.decoding import Decoded
-from driftline.schemas.events import (
-    BinaryPrediction,
-    FeedbackEvent,
-    MulticlassPrediction,
-    PredictionEvent,
-    RegressionPrediction,
-    label_text,
-)
+from driftline.schemas.events import FeedbackEvent, MulticlassPrediction, PredictionEvent, label_text
+from driftline.schemas.records import prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
-from driftline.schemas.tables import DETECTOR_ALARMS, DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, Table
+from driftline.schemas.tables import (
+    DEAD_LETTERS,
+    DETECTOR_ALARMS,
+    DRIFT_WINDOWS,
+    FAIRNESS_WINDOWS,
+    PERFORMANCE_WINDOWS,
+    REFERENCE_PROFILES,
+    RETRAIN_TRIGGERS,
+    Table,
+)
 
 Row = tuple[Any, ...]
 
@@ -39,16 +43,12 @@ def prediction_row(decoded: Decoded[PredictionEvent], features: bool = True) -> 
             categorical[name] = value
         else:
             numeric[name] = float(value)
+    record = prediction_record(event)
     return (
-        event.prediction_id,
-        event.model_id,
-        event.model_version,
-        event.timestamp,
-        event.task,
-        None if isinstance(prediction, RegressionPrediction) else label_text(prediction.label),
-        prediction.score if isinstance(prediction, BinaryPrediction) else None,
+        *record[:6],  # prediction_id, model_id, model_version, timestamp, task, the predicted label as text
+        None if math.isnan(record.score) else record.score,  # NaN: no score (a score is in [0, 1])
         (prediction.scores or {}) if isinstance(prediction, MulticlassPrediction) else {},
-        prediction.value if isinstance(prediction, RegressionPrediction) else None,
+        None if math.isnan(record.value) else record.value,  # NaN: not a regression (a value is finite)
         numeric,
         categorical,
         missing,
@@ -79,19 +79,11 @@ def feedback_row(decoded: Decoded[FeedbackEvent]) -> Row:
 
 def dead_letter_row(letter: DeadLetter) -> Row:
     """A ``dead_letters`` row."""
-    return (
-        letter.source_topic,
-        letter.source_partition,
-        letter.source_offset,
-        letter.envelope_index,
-        letter.reason.value,
-        letter.error_class,
-        letter.message,
-        letter.original,
-    )
+    return _ordered(DEAD_LETTERS, {**dict(letter), "reason": letter.reason.value})  # its columns are its fields
 
 
 def _ordered(table: Table, values: dict[str, Any]) -> Row:
+    """``values`` of ``table``'s columns in its column order (tuples as lists: ClickHouse arrays)."""
     return tuple(list(v) if isinstance(v := values[name], tuple) else v for name in table.column_names)
 
 
@@ -123,31 +115,28 @@ def window_rows(result: WindowResult) -> dict[Table, list[Row]]:
 
 def reference_profile_row(profile: ReferenceProfile) -> Row:
     """A ``reference_profiles`` row."""
-    return (
-        profile.model_id,
-        profile.model_version,
-        profile.source,
-        profile.rows,
-        profile.created_at,
-        sorted(profile.features),
-        profile.model_dump_json(),
-        profile.performance.labelled if profile.performance else 0,
-        profile.performance.accuracy if profile.performance else None,
-        profile.performance.estimated_accuracy if profile.performance else None,
+    performance = profile.performance
+    return _ordered(
+        REFERENCE_PROFILES,
+        {
+            **dict(profile),
+            "features": sorted(profile.features),
+            "profile": profile.model_dump_json(),
+            "labelled": performance.labelled if performance else 0,
+            "accuracy": performance.accuracy if performance else None,
+            "estimated_accuracy": performance.estimated_accuracy if performance else None,
+        },
     )
 
 
 def retrain_trigger_row(trigger: RetrainTrigger) -> Row:
     """A ``retrain_triggers`` row."""
-    return (
-        trigger.trigger_id,
-        trigger.model_id,
-        trigger.model_version,
-        trigger.created_at,
-        trigger.window_start,
-        trigger.window_end,
-        trigger.severity,
-        sorted({reason.rule for reason in trigger.reasons}),
-        json.dumps([reason.model_dump(mode="json") for reason in trigger.reasons], separators=(",", ":")),
-        trigger.evidence,
+    reasons = [reason.model_dump(mode="json") for reason in trigger.reasons]
+    return _ordered(
+        RETRAIN_TRIGGERS,
+        {
+            **dict(trigger),
+            "rules": sorted({reason.rule for reason in trigger.reasons}),
+            "reasons": json.dumps(reasons, separators=(",", ":")),
+        },
     )

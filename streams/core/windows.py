@@ -68,21 +68,7 @@ from driftline.schemas.results import (
     WindowKey,
     WindowResult,
 )
-from driftline.streams.core.deltas import (
-    NO_SUMMARY,
-    Delta,
-    DetectorInput,
-    OrphanCount,
-    Progress,
-    ShareDelta,
-    UnbinnedRow,
-    decode_rows,
-    decode_summary,
-    decode_tally,
-    encode_rows,
-    encode_summary,
-    encode_tally,
-)
+from driftline.streams.core import deltas
 from driftline.streams.core.feature_counts import (
     FeatureCounts,
     Tally,
@@ -97,16 +83,16 @@ from driftline.streams.core.metrics.profile import build_profile, profile_key
 from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
 from driftline.streams.core.watermarks import EPOCH, ModelKey, ModelWatermarks, Watermark
 
-QueuedChunk = tuple[WindowId, list[DetectorInput]]  # a window's inputs as one delta brought them
+QueuedChunk = tuple[WindowId, list[deltas.DetectorInput]]  # a window's inputs as one delta brought them
 Signal = Literal["errors", "scores"]
 
 
-RowChunk = tuple[int, msgspec.Raw]  # uncounted rows as they came (encode_rows), and how many: decoded only where
+RowChunk = tuple[int, msgspec.Raw]  # uncounted rows as they came (deltas.encode_rows), and how many: decoded only where
 # counted or learnt from, never re-encoded to be saved
 
 
-def _decoded(chunks: Iterable[RowChunk]) -> list[UnbinnedRow]:
-    return [row for _count, raw in chunks for row in decode_rows(raw)]
+def _decoded(chunks: Iterable[RowChunk]) -> list[deltas.UnbinnedRow]:
+    return [row for _count, raw in chunks for row in deltas.decode_rows(raw)]
 
 
 @dataclass
@@ -115,7 +101,7 @@ class ReceivedShare:
     absolute parts of its newest revision, the uncounted rows not counted here yet, and how many numbered inputs
     were received."""
 
-    summary: msgspec.Raw  # encoded (encode_summary), decoded when the window is emitted
+    summary: msgspec.Raw  # encoded (deltas.encode_summary), decoded when the window is emitted
     revision: int = -1
     profile: str | None = None
     tallies: dict[str, msgspec.Raw] = field(default_factory=dict)  # encoded, decoded when drift is read
@@ -143,7 +129,7 @@ class WindowBuffer:
 
     def summary(self) -> Summary:
         """The shares' summaries added up."""
-        total = merged([decode_summary(share.summary) for _p, share in sorted(self.shares.items())])
+        total = merged([deltas.decode_summary(share.summary) for _p, share in sorted(self.shares.items())])
         return total if total is not None else new_summary(self.task)
 
     @property
@@ -210,18 +196,18 @@ class WindowEngine:
 
     # -- input ---------------------------------------------------------------------------------------
 
-    def apply(self, delta: Delta) -> None:
+    def apply(self, delta: deltas.Delta) -> None:
         """Take one delta of a source partition (idempotent: a replayed delta changes nothing)."""
-        if isinstance(delta, Progress):
+        if isinstance(delta, deltas.Progress):
             self.predictions_seen.report(delta.partition, delta.floor, delta.predictions_idle, delta.models)
             self.labels_seen.report(delta.partition, delta.labels_mark, delta.labels_idle)
-        elif isinstance(delta, OrphanCount):
+        elif isinstance(delta, deltas.OrphanCount):
             slot = (delta.partition, delta.model_id, delta.window_start)
             self.orphans[slot] = max(delta.count, self.orphans.get(slot, 0))
         else:
             self._merge(delta)
 
-    def _merge(self, delta: ShareDelta) -> None:
+    def _merge(self, delta: deltas.ShareDelta) -> None:
         key = (delta.model_id, delta.model_version, delta.window_start)
         buffer = self.windows.get(key)
         if buffer is None:
@@ -233,7 +219,7 @@ class WindowEngine:
         share = buffer.shares.get(delta.partition)
         if share is None:
             share = buffer.shares[delta.partition] = ReceivedShare(_empty_summary(delta.task))
-        if delta.summary != NO_SUMMARY and delta.revision >= share.revision:
+        if delta.summary != deltas.NO_SUMMARY and delta.revision >= share.revision:
             share.revision, share.summary = delta.revision, delta.summary.copy()  # (not a view of the message)
             if delta.features:
                 if delta.profile != share.profile:
@@ -334,7 +320,7 @@ class WindowEngine:
             taken.add((model_id, start))
             buffer.orphan_feedback = counts.get((model_id, start), 0) if first else 0
 
-    def _detector_inputs(self, signal: Signal, key: WindowId, items: Sequence[DetectorInput]) -> None:
+    def _detector_inputs(self, signal: Signal, key: WindowId, items: Sequence[deltas.DetectorInput]) -> None:
         """Queue a window's new inputs of ``signal`` for the detectors; those behind the frontier are late."""
         if not items:
             return
@@ -438,11 +424,11 @@ class WindowEngine:
         counts = {}
         for name, feature in sorted(buffer.profile.features.items()):
             held = buffer.counted.get(name)
-            counts[name] = (counts_of(feature, decode_tally(held)) if held is not None else None) or feature_counts(
-                feature
-            )
+            counts[name] = (
+                counts_of(feature, deltas.decode_tally(held)) if held is not None else None
+            ) or feature_counts(feature)
         count_rows(counts, rows)
-        buffer.counted = {name: encode_tally(c.tally) for name, c in counts.items()}
+        buffer.counted = {name: deltas.encode_tally(c.tally) for name, c in counts.items()}
         for share in buffer.shares.values():
             share.rows = []
 
@@ -491,7 +477,7 @@ class WindowEngine:
                 raw = tallies.get(name)
                 if raw is None:
                     continue
-                tally = decode_tally(raw)
+                tally = deltas.decode_tally(raw)
                 if total is None:
                     total = tally
                 elif type(tally) is type(total):
@@ -508,7 +494,7 @@ class WindowEngine:
 @cache
 def _empty_summary(task: Task) -> msgspec.Raw:
     """An empty summary of ``task``, encoded once (a share holds it until its join sends the absolute parts)."""
-    return encode_summary(new_summary(task))
+    return deltas.encode_summary(new_summary(task))
 
 
 def _split_due(
@@ -530,7 +516,7 @@ def _split_due(
     return due, kept
 
 
-def _new_rows(received: int, delta: ShareDelta, what: str) -> RowChunk | None:
+def _new_rows(received: int, delta: deltas.ShareDelta, what: str) -> RowChunk | None:
     """How many of the delta's rows come after the ``received`` held, and those rows encoded (re-encoded only
     when the delta holds some already received); None when none are new (a gap is an error)."""
     count = delta.rows_in()
@@ -539,7 +525,7 @@ def _new_rows(received: int, delta: ShareDelta, what: str) -> RowChunk | None:
         return None
     if new == count:
         return new, delta.rows.copy()  # (its own bytes, not a view of the whole message)
-    return new, encode_rows(decode_rows(delta.rows)[count - new :])
+    return new, deltas.encode_rows(deltas.decode_rows(delta.rows)[count - new :])
 
 
 def _new_items(received: int, first: int, items: Sequence[Any], what: str) -> Sequence[Any]:

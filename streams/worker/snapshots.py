@@ -234,9 +234,7 @@ def join_snapshot(join: PartitionJoin, offsets: dict[str, int]) -> JoinSnapshot:
 
 def _join_share(key: WindowId, share: Share) -> JoinShareSnapshot:
     return JoinShareSnapshot(
-        model_id=key[0],
-        model_version=key[1],
-        window_start=key[2],
+        *key,  # model_id, model_version, window_start
         task=share.task,
         summary=share.summary,
         ids=share.ids,
@@ -380,9 +378,7 @@ def merger_snapshot(
 
 def _window(key: WindowId, buffer: WindowBuffer) -> WindowSnapshot:
     return WindowSnapshot(
-        model_id=key[0],
-        model_version=key[1],
-        window_start=key[2],
+        *key,  # model_id, model_version, window_start
         task=buffer.task,
         shares=[
             ReceivedShareSnapshot(
@@ -415,8 +411,7 @@ def _watermark(watermark: Watermark) -> WatermarkSnapshot:
 def _detectors(model: tuple[str, str], detectors: ModelDetectors) -> DetectorSnapshot:
     ph = detectors.page_hinkley
     return DetectorSnapshot(
-        model_id=model[0],
-        model_version=model[1],
+        *model,  # model_id, model_version
         adwin=detectors.adwin._helper.__getstate__(),
         adwin_detected=detectors.adwin.drift_detected,
         page_hinkley={"n": ph._x_mean.n, "mean": ph._x_mean.get(), **{name: getattr(ph, name) for name in _PH_FIELDS}},

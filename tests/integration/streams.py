@@ -96,26 +96,13 @@ class Stream:
             for chunk in range(chunks):
                 part = slice(chunk * size, (chunk + 1) * size)
                 for prediction, label in zip(self.predictions[part], self.feedback[part], strict=True):
-                    monitor.log_prediction(
-                        prediction["features"],
-                        label=prediction["label"],
-                        score=prediction["score"],
-                        prediction_id=prediction["prediction_id"],
-                        timestamp=prediction["timestamp"],
-                        sensitive=prediction["sensitive"],
-                    )
-                    monitor.log_feedback(label["prediction_id"], label=label["label"], timestamp=label["timestamp"])
+                    monitor.log_prediction(**prediction)  # the keys are log_prediction's and log_feedback's own
+                    monitor.log_feedback(**label)
                 between_chunks(chunk)
         if clock:
             with Monitor(MODEL, "1", settings=settings) as monitor:
                 for event in self.clock:
-                    monitor.log_prediction(
-                        event["features"],
-                        label=event["label"],
-                        score=event["score"],
-                        prediction_id=event["prediction_id"],
-                        timestamp=event["timestamp"],
-                    )
+                    monitor.log_prediction(**event)
 
     def expected_windows(self) -> list[tuple[datetime, int, int, float]]:
         """Each window's start, predictions, labelled predictions and accuracy, computed from the stream."""
@@ -158,17 +145,22 @@ class Stored:
 
 def stored(ask: Callable[[str], int], model: str = MODEL) -> Stored:
     """Count a model's predictions and feedback in ClickHouse (its clock's left out), with FINAL and without;
-    ``ask`` runs a query
-    whose answer is one number (on a client, or through a running sink's SQL endpoint)."""
+    ``ask`` runs a query whose answer is one number (on a client, or through a running sink's SQL endpoint)."""
     where = f"WHERE model_id = '{model}' AND NOT startsWith(prediction_id, 'clock-')"
-    return Stored(
-        predictions=ask(f"SELECT count() FROM predictions FINAL {where}"),
-        feedback=ask(f"SELECT count() FROM feedback FINAL {where}"),
-        predictions_raw=ask(f"SELECT count() FROM predictions {where}"),
-        feedback_raw=ask(f"SELECT count() FROM feedback {where}"),
-        distinct_predictions=ask(f"SELECT uniqExact(prediction_id) FROM predictions FINAL {where}"),
-        distinct_feedback=ask(f"SELECT uniqExact(prediction_id) FROM feedback FINAL {where}"),
+
+    def counted(table: str) -> tuple[int, int, int]:
+        """Rows with FINAL, rows without, distinct prediction ids."""
+        return (
+            ask(f"SELECT count() FROM {table} FINAL {where}"),
+            ask(f"SELECT count() FROM {table} {where}"),
+            ask(f"SELECT uniqExact(prediction_id) FROM {table} FINAL {where}"),
+        )
+
+    (predictions, predictions_raw, distinct_predictions), (feedback, feedback_raw, distinct_feedback) = (
+        counted("predictions"),
+        counted("feedback"),
     )
+    return Stored(predictions, feedback, predictions_raw, feedback_raw, distinct_predictions, distinct_feedback)
 
 
 def on_client(client: Client) -> Callable[[str], int]:

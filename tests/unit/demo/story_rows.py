@@ -74,26 +74,16 @@ def window(hour: int, *, psi: float, parity: float, accuracy: float = 0.9, versi
 def trigger(hour: int, rule: str, metric: str, observed: float, threshold: float) -> RetrainTrigger:
     """A warning decision in the window starting at ``hour``."""
     start = START + timedelta(hours=hour)
-    end = start + timedelta(hours=1)
+    span = {"window_start": start, "window_end": start + timedelta(hours=1)}
+    reason = TriggerReason(rule=rule, metric=metric, observed=observed, threshold=threshold, sample_count=1000, **span)
     return RetrainTrigger(
         trigger_id=trigger_id("m", "1.0", start, [rule]),
         model_id="m",
         model_version="1.0",
-        created_at=end,
-        window_start=start,
-        window_end=end,
+        created_at=span["window_end"],
         severity="warning",
-        reasons=[
-            TriggerReason(
-                rule=rule,
-                metric=metric,
-                observed=observed,
-                threshold=threshold,
-                window_start=start,
-                window_end=end,
-                sample_count=1000,
-            )
-        ],
+        reasons=[reason],
+        **span,
     )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftline.schemas.decoding import EventDecoder, Origin
+from driftline.schemas.decoding import DecodeResult, EventDecoder, Origin
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.fast_decoding import FastDecoder
 from driftline.schemas.records import feedback_record, prediction_record
@@ -33,22 +34,19 @@ def comparable(records: list[Any]) -> list[tuple[Any, ...]]:
 
 def assert_agrees_on_predictions(value: bytes) -> bool:
     """The fast verdict agrees with pydantic's; True when the fast path accepted the message."""
-    fast = FAST.predictions(value)
-    slow = PREDICTIONS.decode(value, ORIGIN)
-    if fast is None:
-        return False
-    assert slow.dead_letters == [], f"fast accepted what pydantic rejects: {slow.dead_letters[0].message}"
-    assert comparable(fast) == comparable([prediction_record(d.event) for d in slow.events])
-    return True
+    return _assert_agrees(FAST.predictions(value), PREDICTIONS.decode(value, ORIGIN), prediction_record)
 
 
 def assert_agrees_on_feedback(value: bytes) -> bool:
-    fast = FAST.feedback(value)
-    slow = FEEDBACK.decode(value, ORIGIN)
+    """As :func:`assert_agrees_on_predictions`, for a feedback message."""
+    return _assert_agrees(FAST.feedback(value), FEEDBACK.decode(value, ORIGIN), feedback_record)
+
+
+def _assert_agrees(fast: list[Any] | None, slow: DecodeResult[Any], record: Callable[[Any], Any]) -> bool:
     if fast is None:
         return False
     assert slow.dead_letters == [], f"fast accepted what pydantic rejects: {slow.dead_letters[0].message}"
-    assert comparable(fast) == comparable([feedback_record(d.event) for d in slow.events])
+    assert comparable(fast) == comparable([record(d.event) for d in slow.events])
     return True
 
 
