@@ -18,6 +18,7 @@ from driftline.schemas.results import ReferenceProfile
 from driftline.schemas.topics import REFERENCE_PROFILES
 from driftline.settings import Settings
 from driftline.streams.core.metrics.profile import build_profile
+from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 
 
 def publish_profile(settings: Settings, profile: ReferenceProfile) -> None:
@@ -62,11 +63,8 @@ def build_reference(
         frame,
         model_id,
         model_version,
+        columns=ReferenceColumns(prediction_column, score_column, label_column, sensitive),
         features=features,
-        prediction_column=prediction_column,
-        score_column=score_column,
-        label_column=label_column,
-        sensitive=sensitive,
         task=task or (contract.task if contract else None),
         positive=positive_texts(contract),
         min_group_count=settings.monitor.min_group_count,

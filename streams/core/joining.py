@@ -77,7 +77,15 @@ from driftline.streams.core.deltas import (
 )
 from driftline.streams.core.feature_counts import FeatureCounts, count_columns, feature_counts
 from driftline.streams.core.metrics.profile import profile_key
-from driftline.streams.core.summary import BinarySummary, Combo, MulticlassSummary, Summary, group_key, new_summary
+from driftline.streams.core.summary import (
+    BinarySummary,
+    Combo,
+    MulticlassSummary,
+    Scored,
+    Summary,
+    group_key,
+    new_summary,
+)
 from driftline.streams.core.watermarks import EPOCH, ModelKey, ModelMark
 
 WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
@@ -527,7 +535,7 @@ class PartitionJoin:
             positive = np.array([label in texts for label in predicted], dtype=bool)
             score_array = np.array(scores, dtype=np.float64)
             codes = np.array([share.combo_code(groups) for groups in sensitive], dtype=np.intp)
-            summary.add_predictions(positive, score_array, codes, share.combos)
+            summary.add_predictions(Scored(positive, score_array, codes, share.combos))
             share.positive.extend(positive.tobytes())
             share.scores.extend(score_array)
             share.codes.extend(codes.tolist())
@@ -608,13 +616,9 @@ def _fold_labels(share: Share, positive_texts: set[str]) -> None:
     if isinstance(summary, BinarySummary):
         positive = np.frombuffer(share.positive, dtype=bool)[index]
         truth = np.array([record.label in positive_texts for record in feedback], dtype=bool)
-        summary.add_labels(
-            positive,
-            np.frombuffer(share.scores, dtype=np.float64)[index],
-            np.frombuffer(share.codes, dtype=np.int64)[index].astype(np.intp),
-            share.combos,
-            truth,
-        )
+        scores = np.frombuffer(share.scores, dtype=np.float64)[index]
+        codes = np.frombuffer(share.codes, dtype=np.int64)[index].astype(np.intp)
+        summary.add_labels(Scored(positive, scores, codes, share.combos), truth)
     elif isinstance(summary, MulticlassSummary):
         summary.add_labels([share.predicted[row] for row, _record in labels], [r.label or "" for r in feedback])
     else:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import numpy as np
@@ -65,6 +65,20 @@ def _sum(terms: NDArray[np.float64]) -> ExactSum:
     return total
 
 
+class Scored(NamedTuple):
+    """A binary model's predictions as arrays: ``positive`` (ŷ is the positive label), ``scores``, and ``codes``,
+    the index of each one's combination of groups in ``combos``."""
+
+    positive: NDArray[np.bool_]
+    scores: NDArray[np.float64]
+    codes: NDArray[np.intp]
+    combos: Sequence[Combo]
+
+    def rows(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> Scored:
+        """The predictions at ``index`` (positions, or a mask)."""
+        return Scored(self.positive[index], self.scores[index], self.codes[index], self.combos)
+
+
 class BinarySummary(msgspec.Struct, tag="binary"):
     """Counts and sums of a binary model's window (see the module docstring)."""
 
@@ -77,30 +91,18 @@ class BinarySummary(msgspec.Struct, tag="binary"):
     brier: ExactSum = msgspec.field(default_factory=ExactSum)
     roc: NDArray[np.int64] = msgspec.field(default_factory=lambda: np.zeros(2 * ROC_BINS, dtype=np.int64))
 
-    def add_predictions(
-        self,
-        positive: NDArray[np.bool_],
-        scores: NDArray[np.float64],
-        codes: NDArray[np.intp],
-        combos: Sequence[Combo],
-    ) -> None:
-        """Count predictions: ``positive`` (ŷ is the positive label), ``scores``, and the index of each one's
-        combination of groups in ``combos``."""
+    def add_predictions(self, scored: Scored) -> None:
+        """Count the predictions ``scored``."""
+        positive, scores, codes, combos = scored
         self.predictions += len(scores)
         self.estimated.add(np.where(positive, scores, 1.0 - scores))
         selected = np.bincount(codes * 2 + positive, minlength=2 * len(combos)).reshape(-1, 2)
         self._count(np.column_stack([selected.sum(axis=1), selected[:, 1]]), combos, first=0)
 
-    def add_labels(
-        self,
-        positive: NDArray[np.bool_],
-        scores: NDArray[np.float64],
-        codes: NDArray[np.intp],
-        combos: Sequence[Combo],
-        truth: NDArray[np.bool_],
-    ) -> None:
-        """Count labels joined to predictions (``truth``: y is the positive label), given as for
-        :meth:`add_predictions`."""
+    def add_labels(self, scored: Scored, truth: NDArray[np.bool_]) -> None:
+        """Count labels joined to the predictions ``scored`` (``truth``: y is the positive label, one per
+        prediction)."""
+        positive, scores, codes, combos = scored
         self.labelled += len(truth)
         clipped = np.clip(scores, EPSILON, 1 - EPSILON)
         self.log_loss.add(-np.where(truth, np.log(clipped), np.log(1 - clipped)))
@@ -319,9 +321,10 @@ def binary_summary_of(
     combos = sorted(set(groups))
     index = {combo: code for code, combo in enumerate(combos)}
     codes = np.array([index[combo] for combo in groups], dtype=np.intp)
+    scored = Scored(positive, scores, codes, combos)
     summary = BinarySummary()
-    summary.add_predictions(positive, scores, codes, combos)
-    summary.add_labels(positive[labelled], scores[labelled], codes[labelled], combos, truth)
+    summary.add_predictions(scored)
+    summary.add_labels(scored.rows(labelled), truth)
     return summary
 
 

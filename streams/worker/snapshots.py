@@ -47,6 +47,26 @@ SNAPSHOT_FORMAT = 11  # 4: windows hold summaries; 5: joins summarise; 6: data; 
 Record = tuple[str, str, str, datetime, Task, str | None, float, float, dict[str, Any], dict[str, str]]
 Feedback = tuple[str, datetime, str | None, float | None, str | None, int, int]
 WindowId = tuple[str, str, datetime]
+_SHARE_FIELDS_AS_THEY_ARE = (
+    "ids",
+    "combos",
+    "predicted",
+    "profile",
+    "new_labels",
+    "labels_checked",
+    "unsent_rows",
+    "unsent_scores",
+    "unsent_errors",
+    "rows_sent",
+    "scores_sent",
+    "errors_sent",
+    "features_changed",
+    "revision_sent",
+    "sending_whole",
+    "changed",
+)
+"""The fields of a join's :class:`~driftline.streams.core.joining.Share` saved and restored unchanged (the others:
+arrays saved as bytes, rows as tuples, feature counts as their tallies)."""
 
 
 class JoinShareSnapshot(msgspec.Struct, array_like=True):
@@ -237,30 +257,15 @@ def _join_share(key: WindowId, share: Share) -> JoinShareSnapshot:
         *key,  # model_id, model_version, window_start
         task=share.task,
         summary=share.summary,
-        ids=share.ids,
+        **{name: getattr(share, name) for name in _SHARE_FIELDS_AS_THEY_ARE},
         settled=share.settled.tobytes(),
         positive=bytes(share.positive),
         scores=share.scores.tobytes(),
         codes=share.codes.tobytes(),
-        combos=share.combos,
-        predicted=share.predicted,
         values=share.values.tobytes(),
         labelled=bytes(share.labelled),
-        profile=share.profile,
         tallies=None if share.features is None else {name: c.tally for name, c in share.features.items()},
         new_rows=[(*row[:8], dict(row.features), dict(row.sensitive)) for row in share.new_rows],
-        new_labels=share.new_labels,
-        labels_checked=share.labels_checked,
-        unsent_rows=share.unsent_rows,
-        unsent_scores=share.unsent_scores,
-        unsent_errors=share.unsent_errors,
-        rows_sent=share.rows_sent,
-        scores_sent=share.scores_sent,
-        errors_sent=share.errors_sent,
-        features_changed=share.features_changed,
-        revision_sent=share.revision_sent,
-        sending_whole=share.sending_whole,
-        changed=share.changed,
     )
 
 
@@ -270,28 +275,17 @@ def restore_join(snapshot: JoinSnapshot, settings: MonitorSettings, context: Joi
     for saved in snapshot.shares:
         key = (saved.model_id, saved.model_version, saved.window_start)
         share = Share(saved.task, saved.summary)
-        share.ids = saved.ids
+        for name in _SHARE_FIELDS_AS_THEY_ARE:
+            setattr(share, name, getattr(saved, name))
         share.settled = _array("Q", saved.settled)
         share.positive = bytearray(saved.positive)
         share.scores = _array("d", saved.scores)
         share.codes = _array("q", saved.codes)
-        share.combos = saved.combos
         share.combo_codes = {combo: code for code, combo in enumerate(saved.combos)}
-        share.predicted = saved.predicted
         share.values = _array("d", saved.values)
         share.labelled = bytearray(saved.labelled)
-        share.profile = saved.profile
         share.features = _counts(context, key, saved.profile, saved.tallies)
         share.new_rows = [PredictionRecord(*row) for row in saved.new_rows]
-        share.new_labels, share.labels_checked = saved.new_labels, saved.labels_checked
-        share.unsent_rows, share.unsent_scores, share.unsent_errors = (
-            saved.unsent_rows,
-            saved.unsent_scores,
-            saved.unsent_errors,
-        )
-        share.rows_sent, share.scores_sent, share.errors_sent = saved.rows_sent, saved.scores_sent, saved.errors_sent
-        share.features_changed, share.revision_sent = saved.features_changed, saved.revision_sent
-        share.sending_whole, share.changed = saved.sending_whole, saved.changed
         join.shares[key] = share
     join.index_pending()
     for feedback in snapshot.early:

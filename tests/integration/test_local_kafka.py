@@ -6,16 +6,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from driftline.devtools.local_broker import free_port
+from tests.integration.running import DRIFTLINE
 
 pytestmark = pytest.mark.integration
-
-DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 from pathlib import Path
@@ -18,10 +17,9 @@ from driftline.devtools.local_broker import free_port
 from driftline.kafka.topics import create_topics
 from driftline.settings import Settings
 from driftline.sinks.sql_endpoint import query_endpoint
+from tests.integration.running import DRIFTLINE
 
 pytestmark = pytest.mark.integration
-
-DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
 
 
 def test_sql_goes_through_the_running_sink_and_cannot_write(settings: Settings, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import json
 import math
 import random
 import signal
-import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -38,15 +37,13 @@ from tests.integration.running import (
     worker_env,
     worker_running,
 )
-from tests.integration.streams import windowed
+from tests.integration.streams import WINDOW_S, windowed  # the windows ``windowed`` sets
 from tests.summaries import binary_summary
 from tests.two_stage import TwoStages
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
-WINDOW_S = 60.0
-DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
 
 
 def scripted_stream(seed: int, windows: int, per_window: int, models: int = 1) -> list[dict[str, Any]]:

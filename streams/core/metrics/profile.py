@@ -8,7 +8,6 @@ standard deviation; other columns get the share of each category. Nulls count to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -20,6 +19,7 @@ from driftline.schemas.events import Task
 from driftline.schemas.model_contracts import DEFAULT_POSITIVE_TEXTS
 from driftline.schemas.results import FeatureProfile, GroupFairness, Performance, ReferenceProfile
 from driftline.streams.core.metrics.drift import numeric_bin_shares
+from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 from driftline.streams.core.metrics.reference_performance import infer_task, reference_performance
 
 SAMPLE_SIZE = 2_000
@@ -27,6 +27,7 @@ BINS = 10
 SCORE = "__score__"
 PREDICTED_LABEL = "__predicted_label__"
 AMBIGUOUS = "label"  # the true outcome or the predicted label? refused unless named
+DEFAULT_COLUMNS = ReferenceColumns()
 
 
 def feature_profile(column: pd.Series, seed: int = 0) -> FeatureProfile:
@@ -66,56 +67,45 @@ def build_profile(
     model_id: str,
     model_version: str,
     *,
+    columns: ReferenceColumns = DEFAULT_COLUMNS,
     features: list[str] | None = None,
-    score_column: str | None = "score",
-    prediction_column: str | None = "prediction",
-    label_column: str | None = None,
-    sensitive: Sequence[str] = (),
     task: Task | None = None,
     positive: set[str] | frozenset[str] = DEFAULT_POSITIVE_TEXTS,
     min_group_count: int = 30,
     source: Literal["training_data", "first_events"] = "training_data",
     created_at: datetime | None = None,
 ) -> ReferenceProfile:
-    """A reference profile of ``frame``: its features, plus the scores (``score_column``) and predicted labels
-    (``prediction_column``) when present, and then the reference's own performance
+    """A reference profile of ``frame``: its features, plus the scores and predicted labels when ``columns``
+    has them, and then the reference's own performance
     (:func:`~driftline.streams.core.metrics.reference_performance.reference_performance` for ``task``, inferred
-    when None; ``positive``: the texts of a binary model's positive label) with the true outcomes of
-    ``label_column``, and per group of the ``sensitive`` columns its rates.
+    when None; ``positive``: the texts of a binary model's positive label) with the true outcomes of the label
+    column, and per group of the sensitive columns its rates.
 
-    The features are ``features``, or every other column but ``label_column`` (the true outcome), the
-    ``sensitive`` columns (which arrive apart from the features), ``prediction_id`` and ``timestamp``. A column
-    named ``label`` that no argument names is refused (:class:`ConfigError`): in training data it is usually the
-    true outcome, in logged predictions the predicted label, and profiling it as the wrong one is silent.
+    The features are ``features``, or every other column but those ``columns`` names (the sensitive ones arrive
+    apart from the features), ``prediction_id`` and ``timestamp``. A column named ``label`` that ``columns`` does
+    not name is refused (:class:`ConfigError`): in training data it is usually the true outcome, in logged
+    predictions the predicted label, and profiling it as the wrong one is silent.
     """
     if frame.empty:
         raise ValueError("a reference profile needs at least one row")
-    named = {score_column, prediction_column, label_column}
-    if features is None and AMBIGUOUS in frame and AMBIGUOUS not in named:
+    if features is None and AMBIGUOUS in frame and AMBIGUOUS not in columns.named():
         raise ConfigError(
             f"column {AMBIGUOUS!r} is ambiguous: name it as the true outcome (--label-column {AMBIGUOUS}) or as "
             f"the model's predicted label (--prediction-column {AMBIGUOUS})"
         )
-    reserved = {*named, *sensitive, "prediction_id", "timestamp"}
+    reserved = {*columns.named(), "prediction_id", "timestamp"}
     names = features if features is not None else [c for c in frame.columns if c not in reserved]
     profiles = {str(name): feature_profile(frame[name], seed=i) for i, name in enumerate(names)}
-    if score_column and score_column in frame:
-        profiles[SCORE] = feature_profile(frame[score_column].astype(float))
-    if prediction_column and prediction_column in frame:
-        profiles[PREDICTED_LABEL] = feature_profile(frame[prediction_column].astype(str))
+    prediction, score = columns.prediction, columns.score
+    if score and score in frame:
+        profiles[SCORE] = feature_profile(frame[score].astype(float))
+    if prediction and prediction in frame:
+        profiles[PREDICTED_LABEL] = feature_profile(frame[prediction].astype(str))
     performance: Performance | None = None
     fairness: list[GroupFairness] = []
-    if prediction_column and prediction_column in frame and frame[prediction_column].notna().any():
-        performance, fairness = reference_performance(
-            frame,
-            task or infer_task(frame, prediction_column, score_column),
-            prediction_column=prediction_column,
-            score_column=score_column,
-            label_column=label_column,
-            sensitive=sensitive,
-            positive=positive,
-            min_group_count=min_group_count,
-        )
+    if prediction and prediction in frame and frame[prediction].notna().any():
+        task = task or infer_task(frame, prediction, score)
+        performance, fairness = reference_performance(frame, task, columns, positive, min_group_count)
     return ReferenceProfile(
         model_id=model_id,
         model_version=model_version,

@@ -10,7 +10,6 @@ rows without a true outcome count as unlabelled predictions, as in a window.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from driftline.schemas.errors import ConfigError
 from driftline.schemas.events import Task, label_text
 from driftline.schemas.model_contracts import BINARY_TEXTS, DEFAULT_POSITIVE_TEXTS
 from driftline.schemas.results import GroupFairness, Performance
+from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 from driftline.streams.core.summary import (
     BinarySummary,
     Combo,
@@ -58,18 +58,22 @@ def infer_task(frame: pd.DataFrame, prediction_column: str, score_column: str | 
 def reference_performance(
     frame: pd.DataFrame,
     task: Task,
-    *,
-    prediction_column: str,
-    score_column: str | None,
-    label_column: str | None,
-    sensitive: Sequence[str] = (),
+    columns: ReferenceColumns,
     positive: set[str] | frozenset[str] = DEFAULT_POSITIVE_TEXTS,
     min_group_count: int = 30,
 ) -> tuple[Performance, list[GroupFairness]]:
-    """The performance of the predictions in ``frame`` (and, binary, the fairness rows of its ``sensitive``
+    """The performance of the predictions in ``frame`` (and, binary, the fairness rows of its sensitive
     columns), as a window of those events with those labels would report them. ``positive``: the texts of
     the positive label. A binary frame without scores has no score-based metrics (estimated accuracy, ROC AUC,
     log loss, Brier)."""
+    prediction_column, score_column, label_column, sensitive = (
+        columns.prediction,
+        columns.score,
+        columns.label,
+        columns.sensitive,
+    )
+    if prediction_column is None:
+        raise ConfigError("a reference's performance needs its predictions: name their column")
     scored = task == "binary" and bool(score_column) and score_column in frame
     kept = frame[frame[prediction_column].notna()]
     if scored:

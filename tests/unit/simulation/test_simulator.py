@@ -34,6 +34,7 @@ from driftline.simulation.scenarios import (
 from driftline.simulation.simulator import SensitiveAttribute, Simulation, SimulationConfig, model_names
 from driftline.simulation.traffic import Pacer
 from driftline.streams.core.metrics.profile import PREDICTED_LABEL, SCORE, build_profile
+from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 
 HOUR = 3600.0
 Delay = Literal["exponential", "lognormal", "fixed"]
@@ -280,7 +281,7 @@ def test_training_set_is_what_reference_build_profiles(tmp_path: Path) -> None:
 
     assert simulation.reference_options() == "--label-column outcome --sensitive group"
     frame = read_frame(tmp_path / "training.parquet")
-    profile = build_profile(frame, "model-000", "1.0", label_column="outcome", sensitive=("group",))
+    profile = build_profile(frame, "model-000", "1.0", columns=ReferenceColumns(label="outcome", sensitive=("group",)))
     assert set(profile.features) == {f.name for f in simulation.features} | {SCORE, PREDICTED_LABEL}
     assert set(profile.features[PREDICTED_LABEL].category_shares or {}) == {"0", "1"}
     stream, feedback = simulation.frames()

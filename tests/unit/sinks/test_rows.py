@@ -10,6 +10,7 @@ from driftline.schemas.dead_letters import DeadLetter, Reason
 from driftline.schemas.tables import DEAD_LETTERS, REFERENCE_PROFILES, RETRAIN_TRIGGERS, Table
 from driftline.sinks.rows import Row, dead_letter_row, reference_profile_row, retrain_trigger_row
 from driftline.streams.core.metrics.profile import build_profile
+from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 from tests.unit.demo.story_rows import trigger
 
 
@@ -41,7 +42,7 @@ def test_a_dead_letter_row_holds_the_reason_as_text_and_the_original_bytes() -> 
 def test_a_reference_profile_row_lists_its_features_and_its_reference_accuracy() -> None:
     frame = pd.DataFrame({"age": [30, 40, 50, 60], "prediction": [1, 0, 1, 0], "score": [0.9, 0.2, 0.7, 0.4]})
     frame["label"] = [1, 0, 0, 0]
-    profile = build_profile(frame, "m", "1", label_column="label")
+    profile = build_profile(frame, "m", "1", columns=ReferenceColumns(label="label"))
 
     row = by_column(REFERENCE_PROFILES, reference_profile_row(profile))
 

@@ -25,6 +25,7 @@ from driftline.streams.core.summary import (
     BinarySummary,
     MulticlassSummary,
     RegressionSummary,
+    Scored,
     Summary,
     merged,
 )
@@ -56,10 +57,11 @@ def binary_windows(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
 def binary_share(rows: np.ndarray, *, scores, truth, predicted, labelled, groups) -> BinarySummary:
     combos = [(("g", g),) for g in "abc"]
     codes = np.searchsorted(np.array(list("abc")), groups)
+    scored = Scored(predicted, scores, codes, combos)
     summary = BinarySummary()
-    summary.add_predictions(predicted[rows], scores[rows], codes[rows], combos)
+    summary.add_predictions(scored.rows(rows))
     known = rows[labelled[rows]]
-    summary.add_labels(predicted[known], scores[known], codes[known], combos, truth[known])
+    summary.add_labels(scored.rows(known), truth[known])
     return summary
 
 

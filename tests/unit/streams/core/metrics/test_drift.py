@@ -20,6 +20,7 @@ from driftline.streams.core.metrics.drift import (
     shifts,
 )
 from driftline.streams.core.metrics.profile import PREDICTED_LABEL, SCORE, build_profile, feature_profile
+from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 from tests.summaries import categorical_counts, numeric_counts
 
 RNG = np.random.default_rng(3)
@@ -152,12 +153,14 @@ def test_a_column_named_label_must_be_named_and_true_outcomes_and_sensitive_colu
     with pytest.raises(ConfigError, match=r"column 'label' is ambiguous: .*--label-column label"):
         build_profile(frame, "m", "1")
 
-    profile = build_profile(frame, "m", "1", label_column="label", sensitive=("gender",))
+    profile = build_profile(frame, "m", "1", columns=ReferenceColumns(label="label", sensitive=("gender",)))
 
     assert set(profile.features) == {"age", SCORE, PREDICTED_LABEL}
     shares = profile.features[PREDICTED_LABEL].category_shares or {}
     assert shares["1"] == pytest.approx(frame["prediction"].mean())  # the predictions', not the outcome's
-    as_predictions = build_profile(frame.drop(columns="prediction"), "m", "1", prediction_column="label")
+    as_predictions = build_profile(
+        frame.drop(columns="prediction"), "m", "1", columns=ReferenceColumns(prediction="label")
+    )
     assert (as_predictions.features[PREDICTED_LABEL].category_shares or {})["1"] == pytest.approx(frame["label"].mean())
 
 

@@ -11,6 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_er
 
 from driftline.schemas.errors import ConfigError
 from driftline.streams.core.metrics.profile import build_profile
+from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 from driftline.streams.core.metrics.reference_performance import infer_task
 
 
@@ -32,7 +33,7 @@ def binary_frame(n: int = 3_000, seed: int = 7) -> pd.DataFrame:
 
 def test_a_binary_reference_performs_as_scikit_learn_and_fairlearn_say() -> None:
     frame = binary_frame()
-    profile = build_profile(frame, "m", "1", label_column="outcome", sensitive=("gender",))
+    profile = build_profile(frame, "m", "1", columns=ReferenceColumns(label="outcome", sensitive=("gender",)))
 
     performance = profile.performance
     assert performance is not None and performance.task == "binary"
@@ -59,7 +60,9 @@ def test_a_binary_reference_performs_as_scikit_learn_and_fairlearn_say() -> None
 
 
 def test_without_true_labels_the_reference_has_an_estimated_accuracy_and_no_accuracy() -> None:
-    profile = build_profile(binary_frame().drop(columns="outcome"), "m", "1", sensitive=("gender",))
+    profile = build_profile(
+        binary_frame().drop(columns="outcome"), "m", "1", columns=ReferenceColumns(sensitive=("gender",))
+    )
 
     assert profile.performance is not None
     assert profile.performance.labelled == 0 and profile.performance.accuracy is None
@@ -71,7 +74,7 @@ def test_a_pinned_positive_label_decides_which_class_is_positive() -> None:
     frame["prediction"] = ["yes", "yes", "no", "no"]
     frame["outcome"] = ["yes", "no", "no", "no"]
 
-    profile = build_profile(frame, "m", "1", label_column="outcome", positive={"yes"})
+    profile = build_profile(frame, "m", "1", positive={"yes"}, columns=ReferenceColumns(label="outcome"))
 
     assert profile.performance is not None
     assert profile.performance.accuracy == 0.75
@@ -90,8 +93,8 @@ def test_multiclass_and_regression_references() -> None:
 
     assert infer_task(multiclass, "prediction", None) == "multiclass"
     assert infer_task(regression, "prediction", None) == "regression"
-    m = build_profile(multiclass, "m", "1", score_column=None, label_column="outcome").performance
-    r = build_profile(regression, "r", "1", score_column=None, label_column="outcome").performance
+    m = build_profile(multiclass, "m", "1", columns=ReferenceColumns(score=None, label="outcome")).performance
+    r = build_profile(regression, "r", "1", columns=ReferenceColumns(score=None, label="outcome")).performance
     assert m is not None and r is not None
     assert m.accuracy == pytest.approx(accuracy_score(multiclass["outcome"], multiclass["prediction"]), abs=1e-12)
     assert m.f1 == pytest.approx(f1_score(multiclass["outcome"], multiclass["prediction"], average="macro"), abs=1e-12)
@@ -103,4 +106,4 @@ def test_scores_outside_zero_one_are_refused() -> None:
     frame = binary_frame(100)
     frame.loc[0, "score"] = 3.0
     with pytest.raises(ConfigError, match="probabilities"):
-        build_profile(frame, "m", "1", label_column="outcome")
+        build_profile(frame, "m", "1", columns=ReferenceColumns(label="outcome"))
