@@ -143,7 +143,9 @@ def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated stream.")
     """Play a model's day in production through local Kafka, the worker and the sink: stable, covariate drift,
     a fairness gap, concept drift, a new version. Exits 0 only if every problem was detected in time and the
     stable period raised no trigger."""
-    from driftline.demo.story import Story, print_summary, run_demo
+    from driftline.demo.run import run_demo
+    from driftline.demo.story import Story
+    from driftline.demo.summary import print_summary
 
     try:
         outcome = run_demo(settings(), Story(seed=seed), err)

@@ -19,7 +19,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from driftline.cli import app
-from driftline.demo.story import DEMO_DATABASE, QUERIES, Outcome, Story, print_summary, run_demo
+from driftline.demo.run import Outcome, run_demo
+from driftline.demo.story import DEMO_DATABASE, Story
+from driftline.demo.summary import QUERIES, print_summary
 from driftline.devtools.local_broker import free_port
 from driftline.settings import load_settings
 
