@@ -12,7 +12,8 @@ from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile
 from driftline.streams.core import deltas
-from driftline.streams.core.joining import JoinContext, PartitionJoin
+from driftline.streams.core.joining import PartitionJoin
+from driftline.streams.core.shares import JoinContext
 from driftline.streams.core.windows import Emission, WindowEngine
 
 

@@ -47,58 +47,34 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from array import array
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
-import msgspec
-import numpy as np
 import xxhash
 
 from driftline.schemas.dead_letters import DeadLetter, Reason
-from driftline.schemas.events import Task
-from driftline.schemas.model_contracts import ModelContract, label_mismatch, positive_texts
 from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.records import FeedbackRecord, PredictionRecord
-from driftline.schemas.results import ReferenceProfile
 from driftline.streams.core.deltas import (
-    NO_SUMMARY,
     Delta,
-    DetectorInput,
     OrphanCount,
     Progress,
-    ShareDelta,
-    UnbinnedRow,
-    encode_rows,
-    encode_summary,
-    encode_tally,
 )
-from driftline.streams.core.feature_counts import FeatureCounts, count_columns, feature_counts
-from driftline.streams.core.metrics.profile import profile_key
+from driftline.streams.core.shares import (
+    JoinContext,
+    RejectedLabel,
+    Share,
+    WindowId,
+    check_labels,
+    fold_labels,
+    fold_rows,
+    share_deltas,
+)
 from driftline.streams.core.summary import (
-    BinarySummary,
-    Combo,
-    MulticlassSummary,
-    Scored,
-    Summary,
-    group_key,
     new_summary,
 )
 from driftline.streams.core.watermarks import EPOCH, ModelKey, ModelMark
 
-WindowId = tuple[str, str, datetime]  # model_id, model_version, window start
-VALUES_PER_DELTA = 40_000  # values in one message (a tally's cells, a row's features, ...): well under 1 MB
 UNFOLDED_MAX = 20_000  # predictions a join holds as records (~1.5 KB each with 13 features) before adding them up
-NewLabel = tuple[int, FeedbackRecord]  # the row it labels, the feedback
-
-
-class RejectedLabel(NamedTuple):
-    """Feedback whose label contradicts its prediction (:func:`label_mismatch`): for a dead letter."""
-
-    feedback: FeedbackRecord
-    reason: str
 
 
 def rejected_label_letter(topic: str, partition: int, rejected: RejectedLabel) -> DeadLetter:
@@ -134,67 +110,6 @@ def window_start(stamp: datetime, window_s: float) -> datetime:
     """Start of the tumbling window holding ``stamp`` (aligned to the Unix epoch)."""
     seconds = (stamp - EPOCH).total_seconds()
     return EPOCH + timedelta(seconds=math.floor(seconds / window_s) * window_s)
-
-
-@dataclass(frozen=True)
-class JoinContext:
-    """What a join reads from outside its partition: the versions' reference profiles (None until one is
-    known) and the models' contracts."""
-
-    profile_for: Callable[[str, str], ReferenceProfile | None] = lambda _m, _v: None
-    contracts: Mapping[str, ModelContract] = field(default_factory=dict)
-
-    def positive(self, model_id: str) -> set[str]:
-        return positive_texts(self.contracts.get(model_id))
-
-
-@dataclass
-class Share:
-    """One window's predictions on this partition: their summary, per row what a label needs, and what is new
-    since the last delta."""
-
-    task: Task
-    summary: Summary
-    ids: list[str] = field(default_factory=list)  # per folded row: its prediction id, "" once labelled
-    settled: array[int] = field(default_factory=lambda: array("Q"))  # prediction_hash of each labelled row
-    positive: bytearray = field(default_factory=bytearray)  # binary: the predicted label is the positive one
-    scores: array[float] = field(default_factory=lambda: array("d"))
-    codes: array[int] = field(default_factory=lambda: array("q"))  # binary: index of the row's combo in combos
-    combos: list[Combo] = field(default_factory=list)
-    combo_codes: dict[Combo, int] = field(default_factory=dict)
-    predicted: list[str] = field(default_factory=list)  # multiclass: the predicted label
-    values: array[float] = field(default_factory=lambda: array("d"))  # regression: the predicted value
-    labelled: bytearray = field(default_factory=bytearray)  # per row (folded or new): a label was joined
-    profile: str | None = None  # key of the profile the features are counted against
-    features: dict[str, FeatureCounts] | None = None
-    new_rows: list[PredictionRecord] = field(default_factory=list)  # not in the summary yet
-    new_labels: list[NewLabel] = field(default_factory=list)
-    labels_checked: int = 0  # of new_labels: checked against the contract, their errors queued
-    unsent_rows: list[UnbinnedRow] = field(default_factory=list)
-    unsent_scores: list[DetectorInput] = field(default_factory=list)
-    unsent_errors: list[DetectorInput] = field(default_factory=list)
-    rows_sent: int = 0
-    scores_sent: int = 0
-    errors_sent: int = 0
-    features_changed: bool = False
-    revision_sent: int = -1  # the revision of the summary last delivered
-    resend_after: float = 0.0  # closed and delivered: its changes wait until this processing time (not saved)
-    sending_whole: bool = False  # the last deltas carry the summary and tallies
-    changed: bool = False  # something to fold or to send
-
-    @property
-    def revision(self) -> int:
-        """Predictions, labels and late predictions the share accounts for (after :meth:`PartitionJoin.deltas`
-        folded the new ones in)."""
-        return self.summary.predictions + self.summary.labelled + self.summary.late
-
-    def combo_code(self, sensitive: Mapping[str, str]) -> int:
-        combo = group_key(sensitive)
-        code = self.combo_codes.get(combo)
-        if code is None:
-            code = self.combo_codes[combo] = len(self.combos)
-            self.combos.append(combo)
-        return code
 
 
 class PartitionJoin:
@@ -365,12 +280,12 @@ class PartitionJoin:
         crowded = self.unfolded >= UNFOLDED_MAX
         for key, share in self.shares.items():
             if share.changed:
-                self._check_labels(key, share, context)
+                self.rejected += check_labels(key, share, context)
                 due = self._due(key, share, now)
                 if due or crowded:
                     self._fold(key, share, context)
                 share.sending_whole = due and (share.revision != share.revision_sent or share.features_changed)
-                out.extend(_share_deltas(key, self.partition, share))
+                out.extend(share_deltas(key, self.partition, share))
         for model_id, start in sorted(self.changed_orphans):
             out.append(OrphanCount(model_id, start, self.partition, self.orphans[(model_id, start)]))
         if progress is not None:
@@ -485,76 +400,11 @@ class PartitionJoin:
     def _fold(self, key: WindowId, share: Share, context: JoinContext) -> None:
         """Add the share's new predictions, then its new labels (checked first), to its summary and feature
         counts."""
-        self._check_labels(key, share, context)
+        self.rejected += check_labels(key, share, context)
         if share.new_rows:
-            self._fold_rows(key, share, context)
+            fold_rows(key, share, context)
         if share.new_labels:
-            _fold_labels(share, context.positive(key[0]))
-
-    def _check_labels(self, key: WindowId, share: Share, context: JoinContext) -> None:
-        """Check the share's labels not checked yet against the model's contract (a label of the wrong type is
-        refused: its prediction stays unlabelled, its first label decided), and queue the errors of the others
-        for the detectors."""
-        unchecked = share.new_labels[share.labels_checked :]
-        if not unchecked:
-            return
-        contract = context.contracts.get(key[0])
-        kept = []
-        for row, feedback in unchecked:
-            reason = label_mismatch(share.task, feedback.label, feedback.value, contract)
-            if reason is None:
-                kept.append((row, feedback))
-            else:
-                self.rejected.append(RejectedLabel(feedback, f"model {key[0]!r}: {reason}"))
-        share.new_labels[share.labels_checked :] = kept
-        share.labels_checked = len(share.new_labels)
-        if share.task == "regression":
-            return
-        folded, positive = len(share.ids), context.positive(key[0])
-        for row, feedback in kept:
-            pending = share.new_rows[row - folded] if row >= folded else None  # (not added up yet)
-            if share.task == "binary":
-                predicted = pending.predicted in positive if pending else bool(share.positive[row])
-                wrong = predicted != (feedback.label in positive)
-            else:
-                label = (pending.predicted if pending else share.predicted[row]) or ""
-                wrong = label != (feedback.label or "")
-            share.unsent_errors.append((feedback.timestamp, feedback.prediction_id, float(wrong)))
-
-    def _fold_rows(self, key: WindowId, share: Share, context: JoinContext) -> None:
-        rows, share.new_rows = share.new_rows, []
-        ids, _models, _versions, _stamps, _tasks, predicted, scores, values, features, sensitive = zip(
-            *rows, strict=True
-        )
-        summary = share.summary
-        labelled = share.labelled
-        first = len(share.ids)
-        share.ids.extend("" if labelled[first + i] else prediction_id for i, prediction_id in enumerate(ids))
-        if isinstance(summary, BinarySummary):
-            texts = context.positive(key[0])
-            positive = np.array([label in texts for label in predicted], dtype=bool)
-            score_array = np.array(scores, dtype=np.float64)
-            codes = np.array([share.combo_code(groups) for groups in sensitive], dtype=np.intp)
-            summary.add_predictions(Scored(positive, score_array, codes, share.combos))
-            share.positive.extend(positive.tobytes())
-            share.scores.extend(score_array)
-            share.codes.extend(codes.tolist())
-        else:
-            summary.add_predictions(len(rows))
-            if isinstance(summary, MulticlassSummary):
-                share.predicted.extend(label or "" for label in predicted)
-            else:
-                share.values.extend(values)
-        if share.features is None:
-            profile = context.profile_for(key[0], key[1])
-            if profile is not None and share.profile is None:  # never twice: counts of before would be lost
-                share.profile = profile_key(profile)
-                share.features = {name: feature_counts(f) for name, f in sorted(profile.features.items())}
-        if share.features is None:
-            share.unsent_rows.extend(zip(map(dict, features), scores, predicted, strict=True))
-        else:
-            count_columns(share.features, features, scores, predicted)
-            share.features_changed = True
+            fold_labels(share, context.positive(key[0]))
 
     def _clock(self, model_id: str | None) -> datetime:
         """The prediction time waiting feedback is judged by: its model's on this partition, once it has been
@@ -605,99 +455,3 @@ class PartitionJoin:
         ]
         for slot in expired:
             del self.orphans[slot]
-
-
-def _fold_labels(share: Share, positive_texts: set[str]) -> None:
-    """Add the share's new labels (checked; their rows are folded) to its summary."""
-    labels, share.new_labels, share.labels_checked = share.new_labels, [], 0
-    summary = share.summary
-    index = np.array([row for row, _feedback in labels], dtype=np.intp)
-    feedback = [record for _row, record in labels]
-    if isinstance(summary, BinarySummary):
-        positive = np.frombuffer(share.positive, dtype=bool)[index]
-        truth = np.array([record.label in positive_texts for record in feedback], dtype=bool)
-        scores = np.frombuffer(share.scores, dtype=np.float64)[index]
-        codes = np.frombuffer(share.codes, dtype=np.int64)[index].astype(np.intp)
-        summary.add_labels(Scored(positive, scores, codes, share.combos), truth)
-    elif isinstance(summary, MulticlassSummary):
-        summary.add_labels([share.predicted[row] for row, _record in labels], [r.label or "" for r in feedback])
-    else:
-        values = np.array([record.value for record in feedback], dtype=np.float64)
-        summary.add_labels(np.frombuffer(share.values, dtype=np.float64)[index], values)
-
-
-@dataclass
-class _Message:
-    """What one delta of a share carries besides its summary, and its weight in values."""
-
-    features: dict[str, msgspec.Raw] = field(default_factory=dict)
-    rows: list[UnbinnedRow] = field(default_factory=list)
-    scores: list[DetectorInput] = field(default_factory=list)
-    errors: list[DetectorInput] = field(default_factory=list)
-    weight: int = 0
-
-
-def _share_deltas(key: WindowId, partition: int, share: Share) -> list[ShareDelta]:
-    """The share's summary and changed tallies, and its unsent rows and detector inputs, in messages of at most
-    ``VALUES_PER_DELTA`` values (a tally weighs its encoded bytes / 8, a row its features + 3, an input 3)."""
-    messages = [_Message()]
-
-    def room(cost: int) -> _Message:
-        last = messages[-1]
-        if last.weight and last.weight + cost > VALUES_PER_DELTA:
-            last = _Message()
-            messages.append(last)
-        last.weight += cost
-        return last
-
-    if share.sending_whole and share.features_changed:
-        for name, counts in (share.features or {}).items():
-            raw = encode_tally(counts.tally)
-            room(len(raw) // 8 + 1).features[name] = raw
-    for row in share.unsent_rows:
-        room(len(row[0]) + 3).rows.append(row)
-
-    def fill(items: list[DetectorInput], inputs_of: Callable[[_Message], list[DetectorInput]]) -> None:
-        """Put detector inputs (3 values each) into the messages in whole slices, as many to a message as fit."""
-        taken = 0
-        while taken < len(items):
-            last = messages[-1]
-            fit = (VALUES_PER_DELTA - last.weight) // 3 if last.weight else VALUES_PER_DELTA // 3
-            if fit <= 0:
-                messages.append(_Message())
-                continue
-            chunk = items[taken : taken + fit]
-            inputs_of(last).extend(chunk)
-            last.weight += 3 * len(chunk)
-            taken += len(chunk)
-
-    fill(share.unsent_scores, lambda message: message.scores)
-    fill(share.unsent_errors, lambda message: message.errors)
-    if not share.sending_whole and not (share.unsent_rows or share.unsent_scores or share.unsent_errors):
-        return []
-    out: list[ShareDelta] = []
-    rows, scores, errors = share.rows_sent, share.scores_sent, share.errors_sent
-    summary = encode_summary(share.summary) if share.sending_whole else NO_SUMMARY
-    for message in messages:
-        out.append(
-            ShareDelta(
-                model_id=key[0],
-                model_version=key[1],
-                window_start=key[2],
-                partition=partition,
-                task=share.task,
-                revision=share.revision,
-                summary=summary,
-                profile=share.profile,
-                features=message.features,
-                first_row=rows,
-                rows=encode_rows(message.rows),
-                first_score=scores,
-                scores=message.scores,
-                first_error=errors,
-                errors=message.errors,
-                row_count=len(message.rows),
-            )
-        )
-        rows, scores, errors = rows + len(message.rows), scores + len(message.scores), errors + len(message.errors)
-    return out

@@ -77,9 +77,10 @@ from driftline.streams.core.feature_counts import (
     drift_rows,
     feature_counts,
 )
-from driftline.streams.core.joining import WindowId, window_start
+from driftline.streams.core.joining import window_start
 from driftline.streams.core.metrics.detectors import DetectorSettings, Fired, ModelDetectors
 from driftline.streams.core.metrics.profile import build_profile, profile_key
+from driftline.streams.core.shares import WindowId
 from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
 from driftline.streams.core.watermarks import EPOCH, ModelKey, ModelWatermarks, Watermark
 

@@ -60,8 +60,9 @@ from driftline.schemas.policy import PolicySettings
 from driftline.schemas.records import feedback_record, prediction_record
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.streams.core import deltas
-from driftline.streams.core.joining import JoinContext, PartitionJoin, rejected_label_letter
+from driftline.streams.core.joining import PartitionJoin, rejected_label_letter
 from driftline.streams.core.policy import TriggerPolicy
+from driftline.streams.core.shares import JoinContext
 from driftline.streams.core.watermarks import EPOCH
 from driftline.streams.core.windows import WindowEngine
 from driftline.streams.worker import snapshots

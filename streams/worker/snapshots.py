@@ -31,10 +31,11 @@ from driftline.schemas.results import DetectorAlarm, FeatureDrift, ReferenceProf
 from driftline.streams.core.deltas import DetectorInput, UnbinnedRow
 from driftline.streams.core.encoding import decode_hook, encode_hook
 from driftline.streams.core.feature_counts import Tally, counts_of
-from driftline.streams.core.joining import JoinContext, NewLabel, PartitionJoin, Share
+from driftline.streams.core.joining import PartitionJoin
 from driftline.streams.core.metrics.detectors import ModelDetectors
 from driftline.streams.core.metrics.profile import profile_key
 from driftline.streams.core.policy import PolicyState
+from driftline.streams.core.shares import JoinContext, NewLabel, Share
 from driftline.streams.core.summary import Combo, Summary
 from driftline.streams.core.watermarks import EPOCH, Watermark
 from driftline.streams.core.windows import QueuedChunk, ReceivedShare, RowChunk, Signal, WindowBuffer, WindowEngine
@@ -65,12 +66,12 @@ _SHARE_FIELDS_AS_THEY_ARE = (
     "sending_whole",
     "changed",
 )
-"""The fields of a join's :class:`~driftline.streams.core.joining.Share` saved and restored unchanged (the others:
+"""The fields of a join's :class:`~driftline.streams.core.shares.Share` saved and restored unchanged (the others:
 arrays saved as bytes, rows as tuples, feature counts as their tallies)."""
 
 
 class JoinShareSnapshot(msgspec.Struct, array_like=True):
-    """One share of a join (see :class:`~driftline.streams.core.joining.Share`)."""
+    """One share of a join (see :class:`~driftline.streams.core.shares.Share`)."""
 
     model_id: str
     model_version: str

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.monitoring import MonitorSettings
-from driftline.streams.core import deltas, joining
+from driftline.streams.core import deltas, shares
 from driftline.streams.core.metrics.profile import build_profile
 from driftline.streams.worker import snapshots
 from tests.two_stage import TwoStages
@@ -335,7 +335,7 @@ def chunked_mixed_stream(monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str
     straight = TwoStages(settings, partitions=3)
     mixed_stream(straight)
     expected = [r.model_dump() for r in straight.advance().results]
-    monkeypatch.setattr(joining, "VALUES_PER_DELTA", 50)
+    monkeypatch.setattr(shares, "VALUES_PER_DELTA", 50)
     chunked = TwoStages(settings, partitions=3)
     mixed_stream(chunked)
     return expected, chunked
