@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from driftline.settings import env_var_name
 from driftline.simulation.scenarios import scenario
-from driftline.simulation.simulator import SimulationConfig, model_names
+from driftline.simulation.world import SimulationConfig, model_names
 
 Shape = Literal["envelopes", "single"]
 SHAPES: tuple[Shape, ...] = ("single", "envelopes")

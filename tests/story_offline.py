@@ -14,7 +14,7 @@ from driftline.demo.judge import Verdict, rows_of
 from driftline.demo.story import MODEL_ID, Story, story_references
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import Settings
-from driftline.simulation.simulator import SimulatedEvent
+from driftline.simulation.payloads import SimulatedEvent
 from driftline.streams.worker.local import LocalCheckpoints
 from driftline.streams.worker.monitor import StreamMonitor
 

@@ -69,9 +69,10 @@ def simulate(
 
     from driftline.kafka.topics import create_topics
     from driftline.simulation.scenarios import ScriptTargets, scenario
-    from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
+    from driftline.simulation.simulator import Simulation
     from driftline.simulation.traffic import Progress as Sent
     from driftline.simulation.traffic import send as send_stream
+    from driftline.simulation.world import SimulationConfig, model_names
 
     if models > 1 and training_set is not None and "{model}" not in str(training_set):
         raise typer.BadParameter("with several models, give a path with {model}, e.g. train-{model}.parquet")

@@ -22,8 +22,8 @@ from driftline.demo.story import Story
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.schemas.topics import RETRAIN_TRIGGERS, WINDOW_RESULTS
 from driftline.settings import Settings
-from driftline.simulation.simulator import DEFAULT_START
 from driftline.simulation.traffic import Progress
+from driftline.simulation.world import DEFAULT_START
 
 REFRESH_PER_S = 4
 

@@ -41,8 +41,9 @@ from driftline.pipeline import run_in_process
 from driftline.schemas.errors import BrokerError, DriftlineError
 from driftline.schemas.results import RetrainTrigger
 from driftline.settings import Settings
-from driftline.simulation.simulator import DEFAULT_START, Simulation
+from driftline.simulation.simulator import Simulation
 from driftline.simulation.traffic import Progress, SendReport, send
+from driftline.simulation.world import DEFAULT_START
 from driftline.sinks.clickhouse import drop_database, open_configured
 from driftline.sinks.sink import Sink
 from driftline.streams.worker.monitor import StreamMonitor

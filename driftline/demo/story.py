@@ -19,7 +19,8 @@ from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import ReferenceProfile
 from driftline.settings import Settings
 from driftline.simulation.scenarios import Scenario, scenario
-from driftline.simulation.simulator import DEFAULT_START, TRAINING_OUTCOME, Simulation, SimulationConfig
+from driftline.simulation.simulator import TRAINING_OUTCOME, Simulation
+from driftline.simulation.world import DEFAULT_START, SimulationConfig
 
 MODEL_ID = "credit-risk"
 

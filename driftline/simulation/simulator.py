@@ -1,7 +1,8 @@
 """A simulated model in production: seeded prediction and feedback events that tell a scenario.
 
     from driftline.simulation.scenarios import scenario
-    from driftline.simulation.simulator import Simulation, SimulationConfig
+    from driftline.simulation.simulator import Simulation
+    from driftline.simulation.world import SimulationConfig
 
     config = SimulationConfig(seed=7, predictions=100_000, duration_s=86_400, scenario=scenario("story", 86_400))
     simulation = Simulation(config)
@@ -12,26 +13,11 @@
     simulation.to_parquet("out/")                # predictions.parquet, feedback.parquet
     simulation.training_set(5_000)   # features, score, prediction, outcome, groups: for `driftline reference build`
 
-The world, per prediction (``σ`` is the logistic function; seeds ``[seed]`` spawn independent streams for the
-models, the events and the training set, so the same config always gives the same events):
-
-- Arrival: gaps between predictions are exponential with mean ``duration_s / predictions`` (a Poisson
-  process); each picks a model uniformly, and one of its ``versions`` live versions uniformly.
-- Features: numeric latents ``z ~ N(0, C)`` (a fixed correlation ``C`` between related features), each
-  shown through its own transform (normal ``loc + scale·z``, lognormal ``exp(loc + scale·z)``, logistic
-  ``σ(loc + scale·z)``), clipped and rounded; categorical features are drawn from fixed shares. The default
-  13 are 9 numeric and 4 categorical; more features add generic ones (``x13``, ``c14``, ...).
-- Sensitive attributes: each group drawn from its shares, independently of the features.
-- Truth: ``p = σ(b_m + Σ_j w_mj · z_j + Σ_c e_mc[category])`` with weights drawn per model (the logit's
-  standard deviation is about 4.6, so scores are confident: accuracy about 0.89, a third predicted
-  positive), ``label ~ Bernoulli(p)``.
-- Model: in a stable phase the score is ``s = p`` (calibrated: labels are Bernoulli(score)) and the predicted
-  label is ``s ≥ 0.5`` (label ``1``, else ``0``). Scenario effects change ``z``, ``p`` or ``s`` as
-  :mod:`driftline.simulation.scenarios` describes (concept drifts add their angles ``θ``).
-- Feedback: a ``label_share`` of predictions get their true label after a delay (exponential, lognormal or
-  fixed, with mean ``label_delay_s`` seconds of event time); the rest never do.
-- Malformed: after a ``malformed_share`` of predictions comes a message broken in one of the ways of
-  :mod:`driftline.simulation.malformed` (extra to the valid events, which stay whole).
+What the stream is made of is in :mod:`driftline.simulation.world`, how each prediction is drawn in
+:mod:`driftline.simulation.drawing`, the events' JSON in :mod:`driftline.simulation.payloads`. Seeds
+``[seed]`` spawn independent streams for the world, the events and the training set, so the same config always
+gives the same events. Gaps between predictions are exponential with mean ``duration_s / predictions`` (a
+Poisson process).
 
 Events are emitted in event-time order, as a real service emits them: a feedback event when its own time
 (prediction time + delay) comes, among the later predictions. Each carries the name of the phase in force at
@@ -41,210 +27,39 @@ config: a second run into the same topics repeats ids, which the worker counts o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pydantic_core
 from numpy.typing import NDArray
 
-from driftline.schemas.dead_letters import Reason
-from driftline.schemas.errors import ConfigError
-from driftline.schemas.events import MAX_FEATURES
 from driftline.schemas.topics import FEEDBACK, PREDICTIONS
+from driftline.simulation.drawing import Draw, Population
 from driftline.simulation.malformed import MALFORMATIONS
-from driftline.simulation.scenarios import (
-    BrokenFeature,
-    ConceptDrift,
-    CovariateDrift,
-    Effect,
-    FairnessGap,
-    Phase,
-    PredictionDrift,
-    Scenario,
+from driftline.simulation.payloads import (
+    SimulatedEvent,
+    feedback_payloads,
+    json_string,
+    malformed,
+    number_tokens,
+    prediction_payloads,
+    quoted,
+)
+from driftline.simulation.scenarios import Phase
+from driftline.simulation.world import (
+    NumericFeature,
+    SimulationConfig,
+    check_config,
+    feature_set,
 )
 
-Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 
-DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
-STABLE = Scenario("stable", (Phase("stable", 0.0),))
-THRESHOLD = 0.5
 TRAINING_OUTCOME = "outcome"  # the true label's column in a training set
-EDGE_Z = 4.0  # a value far outside the training range is clipped to the range's edge, in latent units
 CHUNK = 8192  # predictions drawn at a time; part of the output's identity (same seed, same events)
-NUMERIC_LOGIT_VARIANCE = 20.0
-CATEGORY_EFFECT_SD = 0.5
-INTERCEPT = -1.0
-
-
-@dataclass(frozen=True)
-class NumericFeature:
-    """A numeric feature shown through ``transform`` of its latent ``z``, clipped to [low, high], rounded."""
-
-    name: str
-    transform: Literal["normal", "lognormal", "logistic"]
-    loc: float = 0.0
-    scale: float = 1.0
-    low: float | None = None
-    high: float | None = None
-    decimals: int = 4
-
-    def values(self, z: Floats) -> Floats:
-        """The feature's values for latents ``z``."""
-        linear = self.loc + self.scale * z
-        if self.transform == "lognormal":
-            linear = np.exp(linear)
-        elif self.transform == "logistic":
-            linear = 1.0 / (1.0 + np.exp(-linear))
-        clipped: Floats = np.clip(linear, self.low, self.high)
-        return clipped.round(self.decimals)
-
-
-@dataclass(frozen=True)
-class CategoricalFeature:
-    """A categorical feature drawn with fixed ``shares`` of its ``categories``."""
-
-    name: str
-    categories: tuple[str, ...]
-    shares: tuple[float, ...]
-
-
-Feature = NumericFeature | CategoricalFeature
-
-CATALOGUE: tuple[Feature, ...] = (
-    NumericFeature("age", "normal", 42.0, 12.0, low=18, high=90, decimals=0),
-    NumericFeature("income", "lognormal", 10.8, 0.5, decimals=0),
-    CategoricalFeature("city", ("Oslo", "Lyon", "Porto", "Turin", "Ghent"), (0.35, 0.25, 0.2, 0.12, 0.08)),
-    NumericFeature("debt_ratio", "logistic", -1.0, 0.8, decimals=3),
-    NumericFeature("credit_lines", "lognormal", 1.4, 0.5, decimals=0),
-    CategoricalFeature("channel", ("web", "app", "branch", "partner"), (0.5, 0.3, 0.15, 0.05)),
-    NumericFeature("utilization", "logistic", -0.8, 1.0, decimals=3),
-    NumericFeature("tenure_months", "lognormal", 3.4, 0.8, decimals=0),
-    CategoricalFeature("product", ("card", "loan", "mortgage"), (0.5, 0.35, 0.15)),
-    NumericFeature("late_payments", "lognormal", -0.7, 1.0, decimals=0),
-    NumericFeature("loan_amount", "lognormal", 9.3, 0.7, decimals=0),
-    CategoricalFeature("device", ("android", "ios", "desktop"), (0.45, 0.4, 0.15)),
-    NumericFeature("employment_years", "normal", 9.0, 6.0, low=0, high=50, decimals=1),
-)
-"""The default features, in order: ``features=n`` takes the first ``n`` (generic ones after 13)."""
-
-CORRELATIONS: dict[tuple[str, str], float] = {
-    ("age", "tenure_months"): 0.5,
-    ("age", "employment_years"): 0.6,
-    ("income", "loan_amount"): 0.5,
-    ("income", "credit_lines"): 0.3,
-    ("debt_ratio", "utilization"): 0.4,
-    ("utilization", "late_payments"): 0.3,
-}
-"""Correlations between the latents of related catalogue features (others are independent)."""
-
-
-def feature_set(count: int) -> tuple[Feature, ...]:
-    """The first ``count`` features: the catalogue, then generic ``x<i>`` (normal) and every third ``c<i>``
-    (categories a-d, equal shares)."""
-    extra = [
-        CategoricalFeature(f"c{i}", ("a", "b", "c", "d"), (0.25,) * 4)
-        if i % 3 == 2
-        else NumericFeature(f"x{i}", "normal")
-        for i in range(len(CATALOGUE), count)
-    ]
-    return (*CATALOGUE, *extra)[:count]
-
-
-def model_names(count: int, prefix: str = "model") -> tuple[str, ...]:
-    """``count`` model ids: ``model-000``, ``model-001``, ..."""
-    return tuple(f"{prefix}-{i:03d}" for i in range(count))
-
-
-@dataclass(frozen=True)
-class SensitiveAttribute:
-    """A sensitive attribute and the shares of its groups."""
-
-    name: str
-    groups: tuple[str, ...]
-    shares: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """Everything that decides a simulated stream; the same config gives the same events."""
-
-    seed: int = 7
-    models: tuple[str, ...] = model_names(1)
-    versions: int = 1
-    features: int = len(CATALOGUE)
-    sensitive: tuple[SensitiveAttribute, ...] = (SensitiveAttribute("group", ("g1", "g2", "g3"), (0.5, 0.3, 0.2)),)
-    predictions: int = 10_000
-    duration_s: float = 3600.0
-    start: datetime = DEFAULT_START
-    label_share: float = 0.8
-    label_delay: Literal["exponential", "lognormal", "fixed"] = "exponential"
-    label_delay_s: float = 300.0
-    label_delay_sigma: float = 1.0
-    malformed_share: float = 0.001
-    scenario: Scenario = STABLE
-    id_prefix: str | None = None
-
-    @property
-    def prediction_prefix(self) -> str:
-        """What every prediction id starts with."""
-        return self.id_prefix if self.id_prefix is not None else f"sim{self.seed}-"
-
-    def version_name(self, index: int) -> str:
-        """Version ``index`` (0-based): ``1.0``, ``2.0``, ...; the versions after ``versions`` are releases."""
-        return f"{index + 1}.0"
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatedEvent:
-    """One message of the stream, in emission order.
-
-    ``payload`` is the event's JSON (a prediction or feedback event of the contract), or for a ``malformed``
-    message the raw bytes that the decoder rejects with ``reason``. ``topic`` is the contract's topic name
-    (before the configured prefix); ``key`` the Kafka key (the prediction id).
-    """
-
-    kind: Literal["prediction", "feedback", "malformed"]
-    time_ms: int
-    phase: str
-    topic: str
-    key: str
-    model_id: str
-    model_version: str
-    payload: bytes
-    reason: Reason | None = None
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The valid event's JSON object (a malformed message has none)."""
-        if self.kind == "malformed":
-            raise ValueError(f"malformed message {self.key}: its payload is the raw bytes, not an event")
-        body: dict[str, Any] = pydantic_core.from_json(self.payload)
-        return body
-
-
-@dataclass
-class _Draw:
-    """Columns of a set of predictions (one row each), before they become events."""
-
-    phase: NDArray[np.intp]
-    model: NDArray[np.intp]
-    version: NDArray[np.intp]
-    numeric: Floats  # n × numeric features, NaN = null
-    codes: NDArray[np.intp]  # n × categorical features, -1 = null
-    groups: NDArray[np.intp]  # n × sensitive attributes
-    score: Floats
-    predicted: NDArray[np.int8]
-    truth: NDArray[np.int8]
-    labelled: NDArray[np.bool_]
-    delay_s: Floats
-    malformed: NDArray[np.intp]  # index into MALFORMATIONS, -1 = none
 
 
 @dataclass
@@ -299,7 +114,7 @@ class _Slice:
 
     first: int
     time_ms: Ints
-    draw: _Draw
+    draw: Draw
     feedback: _Feedback
     order: NDArray[np.intp]  # rows of the concatenation predictions · feedback · malformed, emission order
 
@@ -310,26 +125,16 @@ class Simulation:
     def __init__(self, config: SimulationConfig | None = None) -> None:
         self.config = config = config or SimulationConfig()
         self.features = feature_set(config.features)
-        self.numeric = [f for f in self.features if isinstance(f, NumericFeature)]
-        self.categorical = [f for f in self.features if isinstance(f, CategoricalFeature)]
-        _check(config, self.features)
+        check_config(config, self.features)
         self.scenario = config.scenario
         world, self._stream_seed, self._training_seed = np.random.SeedSequence(config.seed).spawn(3)
-        self._mixing = np.linalg.cholesky(_correlation([f.name for f in self.numeric]))
-        rng = np.random.default_rng(world)
-        weights = rng.standard_normal((len(config.models), len(self.numeric)))
-        spread = np.einsum("mi,ij,mj->m", weights, self._mixing @ self._mixing.T, weights)
-        self._weights = weights * np.sqrt(NUMERIC_LOGIT_VARIANCE / np.maximum(spread, 1e-12))[:, None]
-        self._turned = _orthogonal(self._weights, rng.standard_normal(weights.shape), self._mixing @ self._mixing.T)
-        widest = max((len(f.categories) for f in self.categorical), default=1)
-        self._effects = rng.normal(0, CATEGORY_EFFECT_SD, (len(config.models), len(self.categorical), widest))
-        self._intercepts = INTERCEPT + rng.normal(0, 0.25, len(config.models))
+        self.population = Population(config, self.features, world)
         versions = [config.version_name(v) for v in range(config.versions + len(self.phases))]  # releases ≤ phases
         self._names = _Names(
             models=np.array(config.models, dtype=object),
-            model_tokens=_quoted(config.models),
+            model_tokens=quoted(config.models),
             versions=np.array(versions, dtype=object),
-            version_tokens=_quoted(versions),
+            version_tokens=quoted(versions),
             phases=np.array([phase.name for phase in self.phases], dtype=object),
         )
 
@@ -379,7 +184,7 @@ class Simulation:
         """
         model = self.config.models.index(model_id) if model_id is not None else 0
         rng = np.random.default_rng(self._training_seed)
-        draw = self._draw(rng, np.full(rows, float(at_s)), np.full(rows, model, dtype=np.intp))
+        draw = self.population.draw(rng, np.full(rows, float(at_s)), np.full(rows, model, dtype=np.intp))
         frame = pd.DataFrame(self._feature_columns(draw))
         frame["score"] = draw.score
         frame["prediction"] = draw.predicted
@@ -394,7 +199,7 @@ class Simulation:
             [f"--label-column {TRAINING_OUTCOME}", *(f"--sensitive {a.name}" for a in self.config.sensitive)]
         )
 
-    # -- drawing ---------------------------------------------------------------------------------------
+    # -- slicing ---------------------------------------------------------------------------------------
 
     def _slices(self) -> Iterator[_Slice]:
         config = self.config
@@ -407,7 +212,7 @@ class Simulation:
             n = min(CHUNK, config.predictions - first)
             offsets = clock + np.cumsum(rng.exponential(gap, n))
             clock = float(offsets[-1])
-            draw = self._draw(rng, offsets, None)
+            draw = self.population.draw(rng, offsets, None)
             time_ms = start_ms + np.floor(offsets * 1000).astype(np.int64)
             labelled = np.flatnonzero(draw.labelled)
             pending = pending + _Feedback(
@@ -427,158 +232,34 @@ class Simulation:
             yield _Slice(first, time_ms, draw, due, np.lexsort((numbers, kinds, times)))
             first += n
 
-    def _draw(self, rng: np.random.Generator, offsets: Floats, models: NDArray[np.intp] | None) -> _Draw:
-        """Draw predictions at ``offsets`` (seconds of event time), under the scenario's effects."""
-        config, n = self.config, len(offsets)
-        phase = self.scenario.phase_index(offsets)
-        model = rng.integers(len(config.models), size=n) if models is None else models
-        version = rng.integers(config.versions, size=n)
-        groups = _columns(
-            [rng.choice(len(a.groups), size=n, p=np.array(a.shares) / sum(a.shares)) for a in config.sensitive], n
-        )
-        z = rng.standard_normal((n, len(self.numeric))) @ self._mixing.T
-        u_category = rng.random((n, len(self.categorical)))
-        u_label, u_broken = rng.random(n), rng.random(n)
-        labelled = rng.random(n) < config.label_share
-        delay_s = self._delays(rng, n)
-        malformed = np.where(rng.random(n) < config.malformed_share, rng.integers(len(MALFORMATIONS), size=n), -1)
-
-        effects = _Effects(n, len(self.numeric), len(self.categorical))
-        for index in np.unique(phase):
-            rows = np.flatnonzero(phase == index)
-            released, since = self.scenario.releases(int(index))
-            if released:
-                version[rows] = config.versions + released - 1
-            for active in self.scenario.in_force(int(index)):
-                ramp = active.ramp(offsets[rows])
-                learned = since is not None and active.since < since
-                self._apply(
-                    active.effect, rows, ramp=ramp, learned=learned, groups=groups, u_broken=u_broken, effects=effects
-                )
-
-        z_true = z + effects.shift
-        codes = _columns(
-            [
-                _categories(f, u_category[:, j], effects.mix[:, j], effects.target[j])
-                for j, f in enumerate(self.categorical)
-            ],
-            n,
-        )
-        numeric = np.column_stack([f.values(z_true[:, j]) for j, f in enumerate(self.numeric)])
-        numeric = numeric * effects.factor
-        z_model = np.where(effects.factor != 1.0, EDGE_Z * np.sign(numeric), z_true)
-        z_model = np.where(effects.null_numeric, 0.0, z_model)
-        numeric = np.where(effects.null_numeric, np.nan, numeric)
-        model_codes = np.where(effects.null_categorical, -1, codes)
-
-        p_true = _sigmoid(self._logit(model, z_true, codes, effects.angle_true))
-        score = _sigmoid(self._logit(model, z_model, model_codes, effects.angle_model) + effects.score_shift).round(6)
-        return _Draw(
-            phase=phase,
-            model=model,
-            version=version,
-            numeric=numeric,
-            codes=model_codes,
-            groups=groups,
-            score=score,
-            predicted=(score >= THRESHOLD).astype(np.int8),
-            truth=(u_label < p_true).astype(np.int8),
-            labelled=labelled,
-            delay_s=delay_s,
-            malformed=malformed,
-        )
-
-    def _apply(
-        self,
-        effect: Effect,
-        rows: NDArray[np.intp],
-        *,
-        ramp: Floats,
-        learned: bool,
-        groups: NDArray[np.intp],
-        u_broken: Floats,
-        effects: _Effects,
-    ) -> None:
-        """Add one effect in force to the rows of its phase (formulas: :mod:`driftline.simulation.scenarios`)."""
-        numeric = [f.name for f in self.numeric]
-        categorical = [f.name for f in self.categorical]
-        if isinstance(effect, CovariateDrift):
-            for name in effect.features:
-                if name in numeric:
-                    effects.shift[rows, numeric.index(name)] += effect.shift * ramp
-                else:
-                    j = categorical.index(name)
-                    feature = self.categorical[j]
-                    target = effect.target or feature.categories[int(np.argmin(feature.shares))]
-                    effects.mix[rows, j] = effect.mix * ramp
-                    effects.target[j] = feature.categories.index(target)
-        elif isinstance(effect, ConceptDrift):
-            angle = effect.strength * ramp * np.pi / 2
-            effects.angle_true[rows] += angle
-            if learned:
-                effects.angle_model[rows] += angle
-        elif isinstance(effect, PredictionDrift):
-            effects.score_shift[rows] += effect.shift * ramp
-        elif isinstance(effect, FairnessGap):
-            attribute = [a.name for a in self.config.sensitive].index(effect.attribute)
-            group = self.config.sensitive[attribute].groups.index(effect.group)
-            hit = groups[rows, attribute] == group
-            effects.score_shift[rows[hit]] += effect.shift * ramp[hit]
-        elif isinstance(effect, BrokenFeature):
-            hit = rows[u_broken[rows] < effect.share]
-            if effect.feature in categorical:
-                effects.null_categorical[hit, categorical.index(effect.feature)] = True
-            elif effect.mode == "nulls":
-                effects.null_numeric[hit, numeric.index(effect.feature)] = True
-            else:
-                effects.factor[hit, numeric.index(effect.feature)] = effect.factor
-
-    def _logit(self, model: NDArray[np.intp], z: Floats, codes: NDArray[np.intp], angle: Floats) -> Floats:
-        """``b_m + (cos θ · w_m + sin θ · u_m) · z + Σ_c e_mc[category]``, a null category adding nothing."""
-        weights = self._weights[model]
-        if angle.any():
-            weights = np.cos(angle)[:, None] * weights + np.sin(angle)[:, None] * self._turned[model]
-        logit: Floats = self._intercepts[model] + (weights * z).sum(axis=1)
-        for j in range(len(self.categorical)):
-            present = codes[:, j] >= 0
-            logit[present] += self._effects[model[present], j, codes[present, j]]
-        return logit
-
-    def _delays(self, rng: np.random.Generator, n: int) -> Floats:
-        config = self.config
-        if config.label_delay == "exponential":
-            return rng.exponential(config.label_delay_s, n)
-        if config.label_delay == "lognormal":
-            sigma = config.label_delay_sigma
-            return rng.lognormal(np.log(max(config.label_delay_s, 1e-9)) - sigma**2 / 2, sigma, n)
-        return np.full(n, config.label_delay_s)
-
     # -- output ----------------------------------------------------------------------------------------
 
-    def _feature_columns(self, draw: _Draw) -> dict[str, Any]:
+    def _feature_columns(self, draw: Draw) -> dict[str, Any]:
         """Feature values per name: floats (NaN = null) and category names (None = null), in feature order."""
+        numeric, categorical = self.population.numeric, self.population.categorical
         columns: dict[str, Any] = {}
         for feature in self.features:
             if isinstance(feature, NumericFeature):
-                columns[feature.name] = draw.numeric[:, self.numeric.index(feature)]
+                columns[feature.name] = draw.numeric[:, numeric.index(feature)]
             else:
-                codes = draw.codes[:, self.categorical.index(feature)]
+                codes = draw.codes[:, categorical.index(feature)]
                 names = np.array([*feature.categories, None], dtype=object)
                 columns[feature.name] = names[codes]  # code -1 picks the trailing None
         return columns
 
-    def _feature_tokens(self, draw: _Draw) -> list[list[Any]]:
-        """Per feature, in order, its values as JSON tokens (see :func:`_numbers`; categories quoted)."""
+    def _feature_tokens(self, draw: Draw) -> list[list[Any]]:
+        """Per feature, in order, its values as JSON tokens (see :func:`number_tokens`; categories quoted)."""
+        numeric, categorical = self.population.numeric, self.population.categorical
         tokens = []
         for feature in self.features:
             if isinstance(feature, NumericFeature):
-                tokens.append(_numbers(draw.numeric[:, self.numeric.index(feature)]))
+                tokens.append(number_tokens(draw.numeric[:, numeric.index(feature)]))
             else:
-                codes = draw.codes[:, self.categorical.index(feature)]
-                tokens.append(np.array([*map(_json, feature.categories), "null"], dtype=object)[codes].tolist())
+                codes = draw.codes[:, categorical.index(feature)]
+                tokens.append(np.array([*map(json_string, feature.categories), "null"], dtype=object)[codes].tolist())
         return tokens
 
-    def _sensitive_columns(self, draw: _Draw) -> dict[str, Any]:
+    def _sensitive_columns(self, draw: Draw) -> dict[str, Any]:
         return {
             attribute.name: np.array(attribute.groups, dtype=object)[draw.groups[:, i]]
             for i, attribute in enumerate(self.config.sensitive)
@@ -619,247 +300,73 @@ class Simulation:
         return self._names.phases[self.scenario.phase_index((time_ms - start_ms) / 1000)]
 
     def _events_of(self, part: _Slice) -> list[SimulatedEvent]:
-        """The slice's events in emission order. Payloads are JSON written column-wise through one template
-        per event type (a test holds them to the contracts); malformed ones corrupt a valid payload."""
-        draw, feedback, prefix = part.draw, part.feedback, self.config.prediction_prefix
+        """The slice's events in emission order: its predictions, the labels due, a malformed message after
+        each prediction drawn to have one."""
+        predictions = self._prediction_events(part)
+        events = predictions + self._feedback_events(part.feedback)
+        events += [
+            malformed(predictions[i], MALFORMATIONS[part.draw.malformed[i]])
+            for i in np.flatnonzero(part.draw.malformed >= 0).tolist()
+        ]
+        return [events[row] for row in part.order.tolist()]
+
+    def _prediction_events(self, part: _Slice) -> list[SimulatedEvent]:
+        """The slice's predictions, in number order."""
+        draw, prefix = part.draw, self.config.prediction_prefix
         numbers = range(part.first, part.first + len(part.time_ms))
-        keys = [f"{prefix}{i}" for i in numbers]
-        time_of, predicted = part.time_ms.tolist(), draw.predicted.tolist()
-        model_of, version_of = self._names.models[draw.model].tolist(), self._names.versions[draw.version].tolist()
-        phase_of = self._names.phases[draw.phase].tolist()
-        template = _prediction_template(
-            prefix, [f.name for f in self.features], [a.name for a in self.config.sensitive]
-        )
-        payloads = [
-            (template % values).encode()
-            for values in zip(
+        time_of = part.time_ms.tolist()
+        payloads = prediction_payloads(
+            prefix,
+            [f.name for f in self.features],
+            [a.name for a in self.config.sensitive],
+            zip(
                 numbers,
                 self._names.model_tokens[draw.model].tolist(),
                 self._names.version_tokens[draw.version].tolist(),
                 time_of,
                 *self._feature_tokens(draw),
-                predicted,
+                draw.predicted.tolist(),
                 draw.score.tolist(),
-                *(_quoted(a.groups)[draw.groups[:, i]].tolist() for i, a in enumerate(self.config.sensitive)),
+                *(quoted(a.groups)[draw.groups[:, i]].tolist() for i, a in enumerate(self.config.sensitive)),
                 strict=True,
-            )
-        ]
-        events = [
-            SimulatedEvent("prediction", stamp, phase, PREDICTIONS.name, key, model, version, payload)
-            for stamp, phase, key, model, version, payload in zip(
-                time_of, phase_of, keys, model_of, version_of, payloads, strict=True
-            )
-        ]
-        labels = _feedback_template(prefix)
-        events += [
-            SimulatedEvent(
-                "feedback",
-                stamp,
-                phase,
-                FEEDBACK.name,
-                f"{prefix}{number}",
-                model,
-                version,
-                (labels % (number, stamp, label, token)).encode(),
-            )
-            for stamp, phase, number, model, token, version, label in zip(
-                feedback.time_ms.tolist(),
-                self._phase_names(feedback.time_ms).tolist(),
-                feedback.index.tolist(),
-                self._names.models[feedback.model].tolist(),
-                self._names.model_tokens[feedback.model].tolist(),
-                self._names.versions[feedback.version].tolist(),
-                feedback.label.tolist(),
-                strict=True,
-            )
-        ]
-        for i in np.flatnonzero(draw.malformed >= 0).tolist():
-            malformation = MALFORMATIONS[draw.malformed[i]]
-            body = pydantic_core.from_json(payloads[i])
-            if malformation.topic == FEEDBACK.name:
-                body = {k: body[k] for k in ("prediction_id", "timestamp", "model_id")} | {"label": predicted[i]}
-            events.append(
-                SimulatedEvent(
-                    "malformed",
-                    time_of[i],
-                    phase_of[i],
-                    malformation.topic,
-                    keys[i],
-                    model_of[i],
-                    version_of[i],
-                    malformation.corrupt(body),
-                    malformation.reason,
-                )
-            )
-        return [events[row] for row in part.order.tolist()]
-
-
-@dataclass
-class _Effects:
-    """What the effects in force do to each drawn row (see :meth:`Simulation._apply`)."""
-
-    n: int
-    numeric: int
-    categorical: int
-    shift: Floats = field(init=False)  # added to numeric latents
-    mix: Floats = field(init=False)  # categorical mixing weight towards target
-    target: list[int] = field(init=False)
-    angle_true: Floats = field(init=False)  # Σ θ of every concept drift
-    angle_model: Floats = field(init=False)  # ... of those the serving version has learnt
-    score_shift: Floats = field(init=False)
-    null_numeric: NDArray[np.bool_] = field(init=False)
-    null_categorical: NDArray[np.bool_] = field(init=False)
-    factor: Floats = field(init=False)
-
-    def __post_init__(self) -> None:
-        n, k, c = self.n, self.numeric, self.categorical
-        self.shift, self.mix, self.target = np.zeros((n, k)), np.zeros((n, c)), [0] * c
-        self.angle_true, self.angle_model, self.score_shift = np.zeros(n), np.zeros(n), np.zeros(n)
-        self.null_numeric, self.null_categorical = np.zeros((n, k), bool), np.zeros((n, c), bool)
-        self.factor = np.ones((n, k))
-
-
-def _categories(feature: CategoricalFeature, u: Floats, mix: Floats, target: int) -> NDArray[np.intp]:
-    """Inverse-CDF draw: ``P(c) = (1 − mix) · share_c + mix · [c = target]`` per row."""
-    base = np.cumsum(feature.shares) / sum(feature.shares)
-    towards = (np.arange(len(base)) >= target).astype(np.float64)
-    cumulative = (1 - mix)[:, None] * base[None, :] + mix[:, None] * towards[None, :]
-    drawn: NDArray[np.intp] = np.minimum((u[:, None] >= cumulative).sum(axis=1), len(base) - 1)
-    return drawn
-
-
-def _columns(columns: list[NDArray[np.intp]], n: int) -> NDArray[np.intp]:
-    """Integer columns side by side (``n`` × 0 when there are none)."""
-    return np.column_stack(columns) if columns else np.zeros((n, 0), dtype=np.intp)
-
-
-def _sigmoid(x: Floats) -> Floats:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _orthogonal(weights: Floats, draws: Floats, covariance: Floats) -> Floats:
-    """Per row of ``weights`` (w), a direction u from ``draws`` with ``u·Σ·w = 0`` and ``u·Σ·u = w·Σ·w``: the
-    logit ``u·z`` is uncorrelated with ``w·z`` and as spread out. With one numeric feature there is no such
-    direction, and u = −w (the relation can only weaken and invert)."""
-
-    def spread(a: Floats, b: Floats) -> Floats:
-        result: Floats = np.einsum("mi,ij,mj->m", a, covariance, b)
-        return result
-
-    turned = draws - (spread(draws, weights) / spread(weights, weights))[:, None] * weights
-    degenerate = spread(turned, turned) < 1e-9 * spread(weights, weights)
-    turned[degenerate] = -weights[degenerate]
-    scaled: Floats = turned * np.sqrt(spread(weights, weights) / spread(turned, turned))[:, None]
-    return scaled
-
-
-def _json(text: str) -> str:
-    """``text`` as a JSON string token (quoted, escaped, ASCII)."""
-    return json.dumps(text)
-
-
-def _quoted(names: tuple[str, ...] | list[str]) -> NDArray[np.object_]:
-    """JSON string tokens of ``names``, to index with codes."""
-    return np.array([_json(name) for name in names], dtype=object)
-
-
-def _numbers(column: Floats) -> list[Any]:
-    """A numeric column as values whose ``%s`` is their JSON token: whole numbers as integers, others as
-    their shortest repr, a missing value (NaN) as ``null``."""
-    missing = np.isnan(column)
-    present = column[~missing]
-    values = column.astype(object)
-    if np.all(present == np.round(present)) and np.all(np.abs(present) < 2**53):
-        values[~missing] = present.astype(np.int64)
-    values[missing] = "null"
-    return list(values.tolist())
-
-
-def _prediction_template(prefix: str, features: list[str], attributes: list[str]) -> str:
-    """The ``%``-template of a prediction event's JSON; its fields, in order: number, model (token),
-    version (token), timestamp, one token per feature, predicted label, score, one token per attribute."""
-    features_json = ",".join(_json(name).replace("%", "%%") + ":%s" for name in features)
-    sensitive_json = ",".join(_json(name).replace("%", "%%") + ":%s" for name in attributes)
-    return (
-        f'{{"prediction_id":{_id_template(prefix)},"model_id":%s,"model_version":%s,"timestamp":%d,'
-        f'"features":{{{features_json}}},"prediction":{{"label":%d,"score":%r}},"sensitive":{{{sensitive_json}}}}}'
-    )
-
-
-def _feedback_template(prefix: str) -> str:
-    """The ``%``-template of a feedback event's JSON: number, timestamp, label, model (token)."""
-    return f'{{"prediction_id":{_id_template(prefix)},"timestamp":%d,"label":%d,"model_id":%s}}'
-
-
-def _id_template(prefix: str) -> str:
-    """A prediction id's JSON token with its number left as ``%d``."""
-    return _json(prefix).replace("%", "%%")[:-1] + '%d"'
-
-
-def _correlation(names: list[str]) -> Floats:
-    matrix = np.eye(len(names))
-    for (a, b), rho in CORRELATIONS.items():
-        if a in names and b in names:
-            i, j = names.index(a), names.index(b)
-            matrix[i, j] = matrix[j, i] = rho
-    return matrix
-
-
-def _check(config: SimulationConfig, features: tuple[Feature, ...]) -> None:
-    """Raise :class:`ConfigError` naming the first setting that cannot make a stream."""
-    numeric = {f.name for f in features if isinstance(f, NumericFeature)}
-    categories = {f.name: f.categories for f in features if isinstance(f, CategoricalFeature)}
-    groups = {a.name: a.groups for a in config.sensitive}
-
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise ConfigError(f"simulation: {what}")
-
-    need(config.predictions >= 1, f"predictions must be at least 1, got {config.predictions}")
-    need(config.duration_s > 0, f"duration_s must be positive, got {config.duration_s}")
-    need(1 <= config.features <= MAX_FEATURES, f"features must be in 1..{MAX_FEATURES}, got {config.features}")
-    need(bool(config.models) and len(set(config.models)) == len(config.models), "models must be distinct names")
-    need(config.versions >= 1, f"versions must be at least 1, got {config.versions}")
-    for name in ("label_share", "malformed_share"):
-        need(0 <= getattr(config, name) <= 1, f"{name} must be in [0, 1], got {getattr(config, name)}")
-    need(
-        config.label_delay in ("exponential", "lognormal", "fixed"),
-        f"label_delay must be exponential, lognormal or fixed, got {config.label_delay!r}",
-    )
-    need(config.label_delay_s >= 0, f"label_delay_s must be >= 0, got {config.label_delay_s}")
-    need(config.label_delay_sigma > 0, f"label_delay_sigma must be > 0, got {config.label_delay_sigma}")
-    for attribute in config.sensitive:
-        need(
-            len(attribute.groups) == len(attribute.shares) > 0 and min(attribute.shares) > 0,
-            f"sensitive attribute {attribute.name!r} needs one positive share per group",
+            ),
         )
-    clash = ({a.name for a in config.sensitive} | {"label", "score", "phase"}) & (numeric | categories.keys())
-    need(not clash, f"names used both as feature and sensitive attribute or column: {sorted(clash)}")
-    last = config.scenario.phases[-1]
-    need(
-        last.start_s < config.duration_s,
-        f"phase {last.name!r} starts at {last.start_s:g} s, after the {config.duration_s:g} s simulated",
-    )
-    for effect in config.scenario.effects():
-        if isinstance(effect, CovariateDrift | BrokenFeature):
-            names = effect.features if isinstance(effect, CovariateDrift) else (effect.feature,)
-            for name in names:
-                need(
-                    name in numeric or name in categories,
-                    f"scenario {config.scenario.name!r} acts on feature {name!r}, which the simulation does not "
-                    f"have (features: {', '.join(f.name for f in features)})",
-                )
-        if isinstance(effect, CovariateDrift) and effect.target is not None:
-            for name in effect.features:
-                need(
-                    name in numeric or effect.target in categories[name],
-                    f"covariate drift target {effect.target!r} is not a category of {name!r}",
-                )
-        if isinstance(effect, BrokenFeature) and effect.mode == "unit_change":
-            need(effect.feature in numeric, f"a unit change needs a numeric feature, {effect.feature!r} is not")
-        if isinstance(effect, FairnessGap):
-            need(
-                effect.group in groups.get(effect.attribute, ()),
-                f"fairness gap for {effect.attribute}={effect.group!r}, which is not among the sensitive "
-                f"groups {groups}",
+        return [
+            SimulatedEvent("prediction", stamp, phase, PREDICTIONS.name, f"{prefix}{number}", model, version, payload)
+            for stamp, phase, number, model, version, payload in zip(
+                time_of,
+                self._names.phases[draw.phase].tolist(),
+                numbers,
+                self._names.models[draw.model].tolist(),
+                self._names.versions[draw.version].tolist(),
+                payloads,
+                strict=True,
             )
+        ]
+
+    def _feedback_events(self, feedback: _Feedback) -> list[SimulatedEvent]:
+        """The labels, in the order given."""
+        prefix = self.config.prediction_prefix
+        time_of, number_of = feedback.time_ms.tolist(), feedback.index.tolist()
+        payloads = feedback_payloads(
+            prefix,
+            zip(
+                number_of,
+                time_of,
+                feedback.label.tolist(),
+                self._names.model_tokens[feedback.model].tolist(),
+                strict=True,
+            ),
+        )
+        return [
+            SimulatedEvent("feedback", stamp, phase, FEEDBACK.name, f"{prefix}{number}", model, version, payload)
+            for stamp, phase, number, model, version, payload in zip(
+                time_of,
+                self._phase_names(feedback.time_ms).tolist(),
+                number_of,
+                self._names.models[feedback.model].tolist(),
+                self._names.versions[feedback.version].tolist(),
+                payloads,
+                strict=True,
+            )
+        ]

@@ -33,7 +33,8 @@ from driftline.schemas.topics import FEEDBACK, PREDICTIONS
 from driftline.settings import Settings
 
 if TYPE_CHECKING:
-    from driftline.simulation.simulator import SimulatedEvent, Simulation
+    from driftline.simulation.payloads import SimulatedEvent
+    from driftline.simulation.simulator import Simulation
 
 PROGRESS_EVERY_S = 0.1
 CHECK_EVERY = 256  # events between looks at the clock (progress, envelope linger)

@@ -14,8 +14,9 @@ from driftline.schemas.decoding import EventDecoder, Origin
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.settings import Settings
 from driftline.simulation.scenarios import scenario
-from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
+from driftline.simulation.simulator import Simulation
 from driftline.simulation.traffic import send
+from driftline.simulation.world import SimulationConfig, model_names
 
 pytestmark = pytest.mark.integration
 

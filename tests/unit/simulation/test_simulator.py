@@ -31,8 +31,9 @@ from driftline.simulation.scenarios import (
     ScriptTargets,
     scenario,
 )
-from driftline.simulation.simulator import SensitiveAttribute, Simulation, SimulationConfig, model_names
+from driftline.simulation.simulator import Simulation
 from driftline.simulation.traffic import Pacer
+from driftline.simulation.world import SensitiveAttribute, SimulationConfig, model_names
 from driftline.streams.core.metrics.profile import PREDICTED_LABEL, SCORE, build_profile
 from driftline.streams.core.metrics.reference_columns import ReferenceColumns
 

@@ -15,7 +15,8 @@ from driftline.schemas.errors import ConfigError
 from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.simulation.scenarios import scenario
-from driftline.simulation.simulator import Simulation, SimulationConfig, model_names
+from driftline.simulation.simulator import Simulation
+from driftline.simulation.world import SimulationConfig, model_names
 from driftline.streams.worker import snapshots
 from driftline.streams.worker.local import LocalCheckpoints
 from driftline.streams.worker.monitor import StreamMonitor
