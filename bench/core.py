@@ -1,4 +1,4 @@
-"""(c) The worker's monitor code without Faust: :class:`StreamMonitor` built by ``driftline.pipeline`` (reference
+"""(c) The worker's two stages without Faust: :class:`WorkerStages` built by ``driftline.pipeline`` (reference
 profiles from their topic, window results and triggers published to Kafka with the idempotent producer,
 emissions and checkpoints paced as the worker paces them: an emission every ``monitor.checkpoint_s`` and when a
 window closes, a checkpoint when one is due), fed by a bare confluent-kafka consumer; its two stages talk in
@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.bare_consumer import BATCH, partition_ends
 from bench.measure import Meter
-from driftline.pipeline import build_monitor, tune_collector
+from driftline.pipeline import build_stages, tune_collector
 from driftline.schemas.decoding import kafka_time
 from driftline.schemas.topics import FEEDBACK
 from driftline.settings import load_settings
@@ -31,12 +31,12 @@ from driftline.streams.worker.local import LocalCheckpoints
 
 
 def run(spec: dict[str, Any]) -> None:
-    """Feed the whole stream to the monitor and report the measurement."""
+    """Feed the whole stream to the stages and report the measurement."""
     settings = load_settings(**spec["settings"])
     tune_collector()  # as the worker does
     ends = partition_ends(spec["ends"])
-    monitor, _profiles = build_monitor(settings, spec["outputs"])
-    checkpoints = LocalCheckpoints(monitor, settings.data_path / "core" / f"{settings.worker.app_id}.checkpoint")
+    stages, _profiles = build_stages(settings, spec["outputs"])
+    checkpoints = LocalCheckpoints(stages, settings.data_path / "core" / f"{settings.worker.app_id}.checkpoint")
     consumer = Consumer({**settings.kafka.client_config(), "group.id": spec["group"], "enable.auto.commit": False})
     feedback = settings.topic(FEEDBACK.name)
     phases = [{tp for tp in ends if tp[0] == feedback}, {tp for tp in ends if tp[0] != feedback}]
@@ -55,25 +55,25 @@ def run(spec: dict[str, Any]) -> None:
                 print(f"consumer error {message.topic()}[{message.partition()}]: {message.error()}", file=sys.stderr)
                 continue
             topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
-            monitor.handle(topic, partition, offset, message.value(), kafka_time(message.timestamp()[1]))
+            stages.handle(topic, partition, offset, message.value(), kafka_time(message.timestamp()[1]))
             messages += 1
             if offset + 1 >= ends[(topic, partition)]:
                 unfinished.discard((topic, partition))
-            if monitor.checkpoint_due:
-                checkpoints.run(monitor)
-                covered = [TopicPartition(t, p, o + 1) for (t, p), o in monitor.offsets.items()]
+            if stages.checkpoint_due:
+                checkpoints.run(stages)
+                covered = [TopicPartition(t, p, o + 1) for (t, p), o in stages.offsets.items()]
                 consumer.commit(offsets=covered, asynchronous=True)
-            elif monitor.emit_due or monitor.close_due:  # as the worker paces its emissions
-                checkpoints.emit(monitor)
+            elif stages.emit_due or stages.close_due:  # as the worker paces its emissions
+                checkpoints.emit(stages)
             # per message, not per batch: a batch of envelopes is up to 500,000 events, over a minute of work
             # with 1,000 models, which the harness would take for a stall
-            meter.tick(monitor.counts["predictions"] + monitor.counts["feedback"])
+            meter.tick(stages.counts["predictions"] + stages.counts["feedback"])
     # what the stream closed is published before the clock stops; as for the worker, this last checkpoint
     # counts for its CPU time (its fsync of a large state waits on the disk)
     read, cpu = time.perf_counter(), time.process_time()
-    checkpoints.run(monitor)
+    checkpoints.run(stages)
     checkpoint_cpu_s = time.process_time() - cpu
-    counts = monitor.counts
+    counts = stages.counts
     meter.finish(
         counts["predictions"] + counts["feedback"],
         messages,
@@ -85,8 +85,8 @@ def run(spec: dict[str, Any]) -> None:
         alarms=counts["alarms"],
         replayed=counts["replayed"],
         dead_letters=sum(n for name, n in counts.items() if name.startswith("dead_letter:")),
-        pending=sum(join.waiting_predictions for join in monitor.joins.values()),
-        open_windows=sum(len(merger.engine.windows) for merger in monitor.mergers.values()),
+        pending=sum(join.waiting_predictions for join in stages.joins.values()),
+        open_windows=sum(len(merger.engine.windows) for merger in stages.mergers.values()),
     )
     consumer.close()
 

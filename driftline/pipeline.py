@@ -1,4 +1,4 @@
-"""Assemble and run the worker: the Faust app, its monitor, the publisher of results and the profile store.
+"""Assemble and run the worker: the Faust app, its stages, the publisher of results and the profile store.
 
 ``driftline worker`` runs :func:`run_worker` (Faust's own worker: signals, logging); ``driftline run`` adds the
 sink in a thread beside it; tests and the demo use :func:`run_in_process`, which starts the same app inside
@@ -30,8 +30,8 @@ from driftline.schemas.topics import (
     WINDOW_RESULTS,
 )
 from driftline.settings import Settings
-from driftline.streams.faust.app import add_monitor_agent, create_app
-from driftline.streams.worker.monitor import StreamMonitor
+from driftline.streams.faust.app import add_stages_agent, create_app
+from driftline.streams.worker.stages import WorkerStages
 
 COLLECTOR_THRESHOLDS = (50_000, 20, 20)  # Python's default: (700, 10, 10)
 
@@ -40,12 +40,12 @@ def tune_collector() -> None:
     """Run Python's cycle collector less often than by default: a worker holds millions of small objects
     (pending predictions, queued detector inputs) that a default full collection walks again and again while its
     state grows, and it makes almost no reference cycles. On a bench-shaped stream of 200,000 events fed in
-    process this took the monitor's CPU time from 47.7 to 32.4 s per million events, with the same peak memory."""
+    process this took the worker stages' CPU time from 47.7 to 32.4 s per million events, with the same peak memory."""
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
-def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[StreamMonitor, ProfileStore]:
-    """The monitor of ``settings``, reading reference profiles from their topic and publishing window results,
+def build_stages(settings: Settings, outputs: str | None = None) -> tuple[WorkerStages, ProfileStore]:
+    """The worker's stages for ``settings``, reading reference profiles from their topic and publishing window results,
     triggers and the profiles it builds from first events with the idempotent producer (under the topic prefix
     ``outputs`` when given); and its profile store, to close after."""
     profiles = ProfileStore(settings.kafka, settings.topic(REFERENCE_PROFILES.name))
@@ -64,7 +64,7 @@ def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[Strea
     def publish_profiles(profiles: list[ReferenceProfile]) -> None:
         own_profiles.send(list(profiles))
 
-    monitor = StreamMonitor(
+    stages = WorkerStages(
         settings.monitor,
         {spec.name: settings.topic(spec.name) for spec in (PREDICTIONS, FEEDBACK, WINDOW_PARTS)},
         publish_results,
@@ -77,12 +77,12 @@ def build_monitor(settings: Settings, outputs: str | None = None) -> tuple[Strea
         max_message_bytes=settings.kafka.max_message_bytes,
         partitions=settings.kafka.partitions,
     )
-    return monitor, profiles
+    return stages, profiles
 
 
 @contextmanager
-def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
-    """The Faust app with its monitor (which restores its partitions' states when Faust assigns them); closes the
+def assembled(settings: Settings) -> Iterator[tuple[faust.App, WorkerStages]]:
+    """The Faust app with its stages (which restore their partitions' states when Faust assigns them); closes the
     profile store after.
 
     Raises :class:`BrokerError` naming the bootstrap first when Kafka refuses the login or the TLS handshake,
@@ -97,41 +97,39 @@ def assembled(settings: Settings) -> Iterator[tuple[faust.App, StreamMonitor]]:
         )
     check_connection(settings.kafka)
     tune_collector()
-    monitor, profiles = build_monitor(settings)
+    stages, profiles = build_stages(settings)
     app = create_app(settings)
-    add_monitor_agent(app, settings, monitor)
+    add_stages_agent(app, settings, stages)
     try:
-        yield app, monitor
+        yield app, stages
     finally:
         profiles.close()
 
 
 def run_worker(
-    settings: Settings, loglevel: str = "info", on_stop: Callable[[StreamMonitor], None] = lambda _monitor: None
+    settings: Settings, loglevel: str = "info", on_stop: Callable[[WorkerStages], None] = lambda _stages: None
 ) -> None:
-    """Run the worker until SIGINT or SIGTERM, then call ``on_stop(monitor)`` (also when Faust's worker ends
+    """Run the worker until SIGINT or SIGTERM, then call ``on_stop(stages)`` (also when Faust's worker ends
     with ``SystemExit``, as it does)."""
-    with assembled(settings) as (app, monitor):
+    with assembled(settings) as (app, stages):
         try:
             faust.Worker(app, loglevel=loglevel).execute_from_commandline()
         finally:
-            on_stop(monitor)
+            on_stop(stages)
 
 
-def run_in_process(
-    settings: Settings, done: Callable[[StreamMonitor], bool], timeout_s: float = 120.0
-) -> StreamMonitor:
-    """Run the worker in this process until ``done(monitor)`` holds; raise if ``timeout_s`` passes first."""
-    with assembled(settings) as (app, monitor):
+def run_in_process(settings: Settings, done: Callable[[WorkerStages], bool], timeout_s: float = 120.0) -> WorkerStages:
+    """Run the worker in this process until ``done(stages)`` holds; raise if ``timeout_s`` passes first."""
+    with assembled(settings) as (app, stages):
 
         async def main() -> None:
             await app.start()
             try:
                 deadline = time.monotonic() + timeout_s
-                while not done(monitor):
+                while not done(stages):
                     if time.monotonic() > deadline:
                         raise DriftlineError(
-                            f"the worker did not reach its goal in {timeout_s:.0f} s (counts: {dict(monitor.counts)}); "
+                            f"the worker did not reach its goal in {timeout_s:.0f} s (counts: {dict(stages.counts)}); "
                             f"is Kafka at {settings.kafka.bootstrap} reachable and are the topics created?"
                         )
                     await asyncio.sleep(0.1)
@@ -139,4 +137,4 @@ def run_in_process(
                 await app.stop()
 
         asyncio.run(main())
-        return monitor
+        return stages

@@ -1,4 +1,4 @@
-"""The demo's story played through an in-process monitor (no broker, no ClickHouse): its window results and
+"""The demo's story played through an in-process stages (no broker, no ClickHouse): its window results and
 triggers, for tests that judge decisions offline, as ``make demo`` judges them live."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowRe
 from driftline.settings import Settings
 from driftline.simulation.payloads import SimulatedEvent
 from driftline.streams.worker.local import LocalCheckpoints
-from driftline.streams.worker.monitor import StreamMonitor
+from driftline.streams.worker.stages import WorkerStages
 
 TOPICS = {"predictions": "predictions", "feedback": "feedback", "window-parts": "window-parts"}
 
 
 @dataclass
 class Played:
-    """What a monitor published for a story: every window result (each revision) and every trigger."""
+    """What a stages published for a story: every window result (each revision) and every trigger."""
 
     story: Story
     settings: Settings
@@ -55,29 +55,29 @@ class _Workers:
     each worker's deltas to the owner of their window-parts partition as messages at that partition's next
     offsets, workers in order, then has every worker emit and save."""
 
-    def __init__(self, monitors: list[StreamMonitor]) -> None:
+    def __init__(self, monitors: list[WorkerStages]) -> None:
         self.monitors = monitors
         self.saved: dict[tuple[str, int], bytes] = {}
         self.parts_offsets: Counter[int] = Counter()
         partitions = monitors[0].partitions
-        for k, monitor in enumerate(monitors):
-            monitor.assign([p for p in range(partitions) if p % len(monitors) == k], self)
+        for k, stages in enumerate(monitors):
+            stages.assign([p for p in range(partitions) if p % len(monitors) == k], self)
 
     def load(self, name: str, partition: int) -> bytes | None:
         return self.saved.get((name, partition))
 
-    def owner(self, partition: int) -> StreamMonitor:
+    def owner(self, partition: int) -> WorkerStages:
         return self.monitors[partition % len(self.monitors)]
 
     def checkpoint(self) -> None:
-        for monitor in self.monitors:
-            for partition, value in monitor.deltas():
+        for stages in self.monitors:
+            for partition, value in stages.deltas():
                 self.owner(partition).handle(TOPICS["window-parts"], partition, self.parts_offsets[partition], value)
                 self.parts_offsets[partition] += 1
-            monitor.deltas_delivered()
-        for monitor in self.monitors:
-            self.saved.update(monitor.checkpoint())
-            monitor.saved()
+            stages.deltas_delivered()
+        for stages in self.monitors:
+            self.saved.update(stages.checkpoint())
+            stages.saved()
 
 
 def play(
@@ -104,7 +104,7 @@ def play(
     results: list[WindowResult] = []
     triggers: list[RetrainTrigger] = []
     monitors = [
-        StreamMonitor(
+        WorkerStages(
             monitor_settings,
             TOPICS,
             results.extend,

@@ -8,14 +8,14 @@ from driftline.cli.base import LogLevel, say, settings
 
 if TYPE_CHECKING:
     from driftline.sinks.sink import SinkStats
-    from driftline.streams.worker.monitor import StreamMonitor
+    from driftline.streams.worker.stages import WorkerStages
 
 
 def worker(loglevel: LogLevel = "info") -> None:
     """Run the stream-processing worker (Faust) until stopped with Ctrl-C or SIGTERM, then print what it did."""
     from driftline.pipeline import run_worker
 
-    run_worker(settings(), loglevel, on_stop=lambda monitor: say(_worker_stopped(monitor)))
+    run_worker(settings(), loglevel, on_stop=lambda stages: say(_worker_stopped(stages)))
 
 
 def sink() -> None:
@@ -67,7 +67,7 @@ def run_all(loglevel: LogLevel = "info") -> None:
     opened.wait(120)
     try:
         if not failures:
-            run_worker(resolved, loglevel, on_stop=lambda monitor: say(_worker_stopped(monitor)))
+            run_worker(resolved, loglevel, on_stop=lambda stages: say(_worker_stopped(stages)))
     finally:
         stop.set()
         thread.join()
@@ -77,9 +77,9 @@ def run_all(loglevel: LogLevel = "info") -> None:
             raise failures[0]  # also when the worker stopped cleanly: its SystemExit would hide the sink's error
 
 
-def _worker_stopped(monitor: StreamMonitor) -> str:
-    """The worker's stop summary: what its monitor counted in this run."""
-    counts = monitor.counts
+def _worker_stopped(stages: WorkerStages) -> str:
+    """The worker's stop summary: what its stages counted in this run."""
+    counts = stages.counts
     letters = {name.split(":", 1)[1]: n for name, n in sorted(counts.items()) if name.startswith("dead_letter:")}
     return (
         f"Worker stopped: {counts['predictions']} predictions, {counts['feedback']} feedback, "

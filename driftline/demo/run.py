@@ -46,7 +46,7 @@ from driftline.simulation.traffic import Progress, SendReport, send
 from driftline.simulation.world import DEFAULT_START
 from driftline.sinks.clickhouse import drop_database, open_configured
 from driftline.sinks.sink import Sink
-from driftline.streams.worker.monitor import StreamMonitor
+from driftline.streams.worker.stages import WorkerStages
 
 STORE_TIMEOUT_S = 120.0
 
@@ -215,11 +215,11 @@ def _play(
 
         sent.append(send(simulation, settings, speedup=story.speedup, progress=progress))
 
-    def done(monitor: StreamMonitor) -> bool:
+    def done(stages: WorkerStages) -> bool:
         nonlocal producer
         if failures:
             raise failures[0]
-        view.worker = monitor.counts.copy()
+        view.worker = stages.counts.copy()
         if producer is None:
             producer = threading.Thread(target=_guarded(produce, failures), name="driftline-demo-producer", daemon=True)
             producer.start()
@@ -227,16 +227,16 @@ def _play(
             return False
         total = sent[0]
         if not caught_up_at:
-            if monitor.counts["predictions"] >= total.predictions and monitor.counts["feedback"] >= total.feedback:
+            if stages.counts["predictions"] >= total.predictions and stages.counts["feedback"] >= total.feedback:
                 caught_up_at.append(time.monotonic())
             return False
-        return monitor.last_checkpoint > caught_up_at[0]  # the windows and triggers of the last events are out
+        return stages.last_checkpoint > caught_up_at[0]  # the windows and triggers of the last events are out
 
     try:
-        monitor = run_in_process(settings, done, timeout_s=WORKER_TIMEOUT_S + 3 * story.play_s)
+        stages = run_in_process(settings, done, timeout_s=WORKER_TIMEOUT_S + 3 * story.play_s)
     finally:
         halt.set()
-    view.worker = monitor.counts.copy()
+    view.worker = stages.counts.copy()
     return sent[0]
 
 

@@ -1,4 +1,4 @@
-"""The driftline worker: a Faust app (aiokafka driver) whose one agent drives :class:`StreamMonitor`.
+"""The driftline worker: a Faust app (aiokafka driver) whose one agent drives :class:`WorkerStages`.
 
 The agent reads ``predictions``, ``feedback`` and ``window-parts`` together (co-partitioned, so Faust gives a
 worker the same partition numbers of all three and of its ``state`` table; one agent, concurrency 1, and a
@@ -26,7 +26,7 @@ from driftline.schemas.topics import FEEDBACK, PREDICTIONS, WINDOW_PARTS
 from driftline.settings import Settings
 from driftline.streams.faust.changelog import ChangelogStore
 from driftline.streams.faust.pages import add_pages
-from driftline.streams.worker.monitor import StreamMonitor
+from driftline.streams.worker.stages import WorkerStages
 
 log = logging.getLogger(__name__)
 STALL_S = 10.0  # the worker silent this long, an owned partition whose consumer position is ahead is read again
@@ -82,12 +82,12 @@ def create_app(settings: Settings) -> faust.App:
 
 
 class _Worker:
-    """The agent's state beside the monitor: the lock, the events awaiting a checkpoint, and when each owned
+    """The agent's state beside the stages: the lock, the events awaiting a checkpoint, and when each owned
     partition last delivered one."""
 
-    def __init__(self, app: faust.App, monitor: StreamMonitor, names: list[str], store: ChangelogStore) -> None:
+    def __init__(self, app: faust.App, stages: WorkerStages, names: list[str], store: ChangelogStore) -> None:
         self.app = app
-        self.monitor = monitor
+        self.stages = stages
         self.names = names
         self.store = store
         self.parts = app.topic(names[2], value_serializer="raw", key_serializer="raw")
@@ -112,7 +112,7 @@ class _Worker:
                 return False
             del self.resync[key]
             return True
-        expected = self.monitor.offsets.get(key, -1) + 1
+        expected = self.stages.offsets.get(key, -1) + 1
         if message.offset <= expected:
             return True
         # INFO: Faust drops records it fetched around a rebalance's pause and resume; this re-read recovers them,
@@ -135,37 +135,37 @@ class _Worker:
     def handle(self, event: EventT[bytes]) -> None:
         message = event.message
         written_at = message.timestamp if message.timestamp and message.timestamp > 0 else None  # seconds
-        self.monitor.handle(message.topic, message.partition, message.offset, event.value, written_at)
+        self.stages.handle(message.topic, message.partition, message.offset, event.value, written_at)
         self.heard[(message.topic, message.partition)] = time.monotonic()
         self.unacked.append(event)
 
     async def emit(self) -> None:
         """Deltas onto window-parts (delivered; those for this worker's mergers applied at once, as reading them
         back would), then the mergers' results and decisions."""
-        monitor = self.monitor
-        out = monitor.deltas()
+        stages = self.stages
+        out = stages.deltas()
         sent = [self.parts.send_soon(value=value, partition=p) for p, value in out]
         await self.app.producer.flush()
         delivered = await asyncio.gather(*sent)
-        monitor.deltas_delivered()
+        stages.deltas_delivered()
         records = zip(delivered, out, strict=True)
-        monitor.apply_delivered([(metadata.partition, metadata.offset, value) for metadata, (_p, value) in records])
-        monitor.emit()
+        stages.apply_delivered([(metadata.partition, metadata.offset, value) for metadata, (_p, value) in records])
+        stages.emit()
 
     async def checkpoint(self) -> None:
         """Deltas and results, then the state on the changelog (delivered), then the decisions, then the acks."""
         await self.emit()
-        await asyncio.gather(*self.store.save(self.monitor.checkpoint()))
-        self.monitor.saved()
+        await asyncio.gather(*self.store.save(self.stages.checkpoint()))
+        self.stages.saved()
         for event in self.unacked:
             event.ack()
         self.unacked.clear()
 
     async def keep_pace(self) -> None:
         """A checkpoint when one is due, else an emission when one is due or a window closed."""
-        if self.monitor.checkpoint_due:
+        if self.stages.checkpoint_due:
             await self.checkpoint()
-        elif self.monitor.emit_due or self.monitor.close_due:
+        elif self.stages.emit_due or self.stages.close_due:
             await self.emit()
 
     async def read_again_what_was_dropped(self) -> None:
@@ -177,16 +177,16 @@ class _Worker:
         wait in Faust's buffers (a topic read far ahead, such as feedback, waits long): that is no stall, and a
         drop shows as an offset jump when the partition's next message arrives (:meth:`in_sequence`)."""
         now = time.monotonic()
-        busy = STALL_S + self.monitor.last_checkpoint_s  # a checkpoint is no stall either
+        busy = STALL_S + self.stages.last_checkpoint_s  # a checkpoint is no stall either
         if self.heard and now - max(self.heard.values()) < busy:
             return
         for tp in self.app.consumer.assignment():
             key = (tp.topic, tp.partition)
-            if tp.topic not in self.names or not self.monitor.owns(tp.partition):
+            if tp.topic not in self.names or not self.stages.owns(tp.partition):
                 continue
             if now - self.heard.get(key, now) < busy:
                 continue
-            handled = self.monitor.offsets.get(key, -1)
+            handled = self.stages.offsets.get(key, -1)
             position = await self.app.consumer.position(tp)
             if position is not None and position > handled + 1:
                 log.info("%s[%d]: read to %d but handled to %d; reading again from there", *key, position, handled)
@@ -195,8 +195,8 @@ class _Worker:
 
     def take(self, assigned: set[Any]) -> None:
         partitions = {tp.partition for tp in assigned if tp.topic in self.names}
-        log.info("partitions assigned: %s (owned before: %s)", sorted(partitions), sorted(self.monitor.joins))
-        self.monitor.assign(partitions, self.store)
+        log.info("partitions assigned: %s (owned before: %s)", sorted(partitions), sorted(self.stages.joins))
+        self.stages.assign(partitions, self.store)
         self.resync.clear()
         now = time.monotonic()
         self.heard.update({(tp.topic, tp.partition): now for tp in assigned if tp.topic in self.names})
@@ -204,12 +204,12 @@ class _Worker:
     def give(self, revoked: set[Any]) -> None:
         gone = {tp.partition for tp in revoked if tp.topic in self.names}
         log.info("partitions revoked: %s", sorted(gone))
-        self.monitor.revoke(gone)
+        self.stages.revoke(gone)
         self.resync = {key: offset for key, offset in self.resync.items() if key[1] not in gone}
         self.unacked[:] = [e for e in self.unacked if e.message.partition not in gone]
 
 
-def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor) -> None:
+def add_stages_agent(app: faust.App, settings: Settings, stages: WorkerStages) -> None:
     """Attach the monitoring agent, its checkpoint timer, partition handover and the /health and /metrics pages.
 
     Every ``monitor.checkpoint_s``: the joins' deltas onto ``window-parts`` (delivered), then the mergers' results
@@ -225,14 +225,14 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
         value_type=bytes,
     )
     store = ChangelogStore(table)
-    worker = _Worker(app, monitor, names, store)
+    worker = _Worker(app, stages, names, store)
 
     @app.agent(sources, name="monitor", concurrency=1)
     async def monitor_events(stream: StreamT[bytes]) -> None:
         manual = cast(faust.Stream[bytes], cast(faust.Stream[bytes], stream).noack())
         async for event in manual.events():
             async with worker.lock:
-                if not monitor.owns(event.message.partition):
+                if not stages.owns(event.message.partition):
                     continue  # revoked meanwhile: left unacknowledged for the partition's next owner
                 if not await worker.in_sequence(event):
                     continue
@@ -257,4 +257,4 @@ def add_monitor_agent(app: faust.App, settings: Settings, monitor: StreamMonitor
         async with worker.lock:
             worker.give(revoked)
 
-    add_pages(app, settings, monitor, names)
+    add_pages(app, settings, stages, names)

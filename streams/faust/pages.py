@@ -1,4 +1,4 @@
-"""The worker's web pages: ``/health`` (checkpoint age) and ``/metrics`` (Prometheus, read from the monitor at
+"""The worker's web pages: ``/health`` (checkpoint age) and ``/metrics`` (Prometheus, read from the stages at
 scrape time)."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from driftline.settings import Settings
-from driftline.streams.worker.monitor import StreamMonitor
+from driftline.streams.worker.stages import WorkerStages
 
 
-def add_pages(app: faust.App, settings: Settings, monitor: StreamMonitor, topics: list[str]) -> None:
-    """``/metrics`` (Prometheus, read from the monitor at scrape time) and ``/health`` (checkpoint age)."""
+def add_pages(app: faust.App, settings: Settings, stages: WorkerStages, topics: list[str]) -> None:
+    """``/metrics`` (Prometheus, read from the stages at scrape time) and ``/health`` (checkpoint age)."""
     registry = CollectorRegistry()
-    registry.register(_MonitorCollector(monitor, app, topics))
+    registry.register(_StagesCollector(stages, app, topics))
 
     @app.page("/metrics")
     async def metrics(web: Any, _request: Any) -> Any:
@@ -26,21 +26,21 @@ def add_pages(app: faust.App, settings: Settings, monitor: StreamMonitor, topics
 
     @app.page("/health")
     async def health(web: Any, _request: Any) -> Any:
-        age = time.monotonic() - monitor.last_checkpoint
+        age = time.monotonic() - stages.last_checkpoint
         healthy = age < max(30.0, 10 * settings.monitor.checkpoint_s)
         return web.json({"status": "ok" if healthy else "stale", "checkpoint_age_s": round(age, 3)})
 
 
-class _MonitorCollector:
-    """Prometheus metrics read from the monitor at scrape time."""
+class _StagesCollector:
+    """Prometheus metrics read from the stages at scrape time."""
 
-    def __init__(self, monitor: StreamMonitor, app: faust.App, topics: list[str]) -> None:
-        self.monitor = monitor
+    def __init__(self, stages: WorkerStages, app: faust.App, topics: list[str]) -> None:
+        self.stages = stages
         self.app = app
         self.topics = topics
 
     def collect(self) -> Iterator[Any]:
-        counts = self.monitor.counts
+        counts = self.stages.counts
         events = CounterMetricFamily("driftline_events_in", "Valid events consumed", labels=["kind"])
         for kind in ("predictions", "feedback"):
             events.add_metric([kind], counts[kind])
@@ -56,14 +56,14 @@ class _MonitorCollector:
         yield CounterMetricFamily(
             "driftline_replayed", "Messages skipped as already checkpointed", value=counts["replayed"]
         )
-        windows = [buffer for merger in self.monitor.mergers.values() for buffer in merger.engine.windows.values()]
-        late = sum(share.summary.late for join in self.monitor.joins.values() for share in join.shares.values())
+        windows = [buffer for merger in self.stages.mergers.values() for buffer in merger.engine.windows.values()]
+        late = sum(share.summary.late for join in self.stages.joins.values() for share in join.shares.values())
         orphans = sum(buffer.orphan_feedback for buffer in windows)
         yield GaugeMetricFamily("driftline_open_windows", "Windows held in state", value=len(windows))
         yield GaugeMetricFamily(
             "driftline_pending_predictions",
             "Predictions awaiting labels",
-            value=sum(join.waiting_predictions for join in self.monitor.joins.values()),
+            value=sum(join.waiting_predictions for join in self.stages.joins.values()),
         )
         yield GaugeMetricFamily(
             "driftline_late_predictions", "Late predictions in windows held by this worker's joins", value=late
@@ -72,12 +72,12 @@ class _MonitorCollector:
         yield GaugeMetricFamily(
             "driftline_detector_late",
             "Labels and scores left out of the detectors (slice already fed)",
-            value=sum(merger.engine.detector_late for merger in self.monitor.mergers.values()),
+            value=sum(merger.engine.detector_late for merger in self.stages.mergers.values()),
         )
         yield GaugeMetricFamily(
             "driftline_after_horizon",
             "Share updates that reached a window already dropped (past the label horizon)",
-            value=sum(merger.engine.after_horizon for merger in self.monitor.mergers.values()),
+            value=sum(merger.engine.after_horizon for merger in self.stages.mergers.values()),
         )
         yield CounterMetricFamily(
             "driftline_parts_undecodable",
@@ -91,13 +91,13 @@ class _MonitorCollector:
         yield GaugeMetricFamily(
             "driftline_checkpoint_age_seconds",
             "Seconds since the last checkpoint",
-            value=time.monotonic() - self.monitor.last_checkpoint,
+            value=time.monotonic() - self.stages.last_checkpoint,
         )
 
     def _completeness(self) -> Iterator[GaugeMetricFamily]:
         """Per model version merged by this worker, the event time (Unix seconds) up to which its windows are
         closed (published with every prediction) and final (no label changes them):
-        :meth:`StreamMonitor.completeness`."""
+        :meth:`WorkerStages.completeness`."""
         labels = ["model_id", "model_version"]
         closed = GaugeMetricFamily(
             "driftline_windows_closed_until_seconds", "Windows ending by this event time are closed", labels=labels
@@ -105,7 +105,7 @@ class _MonitorCollector:
         final = GaugeMetricFamily(
             "driftline_windows_final_until_seconds", "Windows ending by this event time are final", labels=labels
         )
-        for model_id, version, closed_until, final_until in self.monitor.completeness():
+        for model_id, version, closed_until, final_until in self.stages.completeness():
             closed.add_metric([model_id, version], closed_until.timestamp())
             final.add_metric([model_id, version], final_until.timestamp())
         yield closed
@@ -123,6 +123,6 @@ class _MonitorCollector:
             high = consumer.highwater(tp)
             if high is None:
                 continue
-            processed = self.monitor.offsets.get((tp.topic, tp.partition), -1)
+            processed = self.stages.offsets.get((tp.topic, tp.partition), -1)
             lag.add_metric([tp.topic, str(tp.partition)], max(0, high - (processed + 1)))
         return lag

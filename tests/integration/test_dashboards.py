@@ -26,7 +26,7 @@ import yaml
 from driftline.demo.story import DEMO_DATABASE, MODEL_ID
 from driftline.settings import Settings
 from driftline.sinks.clickhouse import open_client
-from driftline.streams.faust.pages import _MonitorCollector
+from driftline.streams.faust.pages import _StagesCollector
 from tests.integration.test_demo import DemoRun, demo_run
 
 __all__ = ["demo_run"]  # the shared run's fixture, imported so that this module uses the same run
@@ -208,13 +208,13 @@ def test_provisioning_matches_the_compose_services_and_mounts() -> None:
 
 def exposed_metrics() -> set[str]:
     """The metric names the worker's /metrics page serves (counters with their ``_total`` suffix), read from
-    its collector over an empty monitor."""
-    monitor = SimpleNamespace(
+    its collector over empty worker stages."""
+    stages = SimpleNamespace(
         counts=Counter(), mergers={}, joins={}, offsets={}, last_checkpoint=time.monotonic(), completeness=list
     )
     app = SimpleNamespace(consumer=SimpleNamespace(assignment=set))
     names = set()
-    for family in _MonitorCollector(monitor, app, []).collect():
+    for family in _StagesCollector(stages, app, []).collect():
         names.add(family.name + ("_total" if family.type == "counter" else ""))
     return names
 

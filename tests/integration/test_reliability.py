@@ -67,11 +67,11 @@ from tests.reliability_report import Outcome
 pytestmark = pytest.mark.integration
 
 
-def short_and_long(short: dict[str, Any], long: dict[str, Any]) -> pytest.MarkDecorator:
-    """Run a scenario at two scales, given as its keyword arguments ``scale``: ``short`` in ``make test``, ``long``
+def short_and_long(*names: str, short: tuple[Any, ...], long: tuple[Any, ...]) -> pytest.MarkDecorator:
+    """Run a scenario at two scales, the values of its parameters ``names``: ``short`` in ``make test``, ``long``
     (marked slow) in ``make test-reliability``."""
     return pytest.mark.parametrize(
-        "scale", [pytest.param(short, id="short"), pytest.param(long, id="long", marks=pytest.mark.slow)]
+        names, [pytest.param(*short, id="short"), pytest.param(*long, id="long", marks=pytest.mark.slow)]
     )
 
 
@@ -204,7 +204,10 @@ def start_sink(env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen([DRIFTLINE, "sink"], env=env, stdout=log, stderr=log)
 
 
-def run_sink_kills(settings: Settings, tmp_path: Path, record: Record, *, per_window: int, kills: int) -> None:
+@short_and_long("per_window", "kills", short=(250, 1), long=(5000, 3))
+def test_sink_killed_mid_load_and_restarted_stores_every_event_once(
+    settings: Settings, tmp_path: Path, reliability: Record, *, per_window: int, kills: int
+) -> None:
     create_topics(settings)
     stream = Stream.make(windows=2, per_window=per_window, seed=5)
     port = free_port()
@@ -232,7 +235,7 @@ def run_sink_kills(settings: Settings, tmp_path: Path, record: Record, *, per_wi
     finally:
         sink.send_signal(signal.SIGTERM)
         sink.wait(60)
-    record(
+    reliability(
         outcome(
             f"sink SIGKILL x{kills}",
             stream,
@@ -244,13 +247,6 @@ def run_sink_kills(settings: Settings, tmp_path: Path, record: Record, *, per_wi
     )
     assert sink.returncode == 0, (tmp_path / "sink.log").read_text()[-2000:]
     assert_exactly_once(stream, result)
-
-
-@short_and_long({"per_window": 250, "kills": 1}, {"per_window": 5000, "kills": 3})
-def test_sink_killed_mid_load_and_restarted_stores_every_event_once(
-    settings: Settings, tmp_path: Path, reliability: Record, scale: dict[str, Any]
-) -> None:
-    run_sink_kills(settings, tmp_path, reliability, **scale)
 
 
 class CrashAfterInsert(BaseException):
@@ -324,8 +320,9 @@ class Outage:
         return self.client.insert(*args, **kwargs)
 
 
-def run_clickhouse_outage(
-    settings: Settings, clickhouse: Client, record: Record, *, per_window: int, outage_s: float, pause_s: float
+@short_and_long("per_window", "outage_s", "pause_s", short=(500, 2, 0.2), long=(5000, 15, 1.0))
+def test_clickhouse_outage_pushes_back_and_every_event_lands_once(
+    settings: Settings, clickhouse: Client, reliability: Record, *, per_window: int, outage_s: float, pause_s: float
 ) -> None:
     create_topics(settings)
     stream = Stream.make(windows=2, per_window=per_window, seed=6)
@@ -348,7 +345,7 @@ def run_clickhouse_outage(
         producing.join()
         wait_until(lambda: stored(ask).events == stream.events, 120, lambda: stored(ask))
     result = stored(ask)
-    record(
+    reliability(
         outcome(
             f"ClickHouse outage {ended - began:.0f} s",
             stream,
@@ -362,15 +359,6 @@ def run_clickhouse_outage(
     assert consumed_during == 0  # back-pressure: nothing new is consumed while ClickHouse is down
     assert sink.stats.insert_retries >= outage.refused >= 2
     assert_exactly_once(stream, result)
-
-
-@short_and_long(
-    {"per_window": 500, "outage_s": 2, "pause_s": 0.2}, {"per_window": 5000, "outage_s": 15, "pause_s": 1.0}
-)
-def test_clickhouse_outage_pushes_back_and_every_event_lands_once(
-    settings: Settings, clickhouse: Client, reliability: Record, scale: dict[str, Any]
-) -> None:
-    run_clickhouse_outage(settings, clickhouse, reliability, **scale)
 
 
 # -- broker restart -------------------------------------------------------------------------------------------
@@ -387,11 +375,12 @@ def own_broker(directory: Path) -> Iterator[LocalKafka]:
         broker.stop()
 
 
-def run_broker_restarts(
+@short_and_long("per_window", "restarts", "chunks", "pause_s", short=(150, 1, 15, 0.3), long=(3000, 3, 40, 1.5))
+def test_broker_restart_mid_stream_loses_nothing(
     settings: Settings,
     clickhouse: Client,
     tmp_path: Path,
-    record: Record,
+    reliability: Record,
     *,
     per_window: int,
     restarts: int,
@@ -448,7 +437,7 @@ def run_broker_restarts(
             assert worker.poll() is None, "the worker died"
         result = stored(ask)
         windows = clickhouse.query(PERFORMANCE).result_rows
-    record(
+    reliability(
         outcome(
             f"broker restart x{restarts}",
             stream,
@@ -462,16 +451,6 @@ def run_broker_restarts(
     )
     assert_exactly_once(stream, result)
     assert windows == expected
-
-
-@short_and_long(
-    {"per_window": 150, "restarts": 1, "chunks": 15, "pause_s": 0.3},
-    {"per_window": 3000, "restarts": 3, "chunks": 40, "pause_s": 1.5},
-)
-def test_broker_restart_mid_stream_loses_nothing(
-    settings: Settings, clickhouse: Client, tmp_path: Path, reliability: Record, scale: dict[str, Any]
-) -> None:
-    run_broker_restarts(settings, clickhouse, tmp_path, reliability, **scale)
 
 
 # -- malformed input at volume --------------------------------------------------------------------------------
@@ -611,7 +590,10 @@ def clean_run(settings: Settings, good_events: int) -> str:
     return f"clean: sink {sink:,.0f} ev/s, worker {worker:,.0f} ev/s"
 
 
-def run_bad_input(settings: Settings, clickhouse: Client, record: Record, *, good_events: int, compare: bool) -> None:
+@short_and_long("good_events", "compare", short=(3_000, False), long=(100_000, True))
+def test_malformed_third_of_the_stream_all_dead_letters_by_reason_and_every_good_event_stored(
+    settings: Settings, clickhouse: Client, reliability: Record, *, good_events: int, compare: bool
+) -> None:
     corpus = Corpus.make(good_events, bad_share=0.3, seed=21)
     create_topics(settings)
     produce_corpus(settings, corpus.messages)
@@ -624,7 +606,7 @@ def run_bad_input(settings: Settings, clickhouse: Client, record: Record, *, goo
     )
     reasons = dict(clickhouse.query("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason").result_rows)
     share = corpus.bad_messages / len(corpus.messages)
-    record(
+    reliability(
         Outcome(
             f"bad input {share:.0%} of messages",
             corpus.good + corpus.bad_messages,
@@ -639,13 +621,6 @@ def run_bad_input(settings: Settings, clickhouse: Client, record: Record, *, goo
     assert (good_stored, distinct) == (corpus.good, corpus.good)
     assert reasons == dict(corpus.expected)
     assert worker_reasons == dict(corpus.expected)
-
-
-@short_and_long({"good_events": 3_000, "compare": False}, {"good_events": 100_000, "compare": True})
-def test_malformed_third_of_the_stream_all_dead_letters_by_reason_and_every_good_event_stored(
-    settings: Settings, clickhouse: Client, reliability: Record, scale: dict[str, Any]
-) -> None:
-    run_bad_input(settings, clickhouse, reliability, **scale)
 
 
 # -- back-pressure --------------------------------------------------------------------------------------------
@@ -689,7 +664,13 @@ def blast(settings: Settings, envelopes: list[tuple[int, bytes]]) -> None:
     assert producer.flush(60) == 0
 
 
-def run_back_pressure(settings: Settings, tmp_path: Path, record: Record, *, events: int, rss_limit_mb: int) -> None:
+# The 1M case's limit is above the 1 GiB target: windows close and pending predictions expire only at checkpoints,
+# which stretch to 10x their own duration under a large state, so with a backlog the state between two checkpoints
+# grows with the worker's rate (1.0-1.4 GiB measured here at 1M events); 2 GiB guards against growth beyond that.
+@short_and_long("events", "rss_limit_mb", short=(100_000, 1024), long=(1_000_000, 2048))
+def test_producer_faster_than_the_worker_lag_grows_and_drains_with_bounded_memory(
+    settings: Settings, tmp_path: Path, reliability: Record, *, events: int, rss_limit_mb: int
+) -> None:
     settings = windowed(settings)
     create_topics(settings)
     # none of the load is labelled: a two-minute label horizon (event time) bounds the join's pending
@@ -728,7 +709,7 @@ def run_back_pressure(settings: Settings, tmp_path: Path, record: Record, *, eve
         counted = worker_metrics(port)["driftline_events_in"]
         rss = peak_rss_mb(worker.pid)
     peak = max(lag for _, lag in samples)
-    record(
+    reliability(
         Outcome(
             f"back-pressure {events:,} events",
             total,
@@ -744,16 +725,6 @@ def run_back_pressure(settings: Settings, tmp_path: Path, record: Record, *, eve
     assert counted == total
     assert peak >= 5  # the producer got ahead: lag grew, then drained to 0
     assert rss < rss_limit_mb
-
-
-# The 1M case's limit is above the 1 GiB target: windows close and pending predictions expire only at checkpoints,
-# which stretch to 10x their own duration under a large state, so with a backlog the state between two checkpoints
-# grows with the worker's rate (1.0-1.4 GiB measured here at 1M events); 2 GiB guards against growth beyond that.
-@short_and_long({"events": 100_000, "rss_limit_mb": 1024}, {"events": 1_000_000, "rss_limit_mb": 2048})
-def test_producer_faster_than_the_worker_lag_grows_and_drains_with_bounded_memory(
-    settings: Settings, tmp_path: Path, reliability: Record, scale: dict[str, Any]
-) -> None:
-    run_back_pressure(settings, tmp_path, reliability, **scale)
 
 
 # -- two workers: partitions and their state move -----------------------------------------------------------
@@ -808,7 +779,10 @@ def kill_after_sharing(
     return time.monotonic() - killed, partitions
 
 
-def run_two_workers(settings: Settings, tmp_path: Path, record: Record, *, per_window: int, kills: int) -> None:
+@short_and_long("per_window", "kills", short=(600, 1), long=(3000, 3))
+def test_two_workers_share_the_partitions_and_one_killed_hands_its_state_over(
+    settings: Settings, tmp_path: Path, reliability: Record, *, per_window: int, kills: int
+) -> None:
     """Two workers share four partitions; one is killed (``kills`` times, the survivor of each round killed in the
     next, a fresh worker joining each time): its partitions and their state move to the other, and the final
     windows equal those of the single-process run of the same events."""
@@ -860,7 +834,7 @@ def run_two_workers(settings: Settings, tmp_path: Path, record: Record, *, per_w
         old.wait(60)
     accounted = sum(r.revision for key, r in actual.items() if key in expected)
     owed = sum(r.revision for r in expected.values())
-    record(
+    reliability(
         Outcome(
             f"two workers, one SIGKILLed x{kills}",
             len(events),
@@ -875,10 +849,3 @@ def run_two_workers(settings: Settings, tmp_path: Path, record: Record, *, per_w
     )
     assert len(expected) == 18  # 3 models x 6 windows
     assert_same(actual, expected)
-
-
-@short_and_long({"per_window": 600, "kills": 1}, {"per_window": 3000, "kills": 3})
-def test_two_workers_share_the_partitions_and_one_killed_hands_its_state_over(
-    settings: Settings, tmp_path: Path, reliability: Record, scale: dict[str, Any]
-) -> None:
-    run_two_workers(settings, tmp_path, reliability, **scale)

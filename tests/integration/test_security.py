@@ -154,7 +154,7 @@ def test_privacy_setting_stores_raw_predictions_without_features_and_the_same_wi
     create_topics(settings)
     stream = Stream.make(windows=2, per_window=60, seed=3)
     stream.send(settings)
-    run_in_process(settings, lambda monitor: monitor.counts["windows_emitted"] >= 2, timeout_s=90)
+    run_in_process(settings, lambda stages: stages.counts["windows_emitted"] >= 2, timeout_s=90)
     private_database = f"{settings.clickhouse.database}_private"
     private = settings.model_copy(
         update={

@@ -19,7 +19,7 @@ from driftline.simulation.simulator import Simulation
 from driftline.simulation.world import SimulationConfig, model_names
 from driftline.streams.worker import snapshots
 from driftline.streams.worker.local import LocalCheckpoints
-from driftline.streams.worker.monitor import StreamMonitor
+from driftline.streams.worker.stages import WorkerStages
 
 TOPICS = {"predictions": "predictions", "feedback": "feedback", "window-parts": "window-parts"}
 PARTITIONS = 2
@@ -51,19 +51,19 @@ def stream() -> list[tuple[str, int, bytes]]:
 
 
 class Run:
-    """A monitor over the stream, its state in ``path``; what it published."""
+    """Worker stages over the stream, their state in ``path``; what they published."""
 
     def __init__(self, path: Path, results: list[WindowResult], triggers: list[RetrainTrigger]) -> None:
-        self.monitor = StreamMonitor(SETTINGS, TOPICS, results.extend, triggers.extend, partitions=PARTITIONS)
-        self.checkpoints = LocalCheckpoints(self.monitor, path)
+        self.stages = WorkerStages(SETTINGS, TOPICS, results.extend, triggers.extend, partitions=PARTITIONS)
+        self.checkpoints = LocalCheckpoints(self.stages, path)
 
     def feed(self, messages: list[tuple[str, int, bytes]], offsets: dict[tuple[str, int], int]) -> None:
         for topic, partition, value in messages:
             offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
-            self.monitor.handle(topic, partition, offset, value)
+            self.stages.handle(topic, partition, offset, value)
             if offset % 7 == 0:
-                self.checkpoints.run(self.monitor)
-        self.checkpoints.run(self.monitor)
+                self.checkpoints.run(self.stages)
+        self.checkpoints.run(self.stages)
 
 
 def latest(results: list[WindowResult]) -> dict[tuple[str, str, str], dict[str, object]]:
@@ -85,8 +85,8 @@ def test_a_monitor_restored_from_its_snapshots_publishes_what_an_uninterrupted_o
     half = len(messages) // 2
     offsets: dict[tuple[str, int], int] = {}
     first.feed(messages[:half], offsets)
-    engine = first.monitor.mergers[0].engine
-    assert engine.detectors and engine.own_profiles and any(j.early for j in first.monitor.joins.values())
+    engine = first.stages.mergers[0].engine
+    assert engine.detectors and engine.own_profiles and any(j.early for j in first.stages.joins.values())
     again = Run(tmp_path / "restarted", results, triggers)  # a new process: every part of the state from the file
     again.feed(messages[half:], offsets)
 

@@ -8,27 +8,27 @@ Its state is one value per stage and partition (``join-<p>``, ``merge-<p>``), sa
 partition restores it; a local file in tests and the benchmark.
 
 Contract (at-least-once input, exactly-once effect):
-- :meth:`StreamMonitor.handle` takes one Kafka message with its origin; a message at or below the offset already
+- :meth:`WorkerStages.handle` takes one Kafka message with its origin; a message at or below the offset already
   covered by the partition's restored state is skipped (a replay);
 - a checkpoint runs in three steps, and only after the last may the caller acknowledge the messages it covers,
   so committed offsets never run ahead of durable state:
-  1. :meth:`StreamMonitor.deltas` gives each join's new deltas; once the caller has delivered them to
-     ``window-parts``, :meth:`StreamMonitor.deltas_delivered` marks them sent;
-  2. :meth:`StreamMonitor.checkpoint` has each merger publish the windows that closed or changed
+  1. :meth:`WorkerStages.deltas` gives each join's new deltas; once the caller has delivered them to
+     ``window-parts``, :meth:`WorkerStages.deltas_delivered` marks them sent;
+  2. :meth:`WorkerStages.checkpoint` has each merger publish the windows that closed or changed
      (``publish_results`` returns once they are delivered; if it raises, nothing is marked emitted and the next
      checkpoint offers them again), run the trigger policy over them and over the detector alarms raised, and
      publish its decisions (``publish_triggers``; those it cannot deliver wait in an outbox); steps 1 and this
-     emission, :meth:`StreamMonitor.emit`, also run alone every ``checkpoint_s`` between checkpoints (which a
-     large state spaces further apart) and as soon as a window closes (:attr:`StreamMonitor.close_due`); it
+     emission, :meth:`WorkerStages.emit`, also run alone every ``checkpoint_s`` between checkpoints (which a
+     large state spaces further apart) and as soon as a window closes (:attr:`WorkerStages.close_due`); it
      returns the state of every join (with the last source offsets it includes) and every merger (with its
      policy, outbox and last ``window-parts`` offset), as data (:mod:`driftline.streams.worker.snapshots`: msgpack,
      never pickles);
-  3. once the caller has made those durable (:meth:`CheckpointStore.save`), :meth:`StreamMonitor.saved`
+  3. once the caller has made those durable (:meth:`CheckpointStore.save`), :meth:`WorkerStages.saved`
      publishes what is left in the outbox. A decision is published at least once, always with the same id: a
      crash before the state is saved re-decides it from the older state (the policy is a function of the
      events), a crash after it republishes it from the restored outbox; a subscriber deduplicates by
      ``trigger_id``.
-- after a crash or a move, :meth:`StreamMonitor.assign` loads a partition's last saved state; messages after it
+- after a crash or a move, :meth:`WorkerStages.assign` loads a partition's last saved state; messages after it
   are read again and give the same deltas (same row numbers) and the same windows: their rows collapse in
   ClickHouse (same key and revision), and the merger skips what it already holds.
 
@@ -90,7 +90,7 @@ class Merger:
     outbox: list[RetrainTrigger] = field(default_factory=list)
 
 
-class StreamMonitor:
+class WorkerStages:
     """One worker's two stages over the partitions it owns."""
 
     def __init__(

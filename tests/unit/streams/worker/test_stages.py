@@ -24,7 +24,7 @@ from driftline.streams.faust.app import _Worker
 from driftline.streams.faust.changelog import ChangelogStore
 from driftline.streams.worker import snapshots
 from driftline.streams.worker.local import LocalCheckpoints
-from driftline.streams.worker.monitor import StreamMonitor
+from driftline.streams.worker.stages import WorkerStages
 from tests.story_offline import play, story_events
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -66,16 +66,16 @@ def wrong_labels(start_s: float, n: int, prefix: str) -> bytes:
 
 
 class Local:
-    """A monitor with its state in a local file (restored from it when it exists)."""
+    """Worker stages with their state in a local file (restored from it when it exists)."""
 
-    def __init__(self, monitor: StreamMonitor, path: Path) -> None:
-        self.monitor = monitor
-        self.checkpoints = LocalCheckpoints(monitor, path)
-        self.handle = monitor.handle
-        self.counts = monitor.counts
+    def __init__(self, stages: WorkerStages, path: Path) -> None:
+        self.stages = stages
+        self.checkpoints = LocalCheckpoints(stages, path)
+        self.handle = stages.handle
+        self.counts = stages.counts
 
     def checkpoint(self) -> None:
-        self.checkpoints.run(self.monitor)
+        self.checkpoints.run(self.stages)
 
 
 class Recorder:
@@ -84,8 +84,8 @@ class Recorder:
         self.triggers: list[RetrainTrigger] = []
         self.crash_on_triggers = crash_on_triggers
 
-    def monitor(self, path: Path) -> Local:
-        return Local(StreamMonitor(SETTINGS, TOPICS, self.results.extend, self.publish_triggers, policy=POLICY), path)
+    def stages(self, path: Path) -> Local:
+        return Local(WorkerStages(SETTINGS, TOPICS, self.results.extend, self.publish_triggers, policy=POLICY), path)
 
     def publish_triggers(self, triggers: list[RetrainTrigger]) -> None:
         if self.crash_on_triggers:
@@ -93,34 +93,34 @@ class Recorder:
         self.triggers.extend(triggers)
 
 
-def feed_breaching_window(monitor: Local) -> None:
-    monitor.handle("p", 0, 0, predictions(0, 40, "a"))
-    monitor.handle("f", 0, 0, wrong_labels(0, 40, "a"))
-    monitor.handle("p", 0, 1, predictions(70, 1, "b"))  # the watermark passes window 0's end + grace
+def feed_breaching_window(stages: Local) -> None:
+    stages.handle("p", 0, 0, predictions(0, 40, "a"))
+    stages.handle("f", 0, 0, wrong_labels(0, 40, "a"))
+    stages.handle("p", 0, 1, predictions(70, 1, "b"))  # the watermark passes window 0's end + grace
 
 
 def test_a_decision_is_published_once_at_the_checkpoint_that_takes_it(tmp_path: Path) -> None:
     recorder = Recorder()
-    monitor = recorder.monitor(tmp_path / "cp")
-    feed_breaching_window(monitor)
+    stages = recorder.stages(tmp_path / "cp")
+    feed_breaching_window(stages)
 
-    monitor.checkpoint()
-    monitor.checkpoint()
+    stages.checkpoint()
+    stages.checkpoint()
 
     [trigger] = recorder.triggers
     assert [r.rule for r in trigger.reasons] == ["accuracy_below"] and trigger.window_start == T0
-    assert monitor.counts["triggers"] == 1
+    assert stages.counts["triggers"] == 1
 
 
 def test_a_decision_not_delivered_is_saved_and_republished_after_a_crash(tmp_path: Path) -> None:
     crashed = Recorder(crash_on_triggers=True)
-    first = crashed.monitor(tmp_path / "cp")
+    first = crashed.stages(tmp_path / "cp")
     feed_breaching_window(first)
     with pytest.raises(BrokerError):  # at its emission the decision waits in the outbox; the state is saved with
         first.checkpoint()  # it, then publishing after the save fails too: the process dies
 
     recorder = Recorder()
-    restarted = recorder.monitor(tmp_path / "cp")
+    restarted = recorder.stages(tmp_path / "cp")
     assert restarted.checkpoints.saved  # restored from the file
     feed_breaching_window(restarted)  # the same messages read again: skipped, already in the checkpoint
     restarted.checkpoint()
@@ -134,16 +134,16 @@ def test_a_decision_not_delivered_is_saved_and_republished_after_a_crash(tmp_pat
 
 def test_a_crash_before_the_checkpoint_decides_again_from_the_older_state_with_the_same_id(tmp_path: Path) -> None:
     baseline = Recorder()
-    uninterrupted = baseline.monitor(tmp_path / "a")
+    uninterrupted = baseline.stages(tmp_path / "a")
     feed_breaching_window(uninterrupted)
     uninterrupted.checkpoint()
 
     lost = Recorder()
-    lost_monitor = lost.monitor(tmp_path / "b")
-    lost_monitor.checkpoint()  # an empty checkpoint; what follows dies with the process
-    feed_breaching_window(lost_monitor)
+    lost_stages = lost.stages(tmp_path / "b")
+    lost_stages.checkpoint()  # an empty checkpoint; what follows dies with the process
+    feed_breaching_window(lost_stages)
     recorder = Recorder()
-    restarted = recorder.monitor(tmp_path / "b")
+    restarted = recorder.stages(tmp_path / "b")
     feed_breaching_window(restarted)
     restarted.checkpoint()
 
@@ -172,56 +172,56 @@ def restored_from(changelog: list[tuple[int, bytes, bytes]]) -> StubTable:
 
 def test_a_window_that_closes_is_emitted_at_once_and_its_decision_published_with_it(tmp_path: Path) -> None:
     recorder = Recorder()
-    monitor = recorder.monitor(tmp_path / "cp").monitor
-    monitor.handle("p", 0, 0, predictions(0, 40, "a"))
-    monitor.handle("f", 0, 0, wrong_labels(0, 40, "a"))
-    monitor.last_emit -= 1  # past the least gap between emissions on closes
-    assert not monitor.close_due  # window 0 is open
-    monitor.handle("p", 0, 1, predictions(70, 1, "b"))  # the partition's time passes window 0's end + grace
-    assert monitor.close_due
+    stages = recorder.stages(tmp_path / "cp").stages
+    stages.handle("p", 0, 0, predictions(0, 40, "a"))
+    stages.handle("f", 0, 0, wrong_labels(0, 40, "a"))
+    stages.last_emit -= 1  # past the least gap between emissions on closes
+    assert not stages.close_due  # window 0 is open
+    stages.handle("p", 0, 1, predictions(70, 1, "b"))  # the partition's time passes window 0's end + grace
+    assert stages.close_due
 
-    for offset, (partition, value) in enumerate(monitor.deltas()):  # onto window-parts and read back
-        monitor.handle("w", partition, offset, value)
-    monitor.deltas_delivered()
-    assert monitor.close_due  # now for the merger: its watermark closed window 0, not emitted yet
-    monitor.emit()
+    for offset, (partition, value) in enumerate(stages.deltas()):  # onto window-parts and read back
+        stages.handle("w", partition, offset, value)
+    stages.deltas_delivered()
+    assert stages.close_due  # now for the merger: its watermark closed window 0, not emitted yet
+    stages.emit()
 
-    assert not monitor.close_due
+    assert not stages.close_due
     assert [r.window_start for r in recorder.results] == [T0]
     [trigger] = recorder.triggers  # published at its emission, before any checkpoint
     assert trigger.window_start == T0 and [r.rule for r in trigger.reasons] == ["accuracy_below"]
-    monitor.handle("p", 0, 2, predictions(80, 1, "c"))  # the same window still open: nothing new closed
-    monitor.last_emit -= 1
-    assert not monitor.close_due
+    stages.handle("p", 0, 2, predictions(80, 1, "c"))  # the same window still open: nothing new closed
+    stages.last_emit -= 1
+    assert not stages.close_due
 
 
 def test_deltas_for_its_own_merger_apply_at_delivery_in_topic_order_and_their_read_is_skipped(
     tmp_path: Path,
 ) -> None:
     recorder = Recorder()
-    monitor = recorder.monitor(tmp_path / "cp").monitor
-    feed_breaching_window(monitor)  # window 0 closes on the partition
-    out = monitor.deltas()
-    monitor.deltas_delivered()
-    monitor.apply_delivered([(p, 3 + i, value) for i, (p, value) in enumerate(out)])  # offsets 0-2 unread
-    monitor.emit()
+    stages = recorder.stages(tmp_path / "cp").stages
+    feed_breaching_window(stages)  # window 0 closes on the partition
+    out = stages.deltas()
+    stages.deltas_delivered()
+    stages.apply_delivered([(p, 3 + i, value) for i, (p, value) in enumerate(out)])  # offsets 0-2 unread
+    stages.emit()
     assert recorder.results == []  # left to the read: records before them are not applied yet
 
     for i, (p, value) in enumerate(out):
-        monitor.handle("w", p, 3 + i, value)
-    monitor.emit()
+        stages.handle("w", p, 3 + i, value)
+    stages.emit()
     assert [r.window_start for r in recorder.results] == [T0]
 
-    monitor.handle("p", 0, 2, predictions(130, 1, "c"))  # window 1 (60-120 s) closes too
-    out = monitor.deltas()
-    monitor.deltas_delivered()
+    stages.handle("p", 0, 2, predictions(130, 1, "c"))  # window 1 (60-120 s) closes too
+    out = stages.deltas()
+    stages.deltas_delivered()
     first = 3 + len(out)  # right after what the merger read
-    monitor.apply_delivered([(p, first + i, value) for i, (p, value) in enumerate(out)])
-    monitor.emit()
+    stages.apply_delivered([(p, first + i, value) for i, (p, value) in enumerate(out)])
+    stages.emit()
     assert [r.window_start for r in recorder.results] == [T0, T0 + timedelta(seconds=60)]  # no read needed
-    replayed = monitor.counts["replayed"]
-    assert not any(monitor.handle("w", p, first + i, value) for i, (p, value) in enumerate(out))
-    assert monitor.counts["replayed"] == replayed  # read back: skipped, and not counted as a replay
+    replayed = stages.counts["replayed"]
+    assert not any(stages.handle("w", p, first + i, value) for i, (p, value) in enumerate(out))
+    assert stages.counts["replayed"] == replayed  # read back: skipped, and not counted as a replay
 
 
 def test_changelog_store_chunks_a_state_and_a_half_written_one_leaves_the_previous_intact() -> None:
@@ -247,15 +247,15 @@ def test_changelog_store_writes_a_state_only_when_it_changed(tmp_path: Path) -> 
     """An idle worker checkpoints the same state again and again: nothing more reaches the changelog."""
     table = StubTable()
     store = ChangelogStore(table)  # type: ignore[arg-type]
-    local = Recorder().monitor(tmp_path / "cp")
+    local = Recorder().stages(tmp_path / "cp")
     feed_breaching_window(local)
-    store.save(local.monitor.checkpoint())
+    store.save(local.stages.checkpoint())
     written = len(table.changelog)
     for _ in range(3):
-        store.save(local.monitor.checkpoint())  # no input in between
+        store.save(local.stages.checkpoint())  # no input in between
     assert written > 0 and len(table.changelog) == written
     local.handle("p", 0, 2, predictions(71, 1, "c"))
-    store.save(local.monitor.checkpoint())
+    store.save(local.stages.checkpoint())
     assert len(table.changelog) > written
     restored = ChangelogStore(restored_from(table.changelog))  # type: ignore[arg-type]
     assert restored.load("join-0", 0) is not None and restored.digests["join-0"] == store.digests["join-0"]
@@ -278,11 +278,11 @@ def event_at(offset: int) -> Any:
 
 
 def test_an_offset_jump_reads_the_partition_again_and_a_real_gap_is_accepted_after(tmp_path: Path) -> None:
-    local = Recorder().monitor(tmp_path / "cp")
-    local.monitor.offsets[("p", 0)] = 9  # handled up to 9
+    local = Recorder().stages(tmp_path / "cp")
+    local.stages.offsets[("p", 0)] = 9  # handled up to 9
     consumer = StubConsumer()
     app = SimpleNamespace(consumer=consumer, topic=lambda *_a, **_k: None)
-    worker = _Worker(app, local.monitor, ["p", "f", "w"], None)  # type: ignore[arg-type]
+    worker = _Worker(app, local.stages, ["p", "f", "w"], None)  # type: ignore[arg-type]
 
     async def offsets_taken(offsets: list[int]) -> list[int]:
         return [offset for offset in offsets if await worker.in_sequence(event_at(offset))]
@@ -291,10 +291,10 @@ def test_an_offset_jump_reads_the_partition_again_and_a_real_gap_is_accepted_aft
     assert asyncio.run(offsets_taken([12, 13, 14])) == []
     assert consumer.seeks == [("p", 0, 10)]
     assert asyncio.run(offsets_taken([10])) == [10]  # read again: in sequence from there
-    local.monitor.offsets[("p", 0)] = 14
+    local.stages.offsets[("p", 0)] = 14
     # a real gap (15 is a transaction marker): read again, 16 comes first again and is taken
     assert asyncio.run(offsets_taken([16, 16])) == [16]
-    local.monitor.offsets[("p", 0)] = 16
+    local.stages.offsets[("p", 0)] = 16
     assert asyncio.run(offsets_taken([17])) == [17]
     assert consumer.seeks == [("p", 0, 10), ("p", 0, 15)]
 
@@ -305,7 +305,7 @@ def test_events_stamped_in_2099_are_dead_letters_and_every_model_keeps_its_windo
 
     def stream(with_future: bool) -> tuple[Recorder, Local]:
         recorder = Recorder()
-        monitor = recorder.monitor(tmp_path / f"cp-{with_future}")
+        stages = recorder.stages(tmp_path / f"cp-{with_future}")
         offsets = {"p": 0, "f": 0}
         for minute in range(6):
             for model in ("m", "n"):
@@ -315,17 +315,17 @@ def test_events_stamped_in_2099_are_dead_letters_and_every_model_keeps_its_windo
                 if with_future and minute == 2:
                     events[:4] = [{**event, "timestamp": "2099-01-01T00:00:00+00:00"} for event in events[:4]]
                 written = (T0 + timedelta(seconds=60 * minute + 40)).timestamp()
-                monitor.handle("p", 0, offsets["p"], envelope(events), written)
-                monitor.handle("f", 0, offsets["f"], wrong_labels(60 * minute, 40, f"{model}{minute}-"), written)
+                stages.handle("p", 0, offsets["p"], envelope(events), written)
+                stages.handle("f", 0, offsets["f"], wrong_labels(60 * minute, 40, f"{model}{minute}-"), written)
                 offsets["p"] += 1
                 offsets["f"] += 1
-        monitor.checkpoint()
-        return recorder, monitor
+        stages.checkpoint()
+        return recorder, stages
 
     clean, _ = stream(with_future=False)
-    recorder, monitor = stream(with_future=True)
+    recorder, stages = stream(with_future=True)
 
-    assert monitor.counts["dead_letter:timestamp_in_future"] == 8
+    assert stages.counts["dead_letter:timestamp_in_future"] == 8
     windows = {(r.model_id, r.window_start): r.performance for r in recorder.results}
     expected = {(r.model_id, r.window_start): r.performance for r in clean.results}
     assert len(windows) == 10 and {model for model, _start in windows} == {"m", "n"}
@@ -365,10 +365,10 @@ def test_a_label_that_contradicts_its_prediction_is_a_dead_letter_and_leaves_it_
     decided, so a valid label after it counts no more than a second label would."""
     letters: list[DeadLetter] = []
     results: list[WindowResult] = []
-    monitor = StreamMonitor(
+    stages = WorkerStages(
         SETTINGS, TOPICS, results.extend, lambda _t: None, publish_dead_letters=letters.extend, policy=POLICY
     )
-    local = Local(monitor, tmp_path / "state")
+    local = Local(stages, tmp_path / "state")
     regression = {**json.loads(predictions(0, 1, "r"))[0], "model_id": "r", "prediction": {"value": 2.0}}
     local.handle("p", 0, 0, envelope([*json.loads(predictions(0, 4, "a")), regression]))
     labels = [("a0", "yes"), ("a1", 0), ("a2", "maybe"), ("a2", 1), ("r0", 1)]
@@ -392,7 +392,7 @@ def test_a_label_that_contradicts_its_prediction_is_a_dead_letter_and_leaves_it_
         "timestamp": feedback[0]["timestamp"],
         "label": "yes",
     }
-    assert monitor.counts["dead_letter:label_type_mismatch"] == 3
+    assert stages.counts["dead_letter:label_type_mismatch"] == 3
     window = {r.model_id: r.performance for r in results if r.window_start == T0}
     assert window["m"].labelled == 1 and window["m"].accuracy == 0.0  # a1 only: predicted 1, labelled 0
 
@@ -401,15 +401,15 @@ def test_a_label_refused_as_the_state_is_saved_is_a_dead_letter_before_that_stat
     """The joins add up what they hold before a checkpoint saves them, checking labels not checked yet: one
     refused then is published before the state that no longer holds it."""
     letters: list[DeadLetter] = []
-    monitor = StreamMonitor(
+    stages = WorkerStages(
         SETTINGS, TOPICS, lambda _r: None, lambda _t: None, publish_dead_letters=letters.extend, policy=POLICY
     )
-    local = Local(monitor, tmp_path / "state")
+    local = Local(stages, tmp_path / "state")
     local.handle("p", 0, 0, predictions(0, 2, "a"))
     label = {"prediction_id": "a0", "timestamp": (T0 + timedelta(seconds=9)).isoformat(), "label": "yes"}
     local.handle("f", 0, 0, envelope([label]))
 
-    state = monitor.checkpoint()  # no deltas read since the label
+    state = stages.checkpoint()  # no deltas read since the label
 
     assert [letter.reason for letter in letters] == [Reason.LABEL_TYPE_MISMATCH]
     saved = snapshots.decode(state[("join-0", 0)], "join-0")
