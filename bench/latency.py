@@ -164,26 +164,7 @@ def measure_latency(
             {"settings": variables, "config": asdict(stream), "rate": rate},
             names.data_dir / "producer.log",
         )
-        sent: dict[str, Any] | None = None
-        behind = missing = 0
-        complete: float | None = None
-        close_ms = int((config.window_s + config.grace_s) * 1000)
-        while complete is None or time.time() < complete + SETTLE_S:
-            if run.poll() is not None:
-                raise RunError(f"driftline run exited with code {run.returncode} (log: {names.data_dir / 'run.log'})")
-            rows.poll()
-            if sent is None:
-                sent = _drain(producer, closes, progress)
-                if sent is not None:
-                    seen = scrape(names.web_port)
-                    behind = sent["events"] - seen[0] if seen else 0
-            elif complete is None:
-                closed = [key for key in rows.first_seen if closes.wall_at(key[2] + close_ms) is not None]
-                expected = config.models * _windows_closed(config, closes)
-                missing = expected - len(closed)
-                if missing <= 0 or time.time() > sent["wall"] + ARRIVAL_TIMEOUT_S:
-                    complete = time.time()
-            time.sleep(POLL_S)
+        watched = _watch(config, names, run=run, producer=producer, rows=rows, closes=closes, progress=progress)
         peak = ProcessMeter(run.pid).peak_rss_bytes()
     finally:
         if triggers is not None:
@@ -191,13 +172,73 @@ def measure_latency(
         if producer is not None:
             stop(producer.process)
         stop(run)
-    assert sent is not None and complete is not None
+    return _measured(config, rate, watched, rows=rows, closes=closes, received=triggers.received, peak_rss_bytes=peak)
+
+
+@dataclass(frozen=True)
+class _Watched:
+    """What a latency run saw: the producer's final report, how far behind the worker was then, the windows
+    closed meanwhile still missing from ClickHouse, and when the watch ended (wall time)."""
+
+    sent: dict[str, Any]
+    behind: int
+    missing: int
+    complete: float
+
+
+def _watch(
+    config: BenchConfig,
+    names: Names,
+    *,
+    run: Any,
+    producer: Program,
+    rows: WindowRows,
+    closes: Closes,
+    progress: Callable[[int], None],
+) -> _Watched:
+    """Poll ClickHouse and the producer until every window closed while producing is stored (or
+    :data:`ARRIVAL_TIMEOUT_S` has passed since the producer stopped), then :data:`SETTLE_S` longer."""
+    sent: dict[str, Any] | None = None
+    behind = missing = 0
+    complete: float | None = None
+    close_ms = int((config.window_s + config.grace_s) * 1000)
+    while complete is None or time.time() < complete + SETTLE_S:
+        if run.poll() is not None:
+            raise RunError(f"driftline run exited with code {run.returncode} (log: {names.data_dir / 'run.log'})")
+        rows.poll()
+        if sent is None:
+            sent = _drain(producer, closes, progress)
+            if sent is not None:
+                seen = scrape(names.web_port)
+                behind = sent["events"] - seen[0] if seen else 0
+        elif complete is None:
+            closed = [key for key in rows.first_seen if closes.wall_at(key[2] + close_ms) is not None]
+            missing = config.models * _windows_closed(config, closes) - len(closed)
+            if missing <= 0 or time.time() > sent["wall"] + ARRIVAL_TIMEOUT_S:
+                complete = time.time()
+        time.sleep(POLL_S)
+    assert sent is not None
+    return _Watched(sent, behind, max(missing, 0), complete)
+
+
+def _measured(
+    config: BenchConfig,
+    rate: float,
+    watched: _Watched,
+    *,
+    rows: WindowRows,
+    closes: Closes,
+    received: list[tuple[float, RetrainTrigger]],
+    peak_rss_bytes: int,
+) -> Latency:
+    """The latencies of the windows and triggers a run saw."""
+    close_ms = int((config.window_s + config.grace_s) * 1000)
     window_delays = [
         seen - close
         for (_m, _v, window_start), seen in rows.first_seen.items()
         if (close := closes.wall_at(window_start + close_ms)) is not None
-    ] + [math.inf] * max(missing, 0)  # not stored in time: later than any that were
-    timed = [(at, t) for at, t in triggers.received if not DETECTOR_RULES & {r.rule for r in t.reasons}]
+    ] + [math.inf] * watched.missing  # not stored in time: later than any that were
+    timed = [(at, t) for at, t in received if not DETECTOR_RULES & {r.rule for r in t.reasons}]
     trigger_delays = [
         at - close
         for at, trigger in timed
@@ -205,20 +246,20 @@ def measure_latency(
     ]
     return Latency(
         rate=rate,
-        events=sent["events"],
-        seconds=sent["seconds"],
-        behind_events=behind,
-        complete_after_s=round(complete - sent["wall"], 1),
-        windows=len(window_delays) - max(missing, 0),
-        windows_missing=max(missing, 0),
+        events=watched.sent["events"],
+        seconds=watched.sent["seconds"],
+        behind_events=watched.behind,
+        complete_after_s=round(watched.complete - watched.sent["wall"], 1),
+        windows=len(window_delays) - watched.missing,
+        windows_missing=watched.missing,
         window_p50_s=_percentile(window_delays, 50),
         window_p99_s=_percentile(window_delays, 99),
         triggers=len(trigger_delays),
         trigger_p50_s=_percentile(trigger_delays, 50),
         trigger_p99_s=_percentile(trigger_delays, 99),
-        detector_triggers=len(triggers.received) - len(timed),
+        detector_triggers=len(received) - len(timed),
         trigger_rules=dict(Counter(rule for _at, t in timed for rule in sorted({r.rule for r in t.reasons}))),
-        peak_rss_bytes=peak,
+        peak_rss_bytes=peak_rss_bytes,
     )
 
 

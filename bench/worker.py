@@ -122,13 +122,18 @@ def measure_worker(
                 raise RunError(f"driftline worker made no progress for {stall_s:.0f} s (log: {log})")
             previous = now
     finally:
-        if profile_to:
-            with suppress(psutil.NoSuchProcess):
-                for child in psutil.Process(process.pid).children():
-                    child.terminate()  # the worker stops; py-spy then writes the profile and exits
-            with suppress(subprocess.TimeoutExpired):
-                process.wait(STOP_TIMEOUT_S)
-        stop(process)
+        _stop_worker(process, profiled=profile_to is not None)
+
+
+def _stop_worker(process: subprocess.Popen[bytes], *, profiled: bool) -> None:
+    """Stop the worker; under py-spy, stop the worker first so that py-spy writes its profile and exits."""
+    if profiled:
+        with suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(process.pid).children():
+                child.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_TIMEOUT_S)
+    stop(process)
 
 
 def _worker_pid(profiler: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:

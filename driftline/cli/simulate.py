@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from driftline.cli.base import err, out, say, settings
 from driftline.schemas.errors import DriftlineError
 from driftline.settings import Settings
+
+if TYPE_CHECKING:
+    from driftline.simulation.simulator import Simulation
 
 
 def simulate(
@@ -63,15 +66,9 @@ def simulate(
     training_rows: Annotated[int, typer.Option(min=1, help="Rows of the training set.")] = 5_000,
 ) -> None:
     """Simulate models in production: predictions, late labels and malformed messages telling a scenario."""
-    from datetime import UTC, datetime
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from driftline.kafka.topics import create_topics
+    # (long only by its options: the body builds the simulation, writes the files asked for and sends)
     from driftline.simulation.scenarios import ScriptTargets, scenario
     from driftline.simulation.simulator import Simulation
-    from driftline.simulation.traffic import Progress as Sent
-    from driftline.simulation.traffic import send as send_stream
     from driftline.simulation.world import SimulationConfig, model_names
 
     if models > 1 and training_set is not None and "{model}" not in str(training_set):
@@ -94,23 +91,41 @@ def simulate(
         )
     )
     if training_set is not None:
-        for model_id in simulation.config.models:
-            path = Path(str(training_set).replace("{model}", model_id))
-            simulation.training_set(training_rows, model_id=model_id).to_parquet(path, index=False)
-            say(
-                f"Wrote the training set of {model_id}: {path} (driftline reference build --model {model_id} "
-                f"--version V --from {path} {simulation.reference_options()})"
-            )
+        _write_training_sets(simulation, training_set, training_rows)
     if parquet is not None:
         written = simulation.to_parquet(parquet)
         say(f"Wrote {', '.join(map(str, written))}")
-    if not send:
-        return
-    resolved = settings()
+    if send:
+        _send(simulation, rate=rate, speedup=speedup, fast=fast, envelopes=envelopes)
+
+
+def _write_training_sets(simulation: Simulation, path_pattern: Path, rows: int) -> None:
+    """Each model's training set to ``path_pattern`` (``{model}`` replaced by its id), with the command that
+    profiles it."""
+    for model_id in simulation.config.models:
+        path = Path(str(path_pattern).replace("{model}", model_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        simulation.training_set(rows, model_id=model_id).to_parquet(path, index=False)
+        say(
+            f"Wrote the training set of {model_id}: {path} (driftline reference build --model {model_id} "
+            f"--version V --from {path} {simulation.reference_options()})"
+        )
+
+
+def _send(simulation: Simulation, *, rate: float, speedup: float, fast: bool, envelopes: bool) -> None:
+    """Send the simulated stream to the configured Kafka (creating missing topics), with a progress bar, and say
+    what went out."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from driftline.kafka.topics import create_topics
+    from driftline.simulation.traffic import Progress as Sent
+    from driftline.simulation.traffic import send as send_stream
+
+    config, resolved = simulation.config, settings()
     _check_event_time_is_believable(
-        simulation.config.start,
-        duration_s=duration,
-        predictions=predictions,
+        config.start,
+        duration_s=config.duration_s,
+        predictions=config.predictions,
         rate=rate,
         speedup=speedup,
         config=resolved,
@@ -118,7 +133,7 @@ def simulate(
     create_topics(resolved)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[sent]}"))
     with Progress(*columns, TimeElapsedColumn(), console=err) as bar:
-        task = bar.add_task("predictions", total=predictions, sent="")
+        task = bar.add_task("predictions", total=config.predictions, sent="")
 
         def show(progress: Sent) -> None:
             stamp = datetime.fromtimestamp(progress.time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -162,8 +177,6 @@ def _check_event_time_is_believable(
 ) -> None:
     """Refuse a simulation whose events would be stamped further ahead of the time they are sent than the
     pipeline believes (``monitor.max_future_s``): they would all become ``timestamp_in_future`` dead letters."""
-    from datetime import UTC, timedelta
-
     sending_s = max(duration_s / speedup if speedup > 0 else 0.0, predictions / rate if rate > 0 else 0.0)
     ahead = start + timedelta(seconds=duration_s) - (datetime.now(UTC) + timedelta(seconds=sending_s))
     if ahead.total_seconds() > config.monitor.max_future_s:

@@ -372,14 +372,14 @@ def test_simulate_writes_parquet_and_a_training_set_without_a_broker(tmp_path: P
             "--parquet",
             str(tmp_path / "out"),
             "--training-set",
-            str(tmp_path / "training.parquet"),
+            str(tmp_path / "new" / "training.parquet"),  # its folder is made
         ],
     )
 
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(tmp_path / "out" / "predictions.parquet")) == 1000
     assert set(pd.read_parquet(tmp_path / "out" / "predictions.parquet")["phase"]) == {"stable", "covariate-drift"}
-    assert {"score", "prediction", "income"} <= set(pd.read_parquet(tmp_path / "training.parquet").columns)
+    assert {"score", "prediction", "income"} <= set(pd.read_parquet(tmp_path / "new" / "training.parquet").columns)
 
 
 def test_simulate_help_names_every_scenario() -> None:
