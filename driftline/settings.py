@@ -10,7 +10,6 @@ variable, the value and what is expected. :func:`setting_sources` tells which so
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import ssl
 from collections.abc import Mapping
@@ -20,13 +19,13 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
-from driftline.schemas.errors import BrokerError, ConfigError
+from driftline.kafka.client_hooks import KAFKA_LOG, RefusedConnection
+from driftline.schemas.errors import ConfigError
 from driftline.schemas.model_contracts import ModelContract
 from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.policy import PolicySettings
@@ -124,8 +123,8 @@ class KafkaSettings(_Section):
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
             "security.protocol": self.security_protocol,
-            "error_cb": _RefusedConnection(self.bootstrap, self._who()),
-            "logger": _kafka_log,
+            "error_cb": RefusedConnection(self.bootstrap, self._who()),
+            "logger": KAFKA_LOG,
         }
         if self.uses_sasl and self.sasl_password is not None:
             config["sasl.mechanism"] = self.sasl_mechanism
@@ -151,44 +150,6 @@ class KafkaSettings(_Section):
         if self.uses_sasl:
             return f"{self.security_protocol} {self.sasl_mechanism} as user {self.sasl_username!r}"
         return self.security_protocol
-
-
-class _RetriedAsInfo(logging.Filter):
-    """librdkafka's log lines about an operation it retries itself (``Coordinator load in progress:
-    retrying``, while a fresh broker loads its coordinator) are INFO, not the warnings librdkafka calls them:
-    nothing is wrong yet."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING and "retrying" in record.getMessage():
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return record.levelno >= logging.getLogger(KAFKA_LOGGER).getEffectiveLevel()
-
-
-KAFKA_LOGGER = "driftline.kafka"
-"""The logger librdkafka's own log lines go through, for every confluent-kafka client of driftline."""
-_kafka_log = logging.getLogger(KAFKA_LOGGER)
-_kafka_log.addFilter(_RetriedAsInfo())
-
-
-class _RefusedConnection:
-    """librdkafka's ``error_cb``: raise :class:`BrokerError` for authentication and TLS failures."""
-
-    def __init__(self, bootstrap: str, who: str) -> None:
-        self.bootstrap = bootstrap
-        self.who = who
-
-    def __call__(self, error: Any) -> None:  # a confluent_kafka.KafkaError (not imported: settings stay light)
-        name = error.name()
-        if name == "_AUTHENTICATION":
-            raise BrokerError(
-                f"Kafka at {self.bootstrap} refused authentication ({self.who}): {error.str()}; check "
-                "DRIFTLINE_KAFKA_SASL_USERNAME, DRIFTLINE_KAFKA_SASL_PASSWORD and DRIFTLINE_KAFKA_SASL_MECHANISM"
-            )
-        if name == "_SSL":
-            raise BrokerError(
-                f"TLS handshake with Kafka at {self.bootstrap} failed ({self.who}): {error.str()}; check "
-                "DRIFTLINE_KAFKA_SSL_CA_LOCATION and DRIFTLINE_KAFKA_SECURITY_PROTOCOL"
-            )
 
 
 class BrokerSettings(_Section):
@@ -338,10 +299,10 @@ def env_var_name(loc: tuple[str | int, ...]) -> str:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Resolve the settings from overrides, the environment and the TOML file, or raise :class:`ConfigError`."""
-    config_file = _config_file(config_file)
+    config_file = config_file_in_force(config_file)
     _refuse_unknown_environment(os.environ)
     try:
-        return _settings_class(config_file)(**overrides)
+        return settings_class(config_file)(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -354,7 +315,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"invalid settings{f' in {config_file}' if config_file else ''}: {exc}") from None
 
 
-def _config_file(config_file: Path | None) -> Path | None:
+def config_file_in_force(config_file: Path | None) -> Path | None:
     """The TOML file in force: ``config_file``, else ``DRIFTLINE_CONFIG``, else ``./driftline.toml`` when it
     exists, else none; :class:`ConfigError` when the one named does not exist."""
     if config_file is None:
@@ -366,90 +327,12 @@ def _config_file(config_file: Path | None) -> Path | None:
     return config_file
 
 
-def _settings_class(config_file: Path | None) -> type[Settings]:
+def settings_class(config_file: Path | None) -> type[Settings]:
     """:class:`Settings`, reading ``config_file`` too when there is one."""
     if config_file is None:
         return Settings
     config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
     return cast(type[Settings], type("SettingsFromFile", (Settings,), {"model_config": config}))
-
-
-DEFAULT_SOURCE = "default"
-
-
-def setting_sources(config_file: Path | None = None) -> dict[str, str]:
-    """Where each setting in force comes from, keyed by its name as ``driftline config show`` prints it: a
-    top-level setting (``data_dir``) or a section's field (``kafka.partitions``), every one of them, in order.
-
-    A source is ``env <VARIABLE>``: the variable that set it as the process sees it (``DRIFTLINE_KAFKA_PARTITIONS``,
-    or the section's JSON object ``DRIFTLINE_KAFKA``); ``file <path>``: the TOML file, found as
-    :func:`load_settings` finds it (``config_file``, ``DRIFTLINE_CONFIG``, ``./driftline.toml``); or ``default``.
-    A setting merged from parts of several sources (a policy rule with its threshold from a variable and its
-    features from the file) names each that still shows in it, highest precedence first, joined by ``", "``; a
-    source whose every part is overridden is not named. The answer comes from the same pydantic-settings sources
-    that :func:`load_settings` merges, so the two cannot disagree; it holds no value, so no secret. Call it once
-    :func:`load_settings` has accepted the settings.
-    """
-    config_file = _config_file(config_file)
-    settings_cls = _settings_class(config_file)
-    provided: list[tuple[str | None, dict[str, Any]]] = [(None, EnvSettingsSource(settings_cls)())]
-    if config_file is not None:
-        provided.append((f"file {config_file}", TomlConfigSettingsSource(settings_cls)()))
-    sources: dict[str, str] = {}
-    for loc in _setting_locations():
-        found: list[str] = []
-        above: set[tuple[str, ...]] = set()  # the paths the sources of higher precedence set
-        for label, values in provided:
-            parts = _parts(values, loc)
-            if any(not _under(part, above) for part in parts):
-                found.append(label or _variable_that_set(loc))
-            above |= parts
-        sources[".".join(loc)] = ", ".join(found) or DEFAULT_SOURCE
-    return sources
-
-
-def _setting_locations() -> list[tuple[str, ...]]:
-    """``(section, field)`` for every field of a section, ``(name,)`` for a top-level setting."""
-    locations: list[tuple[str, ...]] = []
-    for name, field in Settings.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            locations.extend((name, sub) for sub in field.annotation.model_fields)
-        else:
-            locations.append((name,))
-    return locations
-
-
-def _parts(values: dict[str, Any], loc: tuple[str, ...]) -> set[tuple[str, ...]]:
-    """The paths of the values a source's nested ``values`` give at or under ``loc`` (none: it does not set it)."""
-    value: Any = values
-    for key in loc:
-        if not isinstance(value, dict) or key not in value:
-            return set()
-        value = value[key]
-    return _leaves(value, loc)
-
-
-def _leaves(value: Any, path: tuple[str, ...]) -> set[tuple[str, ...]]:
-    """A mapping merges key by key with the other sources' (pydantic-settings' deep update); anything else, an
-    empty mapping too, replaces whatever lower sources give under its path."""
-    if isinstance(value, dict) and value:
-        return set().union(*(_leaves(sub, (*path, str(key))) for key, sub in value.items()))
-    return {path}
-
-
-def _under(path: tuple[str, ...], above: set[tuple[str, ...]]) -> bool:
-    """True when a value at ``path`` is overridden: a higher source sets ``path`` or a path above it."""
-    return any(path[: len(higher)] == higher for higher in above)
-
-
-def _variable_that_set(loc: tuple[str, ...]) -> str:
-    """``env <name>`` of the variable that set ``loc``: its own, else its section's JSON object (names match
-    regardless of case, as pydantic-settings matches them)."""
-    for wanted in (env_var_name(loc), env_var_name(loc[:1])):
-        for name in os.environ:
-            if name.upper() == wanted:
-                return f"env {name}"
-    return f"env {env_var_name(loc)}"
 
 
 def _refuse_unknown_environment(environment: Mapping[str, str]) -> None:
@@ -495,28 +378,3 @@ def _shown(loc: tuple[str | int, ...], value: Any) -> str:
         return item
 
     return repr(masked(value, loc[-1] if loc else None))
-
-
-def reference_markdown() -> str:
-    """The settings reference of docs/configuration.md, generated from the settings classes' fields."""
-    lines = ["| variable | TOML | default | meaning |", "| --- | --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub_name, sub_field in annotation.model_fields.items():
-                lines.append(_reference_row((name, sub_name), f"[{name}] {sub_name}", sub_field))
-        elif name == "models":  # a table per model id: TOML only
-            for sub_name, sub_field in ModelContract.model_fields.items():
-                row = _reference_row((name, sub_name), f"[{name}.<model_id>] {sub_name}", sub_field)
-                lines.append(row.replace(f"`{env_var_name((name, sub_name))}`", "(TOML only)"))
-        else:
-            lines.append(_reference_row((name,), name, field))
-    return "\n".join(lines)
-
-
-def _reference_row(loc: tuple[str, ...], toml_key: str, field: Any) -> str:
-    default = field.get_default(call_default_factory=True)
-    if isinstance(default, Path) and default.is_absolute():
-        default = str(default).replace(str(Path.home()), "~")
-    shown = "(none)" if default is None else f"`{default}`"
-    return f"| `{env_var_name(loc)}` | `{toml_key}` | {shown} | {field.description or ''} |"

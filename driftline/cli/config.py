@@ -19,7 +19,7 @@ def config_show(
 ) -> None:
     """Show every setting in force and its source: default, the TOML file (its path) or the DRIFTLINE_* variable
     that set it (secrets masked). --json prints the settings by section, plus "sources": setting -> source."""
-    from driftline.settings import setting_sources
+    from driftline.settings_report import setting_sources
     from driftline.sinks.clickhouse import redacted
 
     resolved = settings()
@@ -39,6 +39,6 @@ def config_show(
 @commands.command("reference")
 def config_reference() -> None:
     """Print the table of every setting (Markdown), as docs/configuration.md shows it."""
-    from driftline.settings import reference_markdown
+    from driftline.settings_report import reference_markdown
 
     print(reference_markdown())

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from driftline.schemas.tables import reference_markdown as tables_markdown
-from driftline.settings import reference_markdown as settings_markdown
+from driftline.settings_report import reference_markdown as settings_markdown
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "settings": lambda: settings_markdown() + "\n",

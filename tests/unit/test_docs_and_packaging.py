@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from driftline.cli import app
 from driftline.devtools.docs import FILES, render
 from driftline.schemas.tables import ALL_TABLES
-from driftline.settings import reference_markdown
+from driftline.settings_report import reference_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

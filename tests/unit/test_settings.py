@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from driftline.cli import app
 from driftline.schemas.errors import ConfigError
-from driftline.settings import env_var_name, load_settings, setting_sources
+from driftline.settings import env_var_name, load_settings
+from driftline.settings_report import setting_sources
 
 pytestmark = pytest.mark.usefixtures("no_driftline_environment")
 
