@@ -1,31 +1,65 @@
 """What every confluent-kafka client of driftline is given besides its settings
 (:meth:`~driftline.settings.KafkaSettings.client_config`): the logger librdkafka's own lines go through (what it
-retries itself at INFO), and the error callback that turns a refused authentication or a failed TLS handshake
-into a :class:`BrokerError` instead of a silent retry loop. Imports no Kafka client: settings stay light."""
+retries itself at INFO, repeats dropped), and the error callback that turns a refused authentication or a failed
+TLS handshake into a :class:`BrokerError` instead of a silent retry loop. Imports no Kafka client: settings stay
+light."""
 
 from __future__ import annotations
 
 import logging
+import math
+import re
+import threading
+import time
 from typing import Any
 
 from driftline.schemas.errors import BrokerError
 
+REPEAT_S = 60.0
+"""A librdkafka line like one shown less than this long ago is dropped (and counted)."""
 
-class _RetriedAsInfo(logging.Filter):
-    """librdkafka's log lines about an operation it retries itself (``Coordinator load in progress:
-    retrying``, while a fresh broker loads its coordinator) are INFO, not the warnings librdkafka calls them:
-    nothing is wrong yet."""
+
+class _KafkaLines(logging.Filter):
+    """librdkafka's log lines as driftline shows them.
+
+    A line about an operation librdkafka retries itself (``Coordinator load in progress: retrying``, while a
+    fresh broker loads its coordinator) is INFO, not the warning librdkafka calls it: nothing is wrong yet. A
+    line like one shown less than :data:`REPEAT_S` ago (the same text but for durations: a broker that stays
+    down is refused again every few tens of milliseconds) is dropped; the next one shown says how many were.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: dict[str, tuple[float, int]] = {}  # line without its durations -> (shown at, dropped since)
+        self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING and "retrying" in record.getMessage():
             record.levelno, record.levelname = logging.INFO, "INFO"
-        return record.levelno >= logging.getLogger(KAFKA_LOGGER).getEffectiveLevel()
+        if record.levelno < logging.getLogger(KAFKA_LOGGER).getEffectiveLevel():
+            return False
+        line = record.getMessage()
+        key, now = re.sub(r"\d+ms\b", "ms", line), time.monotonic()
+        with self._lock:
+            shown_at, dropped = self._shown.get(key, (-math.inf, 0))
+            if now - shown_at < REPEAT_S:
+                self._shown[key] = (shown_at, dropped + 1)
+                return False
+            if len(self._shown) >= MAX_LINES_KEPT:
+                self._shown.clear()
+            self._shown[key] = (now, 0)
+        if dropped:
+            record.msg, record.args = f"{line} (and {dropped} like it in the {REPEAT_S:.0f} s before)", ()
+        return True
+
+
+MAX_LINES_KEPT = 1000
 
 
 KAFKA_LOGGER = "driftline.kafka"
 """The logger librdkafka's own log lines go through, for every confluent-kafka client of driftline."""
 KAFKA_LOG = logging.getLogger(KAFKA_LOGGER)
-KAFKA_LOG.addFilter(_RetriedAsInfo())
+KAFKA_LOG.addFilter(_KafkaLines())
 
 
 class RefusedConnection:

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from driftline.cli import app
+from driftline.kafka import client_hooks
 from driftline.schemas.errors import ConfigError
 from driftline.settings import env_var_name, load_settings
 from driftline.settings_report import setting_sources
@@ -195,5 +196,25 @@ def test_librdkafka_lines_go_through_logging_and_what_it_retries_is_info(caplog:
     assert [(r.levelname, r.getMessage()[:4]) for r in caplog.records] == [("ERROR", "FAIL")]
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="driftline.kafka"):
-        kafka.warning("GETPID [rdkafka#producer-1]: Coordinator load in progress: retrying")
+        kafka.warning("GETPID [rdkafka#producer-2]: Coordinator load in progress: retrying")
     assert [r.levelname for r in caplog.records] == ["INFO"]
+
+
+def test_a_librdkafka_line_repeated_within_a_minute_shows_once_then_with_its_count(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka = load_settings().kafka.client_config()["logger"]
+    clock = [1000.0]
+    monkeypatch.setattr(client_hooks.time, "monotonic", lambda: clock[0])
+    refused = "FAIL [rdkafka#consumer-9]: 127.0.0.1:1 failed: Connection refused (after {}ms in state CONNECT)"
+    other = "FAIL [rdkafka#consumer-9]: 127.0.0.1:2 failed: Connection refused"
+
+    with caplog.at_level(logging.WARNING, logger="driftline.kafka"):
+        for elapsed_ms in (0, 1, 0, 3):  # a broker that stays down, tried again and again
+            kafka.error(refused.format(elapsed_ms))
+        kafka.error(other)
+        clock[0] += client_hooks.REPEAT_S
+        kafka.error(refused.format(2))
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [refused.format(0), other, refused.format(2) + " (and 3 like it in the 60 s before)"]

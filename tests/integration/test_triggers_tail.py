@@ -1,0 +1,78 @@
+"""``driftline triggers tail`` on the real broker: each decision printed once, whatever the topic holds besides,
+until Ctrl-C; a topic that does not exist is named in one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from driftline.kafka.topics import create_topics
+from driftline.schemas.results import RetrainTrigger, TriggerReason, trigger_id
+from driftline.settings import Settings
+from tests.integration.running import DRIFTLINE, worker_env
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def decision(hour: int) -> RetrainTrigger:
+    """An accuracy decision of model ``churn`` in the window starting ``hour`` hours after :data:`START`."""
+    start = START + timedelta(hours=hour)
+    span = {"window_start": start, "window_end": start + timedelta(hours=1)}
+    reason = TriggerReason(
+        rule="accuracy_below", metric="accuracy", observed=0.7, threshold=0.85, sample_count=500, **span
+    )
+    return RetrainTrigger(
+        trigger_id=trigger_id("churn", "1", start, ["accuracy_below/accuracy"]),
+        model_id="churn",
+        model_version="1",
+        created_at=span["window_end"],
+        severity="critical",
+        reasons=[reason],
+        **span,
+    )
+
+
+def test_tail_prints_each_decision_once_and_stops_on_ctrl_c(settings: Settings, tmp_path: Path) -> None:
+    create_topics(settings)
+    first, second = decision(0), decision(1)
+    producer = Producer(settings.kafka.client_config())
+    topic = settings.topic("retrain-triggers")
+    for value in (first.model_dump_json(), first.model_dump_json(), "not a trigger", second.model_dump_json()):
+        producer.produce(topic, value.encode(), key=b"churn")  # one partition: in this order
+    assert producer.flush(30) == 0
+
+    command = [DRIFTLINE, "triggers", "tail", "--from-beginning", "--json"]
+    tail = subprocess.Popen(command, env=worker_env(settings, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert tail.stdout is not None
+    printed = [json.loads(tail.stdout.readline()) for _ in range(2)]  # blocks until both are out
+    time.sleep(2)  # the duplicate and the bad message are read by now: neither may print anything
+    tail.send_signal(signal.SIGINT)
+    rest, errors = tail.communicate(timeout=30)
+
+    assert tail.returncode == 0, errors.decode()
+    assert [p["trigger_id"] for p in printed] == [first.trigger_id, second.trigger_id]
+    assert rest.decode().strip() == ""
+    assert f"Following {topic}" in errors.decode() and "Traceback" not in errors.decode()
+
+
+def test_tail_of_a_topic_that_does_not_exist_says_so(settings: Settings, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [DRIFTLINE, "triggers", "tail"],
+        env=worker_env(settings, tmp_path),
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+    errors = result.stderr.decode()
+    assert result.returncode != 0
+    assert settings.topic("retrain-triggers") in errors and "Traceback" not in errors
