@@ -65,7 +65,7 @@ from driftline.streams.core.policy import TriggerPolicy
 from driftline.streams.core.shares import JoinContext
 from driftline.streams.core.watermarks import EPOCH
 from driftline.streams.core.windows import WindowEngine
-from driftline.streams.worker import snapshots
+from driftline.streams.worker import snapshots, snapshotting
 
 CHECKPOINT_SHARE = 10  # wait at least this many times the last checkpoint's duration before the next ...
 CHECKPOINT_STRETCH_MAX_S = 30.0  # ... but no longer than this: windows close and state expires at checkpoints
@@ -150,7 +150,7 @@ class WorkerStages:
             merger = self.mergers[partition] = self._new_merger()
             merge_state = _load(store, f"merge-{partition}", partition, snapshots.MergerSnapshot)
             if merge_state is not None:
-                policy, merger.outbox = snapshots.restore_merger(merge_state, merger.engine)
+                policy, merger.outbox = snapshotting.restore_merger(merge_state, merger.engine)
                 merger.policy.restore(policy)
                 self.offsets[(self.parts_topic, partition)] = merge_state.offset
         for partition in new:
@@ -158,7 +158,7 @@ class WorkerStages:
             if join_state is None:
                 self.joins[partition] = PartitionJoin(self.settings, partition, now)
             else:
-                self.joins[partition] = snapshots.restore_join(join_state, self.settings, self.join_context, now)
+                self.joins[partition] = snapshotting.restore_join(join_state, self.settings, self.join_context, now)
                 self.offsets.update({(topic, partition): offset for topic, offset in join_state.offsets.items()})
 
     def revoke(self, partitions: Iterable[int]) -> None:
@@ -359,10 +359,10 @@ class WorkerStages:
                 for (topic, p), offset in self.offsets.items()
                 if p == partition and topic != self.parts_topic
             }
-            states[(f"join-{partition}", partition)] = snapshots.join_snapshot(join, offsets)
+            states[(f"join-{partition}", partition)] = snapshotting.join_snapshot(join, offsets)
         for partition, merger in self.mergers.items():
             offset = self.offsets.get((self.parts_topic, partition), -1)
-            states[(f"merge-{partition}", partition)] = snapshots.merger_snapshot(
+            states[(f"merge-{partition}", partition)] = snapshotting.merger_snapshot(
                 merger.engine, merger.policy.state(), merger.outbox, offset
             )
         return {name: snapshots.encode(state) for name, state in states.items()}

@@ -14,7 +14,7 @@ from driftline.schemas.events import FeedbackEvent, PredictionEvent
 from driftline.schemas.monitoring import MonitorSettings
 from driftline.streams.core import deltas, shares
 from driftline.streams.core.metrics.profile import build_profile
-from driftline.streams.worker import snapshots
+from driftline.streams.worker import snapshots, snapshotting
 from tests.two_stage import TwoStages
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -173,8 +173,8 @@ def test_a_labelled_prediction_stops_waiting_yet_a_second_label_or_a_repeat_stil
     join.fold(engine.context)  # added up (as before a checkpoint): the share holds no id of a labelled row
     assert join.shares[("m", "1", T0)].ids == ["", "p2"]
     if restart:
-        state = snapshots.encode(snapshots.join_snapshot(join, {}))
-        engine.joins[0] = snapshots.restore_join(snapshots.decode(state, "join"), SETTINGS, engine.context, 0.0)  # type: ignore[arg-type]
+        state = snapshots.encode(snapshotting.join_snapshot(join, {}))
+        engine.joins[0] = snapshotting.restore_join(snapshots.decode(state, "join"), SETTINGS, engine.context, 0.0)  # type: ignore[arg-type]
         assert engine.joins[0].pending.keys() == {"p2"} and engine.joins[0].settled == join.settled
 
     engine.add_feedback(feedback(1, 40, 0), 0)  # a second label: counts no more
@@ -207,8 +207,8 @@ def test_an_open_window_sends_scores_and_errors_as_they_come_and_adds_its_events
     assert (received.scores_received, received.errors_received) == (4, 1)
     assert (engine.joins[0].shares[key].summary.predictions, engine.joins[0].unfolded) == (0, 4)
     if restart:
-        state = snapshots.encode(snapshots.join_snapshot(engine.joins[0], {}))
-        engine.joins[0] = snapshots.restore_join(snapshots.decode(state, "join"), SETTINGS, engine.context, 0.0)  # type: ignore[arg-type]
+        state = snapshots.encode(snapshotting.join_snapshot(engine.joins[0], {}))
+        engine.joins[0] = snapshotting.restore_join(snapshots.decode(state, "join"), SETTINGS, engine.context, 0.0)  # type: ignore[arg-type]
 
     engine.add_feedback(feedback(2, 46, 0), 0)  # predicted 0: right
     engine.advance()
@@ -435,11 +435,11 @@ def test_a_join_restored_from_an_older_state_sends_its_shares_batched_otherwise_
     latest = {}
     feed(crashed, events[:third])
     crashed.advance()
-    saved = {p: snapshots.encode(snapshots.join_snapshot(join, {})) for p, join in crashed.joins.items()}
+    saved = {p: snapshots.encode(snapshotting.join_snapshot(join, {})) for p, join in crashed.joins.items()}
     feed(crashed, events[third : 2 * third])
     latest.update({(r.model_id, r.window_start): r.model_dump() for r in crashed.advance().results})
     crashed.joins = {  # restart: the state after the checkpoint was not saved
-        p: snapshots.restore_join(snapshots.decode(state, "join"), settings, crashed.context, 0.0)  # type: ignore[arg-type]
+        p: snapshotting.restore_join(snapshots.decode(state, "join"), settings, crashed.context, 0.0)  # type: ignore[arg-type]
         for p, state in saved.items()
     }
     feed(crashed, events[third:])  # read again from the checkpoint, to the end
