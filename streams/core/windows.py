@@ -48,17 +48,13 @@ Plain Python over the monitors; no Faust, no Kafka, no clock in the numbers. The
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
-from typing import Any, Literal
+from typing import Literal
 
-import msgspec
 import pandas as pd
 
-from driftline.schemas.errors import DriftlineError
-from driftline.schemas.events import Task
 from driftline.schemas.model_contracts import ModelContract, positive_texts
 from driftline.schemas.monitoring import MonitorSettings
 from driftline.schemas.results import (
@@ -81,65 +77,18 @@ from driftline.streams.core.joining import window_start
 from driftline.streams.core.metrics.detectors import DetectorSettings, Fired, ModelDetectors
 from driftline.streams.core.metrics.profile import build_profile, profile_key
 from driftline.streams.core.shares import WindowId
-from driftline.streams.core.summary import BinarySummary, Summary, merged, new_summary, performance_of
+from driftline.streams.core.summary import BinarySummary, performance_of
 from driftline.streams.core.watermarks import EPOCH, ModelKey, ModelWatermarks, Watermark
+from driftline.streams.core.window_buffers import (
+    ReceivedShare,
+    RowChunk,
+    WindowBuffer,
+    decoded_rows,
+    empty_summary,
+)
 
 QueuedChunk = tuple[WindowId, list[deltas.DetectorInput]]  # a window's inputs as one delta brought them
 Signal = Literal["errors", "scores"]
-
-
-RowChunk = tuple[int, msgspec.Raw]  # uncounted rows as they came (deltas.encode_rows), and how many: decoded only where
-# counted or learnt from, never re-encoded to be saved
-
-
-def _decoded(chunks: Iterable[RowChunk]) -> list[deltas.UnbinnedRow]:
-    return [row for _count, raw in chunks for row in deltas.decode_rows(raw)]
-
-
-@dataclass
-class ReceivedShare:
-    """One source partition's share of a window, as the merger received it from that partition's join: the
-    absolute parts of its newest revision, the uncounted rows not counted here yet, and how many numbered inputs
-    were received."""
-
-    summary: msgspec.Raw  # encoded (deltas.encode_summary), decoded when the window is emitted
-    revision: int = -1
-    profile: str | None = None
-    tallies: dict[str, msgspec.Raw] = field(default_factory=dict)  # encoded, decoded when drift is read
-    rows: list[RowChunk] = field(default_factory=list)  # uncounted rows waiting for the window's profile
-    rows_received: int = 0
-    scores_received: int = 0
-    errors_received: int = 0
-
-
-@dataclass
-class WindowBuffer:
-    """What one window holds: a :class:`ReceivedShare` per source partition; once its reference profile is bound, the
-    features of the rows the joins sent uncounted, counted here (``counted``, encoded tallies); its drift from the
-    close on (None when it must be read again)."""
-
-    task: Task
-    shares: dict[int, ReceivedShare] = field(default_factory=dict)
-    reference: Literal["provided", "first_events", "none"] = "none"
-    profile: ReferenceProfile | None = None
-    counted: dict[str, msgspec.Raw] = field(default_factory=dict)
-    drift: list[FeatureDrift] | None = None
-    orphan_feedback: int = 0
-    alarms: list[DetectorAlarm] = field(default_factory=list)
-    emitted_revision: int = -1
-
-    def summary(self) -> Summary:
-        """The shares' summaries added up."""
-        total = merged([deltas.decode_summary(share.summary) for _p, share in sorted(self.shares.items())])
-        return total if total is not None else new_summary(self.task)
-
-    @property
-    def revision(self) -> int:
-        """Every event the window accounts for: the shares' predictions, labels and late predictions, and the
-        orphaned feedback and detector alarms it counts; only grows, so the latest revision is the most
-        complete."""
-        shares = sum(max(share.revision, 0) for share in self.shares.values())
-        return shares + self.orphan_feedback + len(self.alarms)
 
 
 @dataclass(frozen=True)
@@ -219,31 +168,17 @@ class WindowEngine:
             buffer = self.windows[key] = WindowBuffer(task=delta.task)
         share = buffer.shares.get(delta.partition)
         if share is None:
-            share = buffer.shares[delta.partition] = ReceivedShare(_empty_summary(delta.task))
-        if delta.summary != deltas.NO_SUMMARY and delta.revision >= share.revision:
-            share.revision, share.summary = delta.revision, delta.summary.copy()  # (not a view of the message)
-            if delta.features:
-                if delta.profile != share.profile:
-                    share.tallies = {}
-                share.profile = delta.profile
-                share.tallies.update({name: raw.copy() for name, raw in delta.features.items()})
-                buffer.drift = None
-        where = f"of partition {delta.partition} in window {key}"
-        rows = _new_rows(share.rows_received, delta, f"rows {where}")
-        if rows is not None:
-            share.rows_received += rows[0]
-            share.rows.append(rows)
+            share = buffer.shares[delta.partition] = ReceivedShare(empty_summary(delta.task))
+        received = share.receive(delta, f"of partition {delta.partition} in window {key}")
+        if received.tallies or received.rows:
             buffer.drift = None
+        if received.rows:
             if buffer.profile is None:
                 self._bind_reference(key, buffer)
             else:
                 self._count_rows(buffer)
-        scores = _new_items(share.scores_received, delta.first_score, delta.scores, f"scores {where}")
-        errors = _new_items(share.errors_received, delta.first_error, delta.errors, f"errors {where}")
-        share.scores_received += len(scores)
-        share.errors_received += len(errors)
-        self._detector_inputs("scores", key, scores)
-        self._detector_inputs("errors", key, errors)
+        self._detector_inputs("scores", key, received.scores)
+        self._detector_inputs("errors", key, received.errors)
 
     # -- output --------------------------------------------------------------------------------------
 
@@ -392,7 +327,7 @@ class WindowEngine:
         binary = buffer.task == "binary"
         rows = [
             {**features, "score": score if binary else None, "prediction": predicted}
-            for features, score, predicted in _decoded(chunks)[: self.settings.reference_first_n]
+            for features, score, predicted in decoded_rows(chunks)[: self.settings.reference_first_n]
         ]
         profile = build_profile(
             pd.DataFrame(rows).dropna(axis=1, how="all"),
@@ -419,7 +354,7 @@ class WindowEngine:
     def _count_rows(self, buffer: WindowBuffer) -> None:
         """Count the uncounted rows of every share into the window's ``counted`` tallies, and drop them."""
         assert buffer.profile is not None
-        rows = _decoded(chunk for _p, share in sorted(buffer.shares.items()) for chunk in share.rows)
+        rows = decoded_rows(chunk for _p, share in sorted(buffer.shares.items()) for chunk in share.rows)
         if not rows:
             return
         counts = {}
@@ -492,12 +427,6 @@ class WindowEngine:
         return drift
 
 
-@cache
-def _empty_summary(task: Task) -> msgspec.Raw:
-    """An empty summary of ``task``, encoded once (a share holds it until its join sends the absolute parts)."""
-    return deltas.encode_summary(new_summary(task))
-
-
 def _split_due(
     chunks: list[QueuedChunk], frontier: datetime
 ) -> tuple[list[tuple[datetime, str, WindowId, float]], list[QueuedChunk]]:
@@ -515,25 +444,3 @@ def _split_due(
             kept.append((window, later))
     due.sort()
     return due, kept
-
-
-def _new_rows(received: int, delta: deltas.ShareDelta, what: str) -> RowChunk | None:
-    """How many of the delta's rows come after the ``received`` held, and those rows encoded (re-encoded only
-    when the delta holds some already received); None when none are new (a gap is an error)."""
-    count = delta.rows_in()
-    new = len(_new_items(received, delta.first_row, range(count), what))
-    if not new:
-        return None
-    if new == count:
-        return new, delta.rows.copy()  # (its own bytes, not a view of the whole message)
-    return new, deltas.encode_rows(deltas.decode_rows(delta.rows)[count - new :])
-
-
-def _new_items(received: int, first: int, items: Sequence[Any], what: str) -> Sequence[Any]:
-    """The items numbered ``first, first + 1, …`` that come after the ``received`` held (a gap is an error)."""
-    if first > received:
-        raise DriftlineError(
-            f"{what} {received}..{first - 1} never arrived: the window-parts topic lost messages (retention "
-            "shorter than the horizon?)"
-        )
-    return items[received - first :]

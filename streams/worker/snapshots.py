@@ -28,7 +28,8 @@ from driftline.streams.core.feature_counts import Tally
 from driftline.streams.core.policy import PolicyState
 from driftline.streams.core.shares import NewLabel
 from driftline.streams.core.summary import Combo, Summary
-from driftline.streams.core.windows import QueuedChunk, RowChunk, Signal
+from driftline.streams.core.window_buffers import RowChunk
+from driftline.streams.core.windows import QueuedChunk, Signal
 
 SNAPSHOT_FORMAT = 11  # 4: windows hold summaries; 5: joins summarise; 6: data; 7: clocks per version, policy per
 # problem; 8: verdicts keep the threshold judged (relative rules); 9: joins forget the ids of labelled predictions,
@@ -89,7 +90,8 @@ class JoinSnapshot(msgspec.Struct, tag="join"):
 
 
 class ReceivedShareSnapshot(msgspec.Struct, array_like=True):
-    """One source partition's share of a merged window (see :class:`~driftline.streams.core.windows.ReceivedShare`)."""
+    """One source partition's share of a merged window (see
+    :class:`~driftline.streams.core.window_buffers.ReceivedShare`)."""
 
     partition: int
     summary: msgspec.Raw  # (held encoded by the merger: the same bytes as the summary itself)
@@ -103,7 +105,7 @@ class ReceivedShareSnapshot(msgspec.Struct, array_like=True):
 
 
 class WindowSnapshot(msgspec.Struct, array_like=True):
-    """One merged window (see :class:`~driftline.streams.core.windows.WindowBuffer`)."""
+    """One merged window (see :class:`~driftline.streams.core.window_buffers.WindowBuffer`)."""
 
     model_id: str
     model_version: str

@@ -21,7 +21,8 @@ from driftline.streams.core.metrics.profile import profile_key
 from driftline.streams.core.policy import PolicyState
 from driftline.streams.core.shares import JoinContext, Share
 from driftline.streams.core.watermarks import EPOCH, Watermark
-from driftline.streams.core.windows import ReceivedShare, WindowBuffer, WindowEngine
+from driftline.streams.core.window_buffers import ReceivedShare, WindowBuffer
+from driftline.streams.core.windows import WindowEngine
 from driftline.streams.worker.snapshots import (
     SNAPSHOT_FORMAT,
     DetectorSnapshot,
