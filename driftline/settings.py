@@ -4,7 +4,8 @@ Precedence, highest first: environment variables, the TOML file, the defaults be
 concern and field: ``DRIFTLINE_KAFKA_BOOTSTRAP`` sets ``[kafka] bootstrap``; ``DRIFTLINE_DATA_DIR`` sets the
 top-level ``data_dir``. The TOML file is ``driftline.toml`` in the working directory when it exists, or the
 path given by ``--config`` or ``DRIFTLINE_CONFIG``. A bad value raises :class:`ConfigError` naming the
-variable, the value and what is expected. :func:`setting_sources` tells which source set each setting.
+variable, the value and what is expected. :func:`~driftline.settings_report.setting_sources` tells which source
+set each setting.
 """
 
 from __future__ import annotations

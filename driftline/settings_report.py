@@ -22,12 +22,12 @@ def setting_sources(config_file: Path | None = None) -> dict[str, str]:
 
     A source is ``env <VARIABLE>``: the variable that set it as the process sees it (``DRIFTLINE_KAFKA_PARTITIONS``,
     or the section's JSON object ``DRIFTLINE_KAFKA``); ``file <path>``: the TOML file, found as
-    :func:`load_settings` finds it (``config_file``, ``DRIFTLINE_CONFIG``, ``./driftline.toml``); or ``default``.
-    A setting merged from parts of several sources (a policy rule with its threshold from a variable and its
-    features from the file) names each that still shows in it, highest precedence first, joined by ``", "``; a
-    source whose every part is overridden is not named. The answer comes from the same pydantic-settings sources
-    that :func:`load_settings` merges, so the two cannot disagree; it holds no value, so no secret. Call it once
-    :func:`load_settings` has accepted the settings.
+    :func:`~driftline.settings.load_settings` finds it (``config_file``, ``DRIFTLINE_CONFIG``,
+    ``./driftline.toml``); or ``default``. A setting merged from parts of several sources (a policy rule with its
+    threshold from a variable and its features from the file) names each that still shows in it, highest
+    precedence first, joined by ``", "``; a source whose every part is overridden is not named. The answer comes
+    from the same pydantic-settings sources that :func:`~driftline.settings.load_settings` merges, so the two
+    cannot disagree; it holds no value, so no secret. Call it once the settings have loaded.
     """
     config_file = config_file_in_force(config_file)
     settings_cls = settings_class(config_file)

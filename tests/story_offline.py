@@ -1,4 +1,4 @@
-"""The demo's story played through an in-process stages (no broker, no ClickHouse): its window results and
+"""The demo's story played through in-process worker stages (no broker, no ClickHouse): its window results and
 triggers, for tests that judge decisions offline, as ``make demo`` judges them live."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ TOPICS = {"predictions": "predictions", "feedback": "feedback", "window-parts": 
 
 @dataclass
 class Played:
-    """What a stages published for a story: every window result (each revision) and every trigger."""
+    """What the worker stages published for a story: every window result (each revision) and every trigger."""
 
     story: Story
     settings: Settings
@@ -50,32 +50,32 @@ def story_events(story: Story) -> list[SimulatedEvent]:
 
 
 class _Workers:
-    """Monitors sharing the partitions as workers of one app id would (worker k owns every partition p with
+    """Worker stages sharing the partitions as workers of one app id would (worker k owns every partition p with
     p mod count = k, of both the source topics and window-parts), their states in memory; a checkpoint hands
     each worker's deltas to the owner of their window-parts partition as messages at that partition's next
     offsets, workers in order, then has every worker emit and save."""
 
-    def __init__(self, monitors: list[WorkerStages]) -> None:
-        self.monitors = monitors
+    def __init__(self, workers: list[WorkerStages]) -> None:
+        self.workers = workers
         self.saved: dict[tuple[str, int], bytes] = {}
         self.parts_offsets: Counter[int] = Counter()
-        partitions = monitors[0].partitions
-        for k, stages in enumerate(monitors):
-            stages.assign([p for p in range(partitions) if p % len(monitors) == k], self)
+        partitions = workers[0].partitions
+        for k, stages in enumerate(workers):
+            stages.assign([p for p in range(partitions) if p % len(workers) == k], self)
 
     def load(self, name: str, partition: int) -> bytes | None:
         return self.saved.get((name, partition))
 
     def owner(self, partition: int) -> WorkerStages:
-        return self.monitors[partition % len(self.monitors)]
+        return self.workers[partition % len(self.workers)]
 
     def checkpoint(self) -> None:
-        for stages in self.monitors:
+        for stages in self.workers:
             for partition, value in stages.deltas():
                 self.owner(partition).handle(TOPICS["window-parts"], partition, self.parts_offsets[partition], value)
                 self.parts_offsets[partition] += 1
             stages.deltas_delivered()
-        for stages in self.monitors:
+        for stages in self.workers:
             self.saved.update(stages.checkpoint())
             stages.saved()
 
@@ -90,7 +90,7 @@ def play(
     references: bool = True,
     workers: int = 1,
 ) -> Played:
-    """Feed ``events`` (the story's, by default) to fresh monitors: up to ``envelope`` events per message per
+    """Feed ``events`` (the story's, by default) to fresh worker stages: up to ``envelope`` events per message per
     partition, a checkpoint every ``checkpoint_every`` events and one at the end. One worker keeps its state
     in a local file under ``path`` (:class:`LocalCheckpoints`); several share the partitions (:class:`_Workers`).
     With ``references``, the story's reference profiles are known from the start, as the demo publishes them
@@ -103,7 +103,7 @@ def play(
         profiles = {(MODEL_ID, p.model_version): p for p, _at in story_references(settings, story, story.simulation())}
     results: list[WindowResult] = []
     triggers: list[RetrainTrigger] = []
-    monitors = [
+    workers = [
         WorkerStages(
             monitor_settings,
             TOPICS,
@@ -116,10 +116,10 @@ def play(
         for _worker in range(workers)
     ]
     if workers == 1:
-        local = LocalCheckpoints(monitors[0], path)
-        owner, checkpoint = (lambda _partition: monitors[0]), (lambda: local.run(monitors[0]))
+        local = LocalCheckpoints(workers[0], path)
+        owner, checkpoint = (lambda _partition: workers[0]), (lambda: local.run(workers[0]))
     else:
-        shared = _Workers(monitors)
+        shared = _Workers(workers)
         owner, checkpoint = shared.owner, shared.checkpoint
     offsets: Counter[tuple[str, int]] = Counter()
     pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)

@@ -11,12 +11,17 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from driftline.schemas.errors import BrokerError
 
 REPEAT_S = 60.0
-"""A librdkafka line like one shown less than this long ago is dropped (and counted)."""
+"""A librdkafka line like one shown less than this long ago is held back (and counted)."""
+MAX_LINES_KEPT = 1000
+"""Distinct lines remembered; past that, the memory starts afresh."""
+_VARYING = re.compile(r"\d+ms\b|\s*\(\d+ identical error\(s\) suppressed\)")
+"""What differs between two lines of one recurring problem: durations, librdkafka's own count of repeats."""
 
 
 class _KafkaLines(logging.Filter):
@@ -24,13 +29,16 @@ class _KafkaLines(logging.Filter):
 
     A line about an operation librdkafka retries itself (``Coordinator load in progress: retrying``, while a
     fresh broker loads its coordinator) is INFO, not the warning librdkafka calls it: nothing is wrong yet. A
-    line like one shown less than :data:`REPEAT_S` ago (the same text but for durations: a broker that stays
-    down is refused again every few tens of milliseconds) is dropped; the next one shown says how many were.
+    line like one of the same level shown less than :data:`REPEAT_S` ago (the same text but for durations: a
+    broker that stays down is refused again every few tens of milliseconds) is held back; the next one shown
+    says how many were. So a problem shows at once, then at most once a minute while it lasts; the first line
+    of every new problem always shows.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self._shown: dict[str, tuple[float, int]] = {}  # line without its durations -> (shown at, dropped since)
+        self._clock = clock
+        self._shown: dict[tuple[int, str], tuple[float, int]] = {}  # (level, line) -> (shown at, held back since)
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -39,21 +47,18 @@ class _KafkaLines(logging.Filter):
         if record.levelno < logging.getLogger(KAFKA_LOGGER).getEffectiveLevel():
             return False
         line = record.getMessage()
-        key, now = re.sub(r"\d+ms\b", "ms", line), time.monotonic()
+        key, now = (record.levelno, _VARYING.sub("", line)), self._clock()
         with self._lock:
-            shown_at, dropped = self._shown.get(key, (-math.inf, 0))
+            shown_at, held = self._shown.get(key, (-math.inf, 0))
             if now - shown_at < REPEAT_S:
-                self._shown[key] = (shown_at, dropped + 1)
+                self._shown[key] = (shown_at, held + 1)
                 return False
             if len(self._shown) >= MAX_LINES_KEPT:
                 self._shown.clear()
             self._shown[key] = (now, 0)
-        if dropped:
-            record.msg, record.args = f"{line} (and {dropped} like it in the {REPEAT_S:.0f} s before)", ()
+        if held:
+            record.msg, record.args = f"{line} ({held} more like it held back since it last showed)", ()
         return True
-
-
-MAX_LINES_KEPT = 1000
 
 
 KAFKA_LOGGER = "driftline.kafka"

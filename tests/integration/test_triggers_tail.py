@@ -4,9 +4,10 @@ until Ctrl-C; a topic that does not exist is named in one line, not a traceback.
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
-import time
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,32 +48,48 @@ def test_tail_prints_each_decision_once_and_stops_on_ctrl_c(settings: Settings, 
     producer = Producer(settings.kafka.client_config())
     topic = settings.topic("retrain-triggers")
     for value in (first.model_dump_json(), first.model_dump_json(), "not a trigger", second.model_dump_json()):
-        producer.produce(topic, value.encode(), key=b"churn")  # one partition: in this order
+        producer.produce(topic, value.encode(), key=b"churn")  # one partition: read in this order
     assert producer.flush(30) == 0
 
     command = [DRIFTLINE, "triggers", "tail", "--from-beginning", "--json"]
-    tail = subprocess.Popen(command, env=worker_env(settings, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert tail.stdout is not None
-    printed = [json.loads(tail.stdout.readline()) for _ in range(2)]  # blocks until both are out
-    time.sleep(2)  # the duplicate and the bad message are read by now: neither may print anything
-    tail.send_signal(signal.SIGINT)
-    rest, errors = tail.communicate(timeout=30)
+    env = worker_env(settings, tmp_path)
+    tail = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
 
-    assert tail.returncode == 0, errors.decode()
+    def read_stdout() -> None:
+        for line in tail.stdout or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
+    try:
+        printed = [json.loads(lines.get(timeout=60)) for _ in range(2)]  # the second comes after the rest was read
+        tail.send_signal(signal.SIGINT)
+        returncode = tail.wait(30)
+        reader.join(10)  # everything it printed until it stopped
+    finally:
+        tail.kill()
+    errors = tail.stderr.read() if tail.stderr else ""
+
+    assert returncode == 0, errors
     assert [p["trigger_id"] for p in printed] == [first.trigger_id, second.trigger_id]
-    assert rest.decode().strip() == ""
-    assert f"Following {topic}" in errors.decode() and "Traceback" not in errors.decode()
+    assert lines.empty()  # neither the duplicate nor the malformed message printed anything
+    assert f"Following {topic}" in errors and "Traceback" not in errors
 
 
-def test_tail_of_a_topic_that_does_not_exist_says_so(settings: Settings, tmp_path: Path) -> None:
+def test_tail_of_a_topic_that_does_not_exist_says_so_in_one_line(settings: Settings, tmp_path: Path) -> None:
     result = subprocess.run(
         [DRIFTLINE, "triggers", "tail"],
         env=worker_env(settings, tmp_path),
         capture_output=True,
+        text=True,
         check=False,
         timeout=120,
     )
 
-    errors = result.stderr.decode()
-    assert result.returncode != 0
-    assert settings.topic("retrain-triggers") in errors and "Traceback" not in errors
+    following, error = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and following.startswith("Following")
+    assert error == (
+        f"error: topic {settings.topic('retrain-triggers')} does not exist at {settings.kafka.bootstrap}; "
+        "run `driftline topics create`"
+    )

@@ -3,6 +3,8 @@ ClickHouse, never while the batch is being collected (a reader of ``stats`` wait
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,28 +57,34 @@ def letter_message(topic: str, offset: int) -> Message:
     return Message(topic=topic, partition=0, offset=offset, value=letter.original, headers=letter.headers())
 
 
-def sink_reading(tmp_path: Path, client: Inserts, offsets: range) -> Sink:
+@contextmanager
+def sink_reading(tmp_path: Path, client: Inserts, offsets: range) -> Iterator[Sink]:
+    """A sink whose consumer hands out dead letters at ``offsets`` (its own Kafka clients closed unused)."""
     settings = load_settings(data_dir=tmp_path, sink={"batch_seconds": 0.05})
     sink = Sink(settings, client=client)  # type: ignore[arg-type]
+    sink.consumer.close()
     topic = sink.topics["dead-letters"]
     sink.consumer = OneBatchConsumer([letter_message(topic, offset) for offset in offsets])  # type: ignore[assignment]
-    return sink
+    try:
+        yield sink
+    finally:
+        sink.dead_letters.close()
 
 
 def test_dead_letters_are_counted_once_their_batch_is_stored(tmp_path: Path) -> None:
     client = Inserts()
-    sink = sink_reading(tmp_path, client, range(3))
-
-    assert sink.step() == 3
+    with sink_reading(tmp_path, client, range(3)) as sink:
+        assert sink.step() == 3
 
     assert client.tables == ["dead_letters"]
     assert dict(sink.stats.dead_letters_by_reason) == {"not_json": 3}
 
 
 def test_dead_letters_of_a_batch_that_could_not_be_stored_are_not_counted(tmp_path: Path) -> None:
-    sink = sink_reading(tmp_path, Inserts(error=ValueError("refused")), range(3))
-
-    with pytest.raises(ValueError, match="refused"):
+    with (
+        sink_reading(tmp_path, Inserts(error=ValueError("refused")), range(3)) as sink,
+        pytest.raises(ValueError, match="refused"),
+    ):
         sink.step()
 
     assert dict(sink.stats.dead_letters_by_reason) == {}
