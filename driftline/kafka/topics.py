@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, murmur2
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
 
 from driftline.schemas.errors import BrokerError
 from driftline.schemas.topics import ALL_TOPICS, CO_PARTITIONED
@@ -17,6 +17,8 @@ from driftline.settings import KafkaSettings, Settings
 
 ADMIN_TIMEOUT_S = 30.0
 METADATA_ATTEMPT_S = 1.0
+WAITING_NOTICE_S = 5.0  # a cluster silent this long is said to be waited for (a busy one answers sooner)
+log = logging.getLogger(__name__)
 
 
 def broker_answers(kafka: KafkaSettings, timeout_s: float) -> bool:
@@ -40,7 +42,8 @@ def cluster_metadata(
 ) -> ClusterMetadata:
     """``client.list_topics(topic)``, failing fast and saying why.
 
-    Asked in attempts of :data:`METADATA_ATTEMPT_S` until ``timeout_s``; before each attempt the client's queued
+    Asked in attempts of :data:`METADATA_ATTEMPT_S` until ``timeout_s`` (saying so, once, when none has been
+    answered for :data:`WAITING_NOTICE_S`); before each attempt the client's queued
     errors are served (``poll``), so a refused login or a failed TLS handshake raises the :class:`BrokerError`
     of :meth:`KafkaSettings.client_config`'s error callback after about a second rather than a bare timeout
     at the end. When nothing answers, raises :class:`BrokerError` naming the bootstrap. ``client`` must be
@@ -52,7 +55,19 @@ def cluster_metadata(
         client.poll(0)
         return client.list_topics(topic, timeout=METADATA_ATTEMPT_S)
 
-    retrying = Retrying(stop=stop_after_delay(timeout_s), retry=retry_if_exception_type(KafkaException), reraise=True)
+    said: list[bool] = []
+
+    def waiting(state: RetryCallState) -> None:
+        if not said and (state.seconds_since_start or 0.0) >= WAITING_NOTICE_S:
+            said.append(True)
+            log.warning("no answer from Kafka at %s yet; trying for up to %.0f s", kafka.bootstrap, timeout_s)
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout_s),
+        retry=retry_if_exception_type(KafkaException),
+        before_sleep=waiting,
+        reraise=True,
+    )
     try:
         return retrying(attempt)
     except KafkaException as exc:
