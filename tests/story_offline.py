@@ -10,7 +10,8 @@ from pathlib import Path
 
 from confluent_kafka import murmur2
 
-from driftline.demo.judge import Verdict, rows_of
+from driftline.demo.flags import rows_of
+from driftline.demo.judge import Verdict
 from driftline.demo.story import MODEL_ID, Story, story_references
 from driftline.schemas.results import ReferenceProfile, RetrainTrigger, WindowResult
 from driftline.settings import Settings

@@ -17,7 +17,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from driftline.demo.judge import WindowRows, drifted_features, rows_of
+from driftline.demo.flags import WindowRows, drifted_features, rows_of
 from driftline.demo.story import Story
 from driftline.schemas.results import RetrainTrigger, WindowResult
 from driftline.schemas.topics import RETRAIN_TRIGGERS, WINDOW_RESULTS

@@ -6,7 +6,7 @@ extra: ``pip install 'driftline[report]'``) as PNG images embedded in base64, so
 JavaScript, no network and no plotting library to view; a few hundred kilobytes. Figures are drawn on
 :class:`matplotlib.figure.Figure` objects (never pyplot), so nothing depends on a display or global state.
 
-The report is a pure function of rows as the ClickHouse views hold them (:class:`~driftline.demo.judge.WindowRows`)
+The report is a pure function of rows as the ClickHouse views hold them (:class:`~driftline.demo.flags.WindowRows`)
 and of the phases of a :class:`~driftline.demo.judge.Verdict`:
 
 - **accuracy**: realized accuracy per window and model version (from labels), the confidence-based estimate
@@ -37,7 +37,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from driftline.demo.judge import NOT_FEATURES, Verdict, WindowRows
+from driftline.demo.flags import NOT_FEATURES, WindowRows
+from driftline.demo.judge import Verdict
 from driftline.schemas.policy import AccuracyBelow, PolicyRules
 from driftline.schemas.results import TriggerReason
 

@@ -11,7 +11,7 @@ worker app id and sink group, so it can run again and again beside a real deploy
    event time sped up: stable → covariate drift → a fairness gap for group g3 → concept drift, revealed as late
    labels arrive → a new version that recovers, shown live (:mod:`driftline.demo.live`);
 4. once everything sent is processed and stored, reads the windows, alarms, triggers and dead letters back
-   from ClickHouse, judges them (:mod:`driftline.demo.judge`) and writes the HTML report
+   from ClickHouse, judges them (:mod:`driftline.demo.flags`, :mod:`driftline.demo.judge`) and writes the HTML report
    (:mod:`driftline.demo.report`, with the ``report`` extra).
 
 :func:`driftline.demo.summary.print_summary` tells what was found.
@@ -32,7 +32,8 @@ from rich.console import Console
 from rich.live import Live
 
 from driftline.client.reference import publish_profile, reference_performance_line
-from driftline.demo.judge import Verdict, WindowRows
+from driftline.demo.flags import WindowRows
+from driftline.demo.judge import Verdict
 from driftline.demo.live import REFRESH_PER_S, LiveTable, ResultsWatcher, trigger_line
 from driftline.demo.story import DEMO_DATABASE, DEMO_PREFIX, MODEL_ID, Story, story_references
 from driftline.devtools.local_broker import LocalKafka

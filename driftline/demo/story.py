@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from driftline.client.reference import build_reference
-from driftline.demo.judge import Verdict, WindowRows, judge
+from driftline.demo.flags import WindowRows
+from driftline.demo.judge import Verdict, judge
 from driftline.devtools.local_broker import free_port
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import ReferenceProfile

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from driftline.demo.judge import WindowRows, rows_of
+from driftline.demo.flags import WindowRows, rows_of
 from driftline.schemas.results import (
     FeatureDrift,
     GroupFairness,

@@ -3,7 +3,8 @@ next, each problem phase needs a trigger, and the stable period none."""
 
 from __future__ import annotations
 
-from driftline.demo.judge import drifted_features, flags, judge, rows_of
+from driftline.demo.flags import drifted_features, flags, rows_of
+from driftline.demo.judge import judge
 from driftline.schemas.policy import PolicySettings
 from driftline.schemas.results import RetrainTrigger
 from driftline.schemas.tables import DRIFT_WINDOWS, FAIRNESS_WINDOWS, PERFORMANCE_WINDOWS, RETRAIN_TRIGGERS
