@@ -201,7 +201,7 @@ def _watch(
     sent: dict[str, Any] | None = None
     behind = missing = 0
     complete: float | None = None
-    close_ms = int((config.window_s + config.grace_s) * 1000)
+    close_ms = _close_after_ms(config)
     while complete is None or time.time() < complete + SETTLE_S:
         if run.poll() is not None:
             raise RunError(f"driftline run exited with code {run.returncode} (log: {names.data_dir / 'run.log'})")
@@ -232,7 +232,7 @@ def _measured(
     peak_rss_bytes: int,
 ) -> Latency:
     """The latencies of the windows and triggers a run saw."""
-    close_ms = int((config.window_s + config.grace_s) * 1000)
+    close_ms = _close_after_ms(config)
     window_delays = [
         seen - close
         for (_m, _v, window_start), seen in rows.first_seen.items()
@@ -263,12 +263,17 @@ def _measured(
     )
 
 
+def _close_after_ms(config: BenchConfig) -> int:
+    """How long after its start a window closes: its length plus the grace period, in ms."""
+    return int((config.window_s + config.grace_s) * 1000)
+
+
 def _windows_closed(config: BenchConfig, closes: Closes) -> int:
     """How many windows (per model) the stream closed while it was produced."""
     if not closes.times:
         return 0
     first = config.simulation().start.timestamp() * 1000  # a window boundary: midnight
-    reached = closes.times[-1] - first - (config.window_s + config.grace_s) * 1000
+    reached = closes.times[-1] - first - _close_after_ms(config)
     return max(0, int(reached // (config.window_s * 1000)) + 1)
 
 

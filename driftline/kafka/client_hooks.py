@@ -42,11 +42,11 @@ class _KafkaLines(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING and "retrying" in record.getMessage():
+        line = record.getMessage()
+        if record.levelno >= logging.WARNING and "retrying" in line:
             record.levelno, record.levelname = logging.INFO, "INFO"
         if record.levelno < logging.getLogger(KAFKA_LOGGER).getEffectiveLevel():
             return False
-        line = record.getMessage()
         key, now = (record.levelno, _VARYING.sub("", line)), self._clock()
         with self._lock:
             shown_at, held = self._shown.get(key, (-math.inf, 0))

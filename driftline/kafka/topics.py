@@ -55,11 +55,12 @@ def cluster_metadata(
         client.poll(0)
         return client.list_topics(topic, timeout=METADATA_ATTEMPT_S)
 
-    said: list[bool] = []
+    said = False
 
     def waiting(state: RetryCallState) -> None:
+        nonlocal said
         if not said and (state.seconds_since_start or 0.0) >= WAITING_NOTICE_S:
-            said.append(True)
+            said = True
             log.warning("no answer from Kafka at %s yet; trying for up to %.0f s", kafka.bootstrap, timeout_s)
 
     retrying = Retrying(

@@ -8,47 +8,26 @@ import queue
 import signal
 import subprocess
 import threading
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
 from driftline.kafka.topics import create_topics
-from driftline.schemas.results import RetrainTrigger, TriggerReason, trigger_id
 from driftline.settings import Settings
 from tests.integration.running import DRIFTLINE, worker_env
+from tests.unit.demo.story_rows import trigger
 
 pytestmark = pytest.mark.integration
-
-START = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def decision(hour: int) -> RetrainTrigger:
-    """An accuracy decision of model ``churn`` in the window starting ``hour`` hours after :data:`START`."""
-    start = START + timedelta(hours=hour)
-    span = {"window_start": start, "window_end": start + timedelta(hours=1)}
-    reason = TriggerReason(
-        rule="accuracy_below", metric="accuracy", observed=0.7, threshold=0.85, sample_count=500, **span
-    )
-    return RetrainTrigger(
-        trigger_id=trigger_id("churn", "1", start, ["accuracy_below/accuracy"]),
-        model_id="churn",
-        model_version="1",
-        created_at=span["window_end"],
-        severity="critical",
-        reasons=[reason],
-        **span,
-    )
 
 
 def test_tail_prints_each_decision_once_and_stops_on_ctrl_c(settings: Settings, tmp_path: Path) -> None:
     create_topics(settings)
-    first, second = decision(0), decision(1)
+    first, second = (trigger(hour, "accuracy_below", "accuracy", 0.7, 0.85) for hour in (0, 1))
     producer = Producer(settings.kafka.client_config())
     topic = settings.topic("retrain-triggers")
     for value in (first.model_dump_json(), first.model_dump_json(), "not a trigger", second.model_dump_json()):
-        producer.produce(topic, value.encode(), key=b"churn")  # one partition: read in this order
+        producer.produce(topic, value.encode(), key=b"m")  # one partition: read in this order
     assert producer.flush(30) == 0
 
     command = [DRIFTLINE, "triggers", "tail", "--from-beginning", "--json"]
